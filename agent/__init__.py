@@ -1,0 +1,1 @@
+"""Customer side: the `mydiag` command, the collection runner."""

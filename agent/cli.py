@@ -1,0 +1,55 @@
+"""`mydiag`: the customer-side command. Each subcommand lives in its own `cmd_*` module."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import List, Optional
+
+from agent import exitcodes
+from bundle.version import __version__
+
+#: Subcommand modules, each with `register(subparsers)` and `run(args) -> int`.
+COMMANDS = ("collect", "inspect", "grants")
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(exitcodes.USAGE, f"mydiag: {message} (see `mydiag {self.prog.split()[-1]} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="mydiag", description="Safe MySQL diagnostics for asynchronous support.")
+    parser.add_argument("--version", action="version", version=f"mydiag {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"agent.cmd_{name}").register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return exitcodes.USAGE
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        print("mydiag: interrupted", file=sys.stderr)
+        return exitcodes.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        if os.environ.get("MYDIAG_DEBUG"):
+            raise
+        print(
+            f"mydiag: internal error: {type(exc).__name__}: {exc} "
+            "(run again with MYDIAG_DEBUG=1 for details, and please report it)",
+            file=sys.stderr,
+        )
+        return exitcodes.INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

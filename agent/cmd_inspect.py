@@ -1,0 +1,62 @@
+"""`mydiag inspect`: what a bundle holds, and any one member."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from agent import exitcodes
+from bundle.reader import BundleError, read_manifest, read_member
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "inspect", help="list what a bundle holds, or print one member",
+        description="List a bundle's collectors and files, or print one member with --show.",
+    )
+    parser.add_argument("bundle", help="a .tar.zst bundle")
+    parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    parser.add_argument("--show", metavar="PATH", help="print this member (e.g. manifest.json)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    path = Path(args.bundle)
+    try:
+        if args.show:
+            sys.stdout.buffer.write(read_member(path, args.show))
+            sys.stdout.flush()
+            return exitcodes.OK
+        manifest = read_manifest(path)
+    except BundleError as exc:
+        print(f"mydiag: {exc}", file=sys.stderr)
+        return exitcodes.BAD_BUNDLE
+    if args.json:
+        print(json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
+        return exitcodes.OK
+    console = Console()
+    console.print(
+        f"{path.name}: {manifest.host}, {manifest.profile} profile, "
+        f"{manifest.mysql.get('label', 'no MySQL')}, {manifest.started} to {manifest.finished}"
+    )
+    collectors = Table("collector", "status", "time", "error or notes")
+    for entry in manifest.collectors:
+        collectors.add_row(
+            entry.name, entry.status, f"{entry.duration:.2f}s",
+            entry.error or "; ".join(entry.notes),
+        )
+    console.print(collectors)
+    files = Table("file", "bytes", "sha256")
+    for item in manifest.files:
+        files.add_row(item.path, str(item.bytes), item.sha256[:16])
+    console.print(files)
+    if manifest.redaction:
+        console.print(
+            "redacted: " + ", ".join(f"{rule} x{count}" for rule, count in manifest.redaction.items())
+        )
+    return exitcodes.OK

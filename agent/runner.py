@@ -1,0 +1,191 @@
+"""Runs collectors under deadlines and writes what they return into one bundle.
+
+Collectors run one at a time (one connection, plus a reserve used only to stop a
+runaway statement), each in a worker thread under its own deadline and the overall
+budget. A failing or hanging collector is recorded and never stops the others.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional
+
+from bundle.manifest import CollectorEntry, Manifest, iso, utc_now
+from bundle.paths import bundle_name
+from bundle.redact import Redactor
+from bundle.writer import BundleWriter
+from collectors.mysql.session import AccessDenied, ConnectSpec, ServerDown, Session
+from collectors.registry import (
+    Artifact,
+    Collector,
+    CollectorError,
+    Context,
+    Need,
+    Notes,
+    Skip,
+    collectors_for,
+)
+
+#: How long a collector gets after its deadline to notice the interrupt and stop.
+GRACE = 1.0
+
+
+@dataclass
+class Options:
+    profile: str = "standard"
+    output_dir: Path = Path(".")
+    samples: int = 5
+    interval: float = 1.0
+    max_time: float = 60.0
+    statement_timeout: float = 3.0
+    table_guard: int = 10_000
+    only: Optional[List[str]] = None
+
+
+@dataclass
+class Result:
+    manifest: Manifest
+    bundle: Optional[Path] = None
+    connect_error: Optional[CollectorError] = None
+    statements: int = 0
+    entries: List[CollectorEntry] = field(default_factory=list)
+
+    @property
+    def all_ok(self) -> bool:
+        return all(e.status in ("ok", "skipped") for e in self.manifest.collectors)
+
+
+Progress = Callable[[str, Optional[CollectorEntry]], None]
+
+
+def _nothing(_name: str, _entry: Optional[CollectorEntry]) -> None:
+    return None
+
+
+def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) -> Result:
+    started = utc_now()
+    budget_end = time.monotonic() + options.max_time
+    chosen = [
+        c for c in collectors_for(options.profile)
+        if options.only is None or c.name in options.only
+    ]
+    session = Session(spec, statement_timeout=options.statement_timeout)
+    connect_error: Optional[CollectorError] = None
+    try:
+        session.connect()
+    except (AccessDenied, ServerDown) as exc:
+        connect_error = exc
+
+    host = str(session.identity.get("hostname") or spec.host or socket.gethostname())
+    if host in ("127.0.0.1", "localhost", "::1"):
+        host = socket.gethostname()
+    manifest = Manifest(host=host, profile=options.profile, started=iso(started))
+    manifest.options = {
+        "samples": options.samples, "interval": options.interval,
+        "max_time": options.max_time, "statement_timeout": options.statement_timeout,
+        "table_guard": options.table_guard,
+    }
+    if connect_error is None:
+        manifest.mysql = {
+            "flavor": session.flavor.name,
+            "version": ".".join(map(str, session.flavor.version)),
+            "version_string": session.flavor.raw,
+            "version_comment": session.identity.get("version_comment"),
+            "label": session.flavor.label,
+            "connection": spec.describe(),
+        }
+
+    shared: dict = {}
+    writer = BundleWriter(options.output_dir, Redactor())
+    try:
+        for item in chosen:
+            progress(item.name, None)
+            entry = _run_one(item, session, options, shared, connect_error, budget_end, writer)
+            manifest.collectors.append(entry)
+            progress(item.name, entry)
+        session.close()
+        manifest.mysql["statements"] = session.statements
+        manifest.finished = iso(utc_now())
+        result = Result(manifest, connect_error=connect_error, statements=session.statements)
+        if not writer.paths:
+            writer.discard()
+            return result
+        result.bundle = writer.finish(manifest, bundle_name(host, started))
+        return result
+    except BaseException:
+        writer.discard()
+        session.close()
+        raise
+
+
+def _run_one(
+    item: Collector,
+    session: Session,
+    options: Options,
+    shared: dict,
+    connect_error: Optional[CollectorError],
+    budget_end: float,
+    writer: BundleWriter,
+) -> CollectorEntry:
+    entry = CollectorEntry(name=item.name, status="ok", duration=0.0)
+    if Need.MYSQL in item.needs and connect_error is not None:
+        entry.status, entry.error, entry.fix = "failed", connect_error.reason, connect_error.fix
+        return entry
+    remaining = budget_end - time.monotonic()
+    if remaining <= 0:
+        entry.status, entry.error = "skipped", "the --max-time budget was used up"
+        entry.fix = "raise --max-time"
+        return entry
+    limit = item.timeout + (max(options.samples - 1, 0) * options.interval if item.sampled else 0)
+    limit = min(limit, remaining)
+    ctx = Context(
+        profile=options.profile, session=session, samples=options.samples,
+        interval=options.interval, table_guard=options.table_guard,
+        deadline=time.monotonic() + limit, notes=Notes(), shared=shared,
+    )
+    artifacts: List[Artifact] = []
+    failure: List[BaseException] = []
+
+    def work() -> None:
+        try:
+            for artifact in item.func(ctx):
+                artifacts.append(artifact)
+        except BaseException as exc:  # noqa: BLE001 - recorded, never re-raised in a thread
+            failure.append(exc)
+
+    begun = time.monotonic()
+    worker = threading.Thread(target=work, name=f"collector-{item.name}", daemon=True)
+    worker.start()
+    worker.join(limit)
+    timed_out = worker.is_alive()
+    if timed_out:
+        session.interrupt()
+        worker.join(GRACE)
+    entry.duration = round(time.monotonic() - begun, 3)
+    kept = list(artifacts)
+    for artifact in kept:
+        entry.files.append(writer.add(artifact.path, artifact.encode()).path)
+    entry.notes = list(ctx.notes.items)
+    if timed_out:
+        entry.status = "partial" if kept else "failed"
+        entry.error = f"did not finish within {limit:.1f}s and was stopped"
+        entry.fix = "see the collector's notes; raise --max-time if the server is just slow"
+    elif failure:
+        exc = failure[0]
+        if isinstance(exc, Skip):
+            entry.status, entry.error, entry.fix = "skipped", exc.reason, exc.fix or None
+        elif isinstance(exc, CollectorError):
+            entry.status = "partial" if kept else "failed"
+            entry.error, entry.fix = exc.reason, exc.fix or None
+        else:
+            entry.status = "partial" if kept else "failed"
+            entry.error = f"internal error: {type(exc).__name__}: {exc}"
+    elif ctx.notes.partial:
+        entry.status = "partial"
+    if entry.fix == "":
+        entry.fix = None
+    return entry

@@ -1,0 +1,1 @@
+"""The contract between agent and server: archive layout, manifest, redaction, encryption."""

@@ -1,0 +1,66 @@
+"""The manifest: the first member of every bundle, describing everything after it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional
+
+from bundle.version import FORMAT_VERSION, __version__
+
+MANIFEST_PATH = "manifest.json"
+STATUSES = ("ok", "partial", "failed", "skipped")
+
+
+def utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def iso(moment: _dt.datetime) -> str:
+    """UTC, ISO 8601, second precision with a Z: what every bundle and API uses."""
+    return moment.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class CollectorEntry:
+    name: str
+    status: str
+    duration: float
+    error: Optional[str] = None
+    fix: Optional[str] = None
+    notes: List[str] = field(default_factory=list)
+    files: List[str] = field(default_factory=list)
+
+
+@dataclass
+class FileEntry:
+    path: str
+    bytes: int
+    sha256: str
+
+
+@dataclass
+class Manifest:
+    host: str
+    profile: str
+    started: str
+    finished: str = ""
+    format_version: int = FORMAT_VERSION
+    tool: str = "mydiag"
+    tool_version: str = __version__
+    mysql: Dict[str, Any] = field(default_factory=dict)
+    collectors: List[CollectorEntry] = field(default_factory=list)
+    files: List[FileEntry] = field(default_factory=list)
+    redaction: Dict[str, int] = field(default_factory=dict)
+    options: Dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> Manifest:
+        data = dict(data)
+        data["collectors"] = [CollectorEntry(**c) for c in data.get("collectors", [])]
+        data["files"] = [FileEntry(**f) for f in data.get("files", [])]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,1 @@
+"""Sources of diagnostics: one module per source, each collector a short declaration."""

@@ -1,0 +1,1 @@
+"""MySQL/MariaDB collectors: flavor, named SQL statements and the safe session."""

@@ -1,0 +1,294 @@
+"""A safe session on a production server.
+
+Read-only, autocommit, a tiny `lock_wait_timeout`, a server-side time limit on every
+statement (`max_statement_time` on MariaDB, `MAX_EXECUTION_TIME` on MySQL) and a
+client read timeout behind it. Errors come back as `CollectorError`s that say what
+happened and what to do; a missing privilege names the GRANT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import socket as _socket
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+import pymysql
+import pymysql.cursors
+
+from collectors.mysql import privileges
+from collectors.mysql.flavor import Flavor
+from collectors.mysql.sql import IDENTITY, Statement
+from collectors.registry import CollectorError
+
+_ACCESS_DENIED = {1045, 1698}
+_NO_PRIVILEGE = {1044, 1142, 1143, 1227, 1370, 4151}
+_TIMEOUT = {1969, 3024, 1317, 1205, 1028}
+_GONE = {2006, 2013, 2055, 2014}
+_ABSENT = {1109, 1146, 1193, 1286, 1049, 1064}
+
+CONNECT_TIMEOUT = 3.0
+LOCK_WAIT_TIMEOUT = 1
+
+
+@dataclass
+class ConnectSpec:
+    host: Optional[str] = None
+    port: int = 3306
+    socket: Optional[str] = None
+    user: Optional[str] = None
+    password: Optional[str] = field(default=None, repr=False)
+    ssl_ca: Optional[str] = None
+    ssl_cert: Optional[str] = None
+    ssl_key: Optional[str] = None
+    ssl_required: bool = False
+    sources: List[str] = field(default_factory=list)
+
+    @property
+    def effective_user(self) -> str:
+        return self.user or getpass.getuser()
+
+    def describe(self) -> str:
+        """Where this connects, for messages: never the password."""
+        if self.socket:
+            return f"'{self.effective_user}' via socket {self.socket}"
+        return f"'{self.effective_user}' at {self.host}:{self.port}"
+
+
+class AccessDenied(CollectorError):
+    pass
+
+
+class ServerDown(CollectorError):
+    pass
+
+
+class ServerGone(CollectorError):
+    pass
+
+
+class StatementTimeout(CollectorError):
+    pass
+
+
+class MissingPrivilege(CollectorError):
+    pass
+
+
+class NotAvailable(CollectorError):
+    """The table, variable or statement does not exist on this server."""
+
+
+class Session:
+    """One connection to the server, reconnected once if lost, with a reserve to interrupt."""
+
+    def __init__(self, spec: ConnectSpec, *, statement_timeout: float = 3.0) -> None:
+        self.spec = spec
+        self.statement_timeout = statement_timeout
+        self.flavor = Flavor("mysql", (0, 0, 0))
+        self.identity: Dict[str, Any] = {}
+        self.statements = 0
+        self._conn: Optional[pymysql.connections.Connection] = None
+        self._down: Optional[ServerDown] = None
+        self._lock = threading.Lock()
+
+    # -- connecting -------------------------------------------------------
+
+    def _open(self) -> pymysql.connections.Connection:
+        spec = self.spec
+        kwargs: Dict[str, Any] = dict(
+            user=spec.effective_user,
+            password=spec.password or "",
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=self.statement_timeout + 2,
+            write_timeout=self.statement_timeout + 2,
+            autocommit=True,
+            charset="utf8mb4",
+            cursorclass=pymysql.cursors.DictCursor,
+            program_name="mydiag",
+        )
+        if spec.socket:
+            kwargs["unix_socket"] = spec.socket
+        else:
+            kwargs["host"], kwargs["port"] = spec.host, spec.port
+        if spec.ssl_ca or spec.ssl_cert or spec.ssl_required:
+            # TLS is a deliberate choice (it costs ~50 ms per connect): on when asked for.
+            kwargs["ssl"] = {
+                k: v
+                for k, v in (("ca", spec.ssl_ca), ("cert", spec.ssl_cert), ("key", spec.ssl_key))
+                if v
+            } or {"check_hostname": False}
+        else:
+            kwargs["ssl_disabled"] = True
+        try:
+            conn = pymysql.connect(**kwargs)
+        except pymysql.err.MySQLError as exc:
+            raise self._connect_error(exc) from None
+        except (OSError, _socket.timeout) as exc:
+            raise ServerDown(
+                f"cannot connect to {spec.describe()}: {exc}",
+                "check that the server is running and the host, port or socket",
+            ) from None
+        server_version = conn.get_server_info() or ""
+        family = "mariadb" if "mariadb" in server_version.lower() else "mysql"
+        with conn.cursor() as cur:
+            cur.execute(self._session_settings(family))
+            self.statements += 1
+        return conn
+
+    def _session_settings(self, family: str) -> str:
+        if family == "mariadb":
+            return (
+                f"SET SESSION tx_read_only=1, lock_wait_timeout={LOCK_WAIT_TIMEOUT},"
+                f" innodb_lock_wait_timeout={LOCK_WAIT_TIMEOUT},"
+                f" max_statement_time={self.statement_timeout:g}"
+            )
+        return (
+            f"SET SESSION transaction_read_only=1, lock_wait_timeout={LOCK_WAIT_TIMEOUT},"
+            f" innodb_lock_wait_timeout={LOCK_WAIT_TIMEOUT},"
+            f" max_execution_time={int(self.statement_timeout * 1000)}"
+        )
+
+    def _connect_error(self, exc: pymysql.err.MySQLError) -> CollectorError:
+        code = exc.args[0] if exc.args else 0
+        where = self.spec.describe()
+        if code in _ACCESS_DENIED:
+            return AccessDenied(
+                f"access denied for {where}",
+                "check the user and password (option file or --ask-pass); "
+                "run `mydiag grants` for the SQL to create a diagnostics user",
+            )
+        if code in (2002, 2003):
+            return ServerDown(
+                f"cannot connect to {where}: server not reachable",
+                "check that the server is running and the host, port or socket",
+            )
+        message = exc.args[1] if len(exc.args) > 1 else str(exc)
+        return ServerDown(f"cannot connect to {where}: {message}", "")
+
+    def connect(self) -> None:
+        """Connect and learn the flavor. Raises AccessDenied or ServerDown."""
+        self._conn = self._open()
+        rows = self._execute(IDENTITY.sql(self.flavor), None, IDENTITY, None)
+        self.identity = rows[0] if rows else {}
+        self.flavor = Flavor.parse(
+            str(self.identity.get("version", "")), str(self.identity.get("version_comment", ""))
+        )
+
+    @property
+    def connection_id(self) -> Optional[int]:
+        return self._conn.thread_id() if self._conn else None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            # Closing a dead socket may fail in any way; the connection is gone either way.
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    def interrupt(self) -> None:
+        """Stop the running statement from a reserve connection, then drop ours."""
+        victim = self.connection_id
+        conn, self._conn = self._conn, None
+        if victim is not None and self._down is None:
+            try:
+                reserve = self._open()
+                try:
+                    with reserve.cursor() as cur:
+                        cur.execute(f"KILL QUERY {int(victim)}")
+                        self.statements += 1
+                finally:
+                    reserve.close()
+            except (CollectorError, pymysql.err.MySQLError, OSError):
+                pass
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+    # -- querying ---------------------------------------------------------
+
+    def query(
+        self,
+        stmt: Statement,
+        params: Optional[Dict[str, Any]] = None,
+        *,
+        timeout: Optional[float] = None,
+    ) -> List[Dict[str, Any]]:
+        """Run a named statement and return its rows as dicts."""
+        return self._execute(self._limited(stmt.sql(self.flavor), timeout), params, stmt, timeout)
+
+    def _limited(self, sql: str, timeout: Optional[float]) -> str:
+        if timeout is None or timeout == self.statement_timeout:
+            return sql
+        if self.flavor.is_mariadb:
+            return f"SET STATEMENT max_statement_time={timeout:g} FOR {sql}"
+        if sql.upper().startswith("SELECT "):
+            return f"SELECT /*+ MAX_EXECUTION_TIME({int(timeout * 1000)}) */ {sql[7:]}"
+        return sql
+
+    def _execute(
+        self,
+        sql: str,
+        params: Optional[Dict[str, Any]],
+        stmt: Statement,
+        timeout: Optional[float],
+    ) -> List[Dict[str, Any]]:
+        if self._down is not None:
+            raise self._down
+        if self._conn is None:
+            try:
+                self._conn = self._open()
+            except ServerDown as exc:
+                self._down = exc
+                raise
+        conn = self._conn
+        try:
+            with self._lock:
+                if timeout is not None:
+                    conn._sock.settimeout(timeout + 2)  # type: ignore[union-attr]
+                with conn.cursor() as cur:
+                    self.statements += 1
+                    cur.execute(sql, params or {})
+                    rows = list(cur.fetchall())
+                if timeout is not None:
+                    conn._sock.settimeout(self.statement_timeout + 2)  # type: ignore[union-attr]
+                return rows
+        except pymysql.err.MySQLError as exc:
+            raise self._statement_error(exc, stmt, conn, timeout) from None
+        except (OSError, AttributeError) as exc:
+            self._conn = None
+            raise ServerGone(f"{stmt.name}: connection lost ({exc})", "") from None
+
+    def _statement_error(
+        self,
+        exc: pymysql.err.MySQLError,
+        stmt: Statement,
+        conn: pymysql.connections.Connection,
+        timeout: Optional[float],
+    ) -> CollectorError:
+        code = exc.args[0] if exc.args else 0
+        message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        limit = timeout if timeout is not None else self.statement_timeout
+        if code in _GONE or not conn.open:
+            if conn is self._conn:
+                self._conn = None
+            if "timed out" in message:
+                return StatementTimeout(
+                    f"{stmt.name}: no answer within {limit + 2:g}s (client read timeout)", ""
+                )
+            return ServerGone(f"{stmt.name}: lost the connection to the server ({message})", "")
+        if code in _TIMEOUT:
+            what = "waited too long for a lock" if code == 1205 else f"exceeded the {limit:g}s limit"
+            return StatementTimeout(f"{stmt.name}: {what}, stopped by the server", "")
+        if code in _NO_PRIVILEGE or code in _ACCESS_DENIED:
+            fix = ""
+            if stmt.privilege:
+                fix = privileges.grant_statement(
+                    self.flavor, stmt.privilege, f"'{self.spec.effective_user}'@'<host>'"
+                )
+            return MissingPrivilege(f"{stmt.name}: permission denied ({message})", fix)
+        if code in _ABSENT:
+            return NotAvailable(f"{stmt.name}: not available on this server ({message})", "")
+        return CollectorError(f"{stmt.name}: server error {code}: {message}", "")

@@ -1,0 +1,1 @@
+"""Support side: `mydiag-server`."""
