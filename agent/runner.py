@@ -1,14 +1,16 @@
 """Runs collectors under deadlines and writes what they return into one bundle.
 
-Collectors run one at a time (one connection, plus a reserve used only to stop a
-runaway statement), each in a worker thread under its own deadline and the overall
-budget. A failing or hanging collector is recorded and never stops the others.
+Snapshot collectors run one at a time (one connection, plus a reserve used only to
+stop a runaway statement), each in a worker thread under its own deadline and the
+overall budget; then the samplers run side by side over the sampling window. A failing
+or hanging collector is recorded and never stops the others.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,11 +104,24 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
     shared: dict = {}
     writer = BundleWriter(options.output_dir, Redactor())
     try:
-        for item in chosen:
+        entries = {}
+
+        def run(item: Collector) -> None:
             progress(item.name, None)
-            entry = _run_one(item, session, options, shared, connect_error, budget_end, writer)
-            manifest.collectors.append(entry)
-            progress(item.name, entry)
+            entries[item.name] = _run_one(
+                item, session, options, shared, connect_error, budget_end, writer
+            )
+            progress(item.name, entries[item.name])
+
+        for item in chosen:
+            if not item.sampled:
+                run(item)
+        # Samplers (MySQL status, CPU, disk, network) run together so their readings line up.
+        samplers = [c for c in chosen if c.sampled]
+        if samplers:
+            with ThreadPoolExecutor(len(samplers), thread_name_prefix="sampler") as pool:
+                list(pool.map(run, samplers))
+        manifest.collectors = [entries[c.name] for c in chosen]
         session.close()
         manifest.mysql["statements"] = session.statements
         manifest.finished = iso(utc_now())

@@ -16,6 +16,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import threading
 from pathlib import Path
 from typing import List, Optional
 
@@ -37,6 +38,7 @@ class BundleWriter:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._stage = Path(tempfile.mkdtemp(prefix=".mydiag-stage-", dir=self.output_dir))
         self._entries: List[FileEntry] = []
+        self._lock = threading.Lock()
 
     @property
     def paths(self) -> List[str]:
@@ -46,15 +48,16 @@ class BundleWriter:
         """Redact `data` and stage it as member `path`."""
         if not member_ok(path) or path == MANIFEST_PATH:
             raise ValueError(f"bad bundle member path {path!r}")
-        if path in self.paths:
-            raise ValueError(f"bundle member {path} written twice")
-        clean = self.redactor.apply(path, data)
-        target = self._stage / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(clean)
-        entry = FileEntry(path, len(clean), hashlib.sha256(clean).hexdigest())
-        self._entries.append(entry)
-        return entry
+        with self._lock:
+            if path in self.paths:
+                raise ValueError(f"bundle member {path} written twice")
+            clean = self.redactor.apply(path, data)
+            target = self._stage / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(clean)
+            entry = FileEntry(path, len(clean), hashlib.sha256(clean).hexdigest())
+            self._entries.append(entry)
+            return entry
 
     def finish(self, manifest: Manifest, name: str) -> Path:
         """Write the bundle atomically and return its path."""
