@@ -1,0 +1,47 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Customer hosts are old: the agent's tests also run on Python 3.9 when one is found.
+PY39 ?= $(shell command -v python3.9 2>/dev/null || ls -1 $$HOME/.pyenv/versions/3.9*/bin/python3.9 2>/dev/null | head -n 1)
+
+.PHONY: demo test test-py39 system-deps lint bench clean
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,server]'
+	touch $@
+
+system-deps:
+	scripts/system-deps.sh
+
+demo: $(VENV)/.stamp
+	scripts/system-deps.sh --demo
+	$(PY) scripts/demo.py
+
+test: system-deps $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+	$(MAKE) test-py39
+
+# The agent side on Python 3.9: collection, bundle and sealing tests (no server extra).
+test-py39:
+	@if [ -z "$(PY39)" ]; then \
+	  if [ "$$MYDIAG_REQUIRE_PY39" = 1 ]; then echo "python3.9 not found (needed: MYDIAG_REQUIRE_PY39=1)"; exit 1; fi; \
+	  echo "note: no python3.9 found; agent tests ran on $$($(PY) --version) only"; \
+	else \
+	  [ -x .venv39/bin/python ] || $(PY39) -m venv .venv39; \
+	  .venv39/bin/python -m pip install -q -e '.[dev]'; \
+	  .venv39/bin/python -m pytest -m "not server" -q $(PYTEST_ARGS39); \
+	fi
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+
+bench: $(VENV)/.stamp
+	scripts/system-deps.sh --bench
+	@echo "benchmarks: see bench/README.md (each script runs on its own)"
+
+clean:
+	rm -rf $(VENV) .venv39 .demo build *.egg-info

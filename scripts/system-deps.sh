@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests (or --demo, --bench) need, when missing.
+# Needs root for apt-get; without root it says what to install and fails when it matters.
+set -euo pipefail
+
+want=()
+need() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || want+=("$2"); }
+
+case "${1:-}" in
+  --demo)
+    need mariadbd mariadb-server ;;
+  --bench)
+    need mariadbd mariadb-server
+    need pt-stalk percona-toolkit
+    need sysbench sysbench
+    need age age
+    need sos sosreport ;;
+  *)
+    need mariadbd mariadb-server
+    need mariadb mariadb-client
+    need age age
+    need zstd zstd
+    need ssh openssh-client
+    need sshd openssh-server ;;
+esac
+
+[ ${#want[@]} -eq 0 ] && exit 0
+# Deduplicate: one package may provide several commands.
+mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing packages: ${want[*]} (install them as root: apt-get install -y ${want[*]})" >&2
+  [ "${1:-}" = "--demo" ] && exit 0
+  exit 1
+fi
+echo "installing ${want[*]} ..."
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q "${want[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${want[@]}" >/dev/null; }
