@@ -40,7 +40,7 @@ RULES: List[Rule] = [
         "identified_by",
         re.compile(
             r"(?P<prefix>\bIDENTIFIED\s+(?:WITH\s+\S+\s+)?(?:BY|AS)\s+(?:PASSWORD\s+)?)"
-            r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+)",
+            r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s\"',;)]+)",
             re.I,
         ),
         _keep_prefix,
@@ -53,7 +53,7 @@ RULES: List[Rule] = [
     Rule(
         "replication_password",
         re.compile(
-            r"(?P<prefix>\b(?:MASTER|SOURCE)_PASSWORD\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|\S+)",
+            r"(?P<prefix>\b(?:MASTER|SOURCE)_PASSWORD\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s\"',;)]+)",
             re.I,
         ),
         _keep_prefix,

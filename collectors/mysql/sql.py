@@ -209,8 +209,8 @@ PS_WAITS = _stmt(
 )
 PS_FILE_IO = _stmt(
     "ps_file_io",
-    "SELECT FILE_NAME AS file, EVENT_NAME AS event, COUNT_READ AS reads,"
-    " SUM_NUMBER_OF_BYTES_READ AS read_bytes, COUNT_WRITE AS writes,"
+    "SELECT FILE_NAME AS file, EVENT_NAME AS event, COUNT_READ AS read_count,"
+    " SUM_NUMBER_OF_BYTES_READ AS read_bytes, COUNT_WRITE AS write_count,"
     " SUM_NUMBER_OF_BYTES_WRITE AS write_bytes, SUM_TIMER_WAIT/1e12 AS total_seconds"
     " FROM performance_schema.file_summary_by_instance"
     " ORDER BY SUM_TIMER_WAIT DESC LIMIT %(limit)s",
@@ -219,7 +219,7 @@ PS_FILE_IO = _stmt(
 PS_TABLE_IO = _stmt(
     "ps_table_io",
     "SELECT OBJECT_SCHEMA AS schema_name, OBJECT_NAME AS table_name,"
-    " COUNT_READ AS reads, COUNT_WRITE AS writes, COUNT_FETCH AS fetches,"
+    " COUNT_READ AS read_count, COUNT_WRITE AS write_count, COUNT_FETCH AS fetches,"
     " COUNT_INSERT AS inserts, COUNT_UPDATE AS updates, COUNT_DELETE AS deletes,"
     " SUM_TIMER_WAIT/1e12 AS total_seconds"
     " FROM performance_schema.table_io_waits_summary_by_table WHERE COUNT_STAR > 0"

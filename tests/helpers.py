@@ -1,0 +1,57 @@
+"""Helpers for tests that drive `mydiag` the way a user does: as a separate process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+from typing import Dict, List
+
+import zstandard
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def mydiag(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
+    """Run `mydiag ARGS` with this interpreter; stdout and stderr captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", *args], cwd=kwargs.pop("cwd", ROOT),
+        capture_output=True, text=True, timeout=timeout, **kwargs,
+    )
+
+
+def bundle_members(path: Path) -> List[tarfile.TarInfo]:
+    with open(path, "rb") as raw, tarfile.open(
+        fileobj=zstandard.ZstdDecompressor().stream_reader(raw), mode="r|"
+    ) as tar:
+        return list(tar)
+
+
+def bundle_files(path: Path) -> Dict[str, bytes]:
+    """Every member of a plain bundle, by path, in archive order."""
+    out: Dict[str, bytes] = {}
+    with open(path, "rb") as raw, tarfile.open(
+        fileobj=zstandard.ZstdDecompressor().stream_reader(raw), mode="r|"
+    ) as tar:
+        for info in tar:
+            handle = tar.extractfile(info)
+            if handle is not None:
+                out[info.name] = handle.read()
+    return out
+
+
+def bundle_json(files: Dict[str, bytes], name: str):
+    return json.loads(files[name])
+
+
+def collect_json(*args: str, timeout: float = 120, **kwargs) -> tuple:
+    """Run `mydiag collect --json ARGS`; return (process, summary dict or None)."""
+    done = mydiag("collect", "--json", *args, timeout=timeout, **kwargs)
+    summary = json.loads(done.stdout) if done.stdout.strip().startswith("{") else None
+    return done, summary
+
+
+def by_name(summary: dict) -> dict:
+    return {c["name"]: c for c in summary["collectors"]}
