@@ -149,7 +149,7 @@ def test_accounts_summary_never_holds_a_hash(server, standard, admin):
     users = {(a["user"], a["host"]) for a in accounts["accounts"]}
     assert ("mydiag_admin", "127.0.0.1") in users
     assert "authentication_string" not in raw.decode() and '"password"' not in raw.decode()
-    hashed = server.sql("SELECT PASSWORD(%s)" % repr(password))[0][0]
+    hashed = server.sql(f"SELECT PASSWORD({password!r})")[0][0]
     everything = b"".join(files.values())
     assert hashed.encode() not in everything and password.encode() not in everything
 
