@@ -1,20 +1,328 @@
-"""`mydiag-server`: the support side (only --version for now)."""
+"""`mydiag-server`: the support side. Every subcommand takes `--data DIR` (from `init`)."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import os
 import sys
-from typing import List, Optional
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
 
 from bundle.version import __version__
+from server import exitcodes
+from server.config import Config, ConfigError, DataDir, Limits, safe_url, write_private
+from server.db import DatabaseError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(exitcodes.USAGE, f"mydiag-server: {message} (see `{self.prog} --help`)\n")
+
+
+class Failure(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _open(args: argparse.Namespace):
+    from server.state import State
+
+    return State.open(Path(args.data), getattr(args, "database", None))
+
+
+def _emit(args: argparse.Namespace, data: Any, lines: List[str]) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(data, indent=2))
+    else:
+        print("\n".join(lines))
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from bundle import age
+    from server import audit, tickets
+    from server.db import open_database
+
+    data = DataDir(Path(args.data))
+    if data.exists():
+        raise Failure(exitcodes.DATA_DIR, f"{data.path} is already initialized (its admin token was "
+                                          "printed then; add engineers with `mydiag-server engineer add`)")
+    data.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    secret, recipient = age.generate_identity()
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_private(data.identity_path,
+                  f"# created: {created}\n# public key: {recipient}\n{secret}\n".encode())
+    limits = Limits()
+    if args.max_upload_bytes:
+        limits.max_upload_bytes = args.max_upload_bytes
+    if args.max_ticket_bytes:
+        limits.max_ticket_bytes = args.max_ticket_bytes
+    config = Config(recipients=[recipient], database=args.database or "", limits=limits)
+    db = open_database(data.database_url(config))
+    try:
+        with db.tx() as tx:
+            token = tickets.add_engineer(tx, "admin", _actor(), role="admin")
+            audit.record(tx, _actor(), "server.init", recipient=recipient)
+    finally:
+        db.close()
+    data.save(config)
+    data.blobs.mkdir(exist_ok=True)
+    _emit(args, {"data": str(data.path), "recipients": [recipient], "admin_token": token,
+                 "database": safe_url(data.database_url(config))}, [
+        f"initialized {data.path} (database {safe_url(data.database_url(config))})",
+        f"server recipient: {recipient}",
+        f"admin token (shown once, keep it safe): {token}",
+    ])
+    return exitcodes.OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import logging
+
+    import uvicorn
+
+    from server.app import create_app
+
+    host, _, port_text = args.listen.rpartition(":")
+    if not host or not port_text.isdigit():
+        raise Failure(exitcodes.USAGE, f"--listen must be HOST:PORT, not {args.listen!r}")
+    state = _open(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    print(f"mydiag-server {__version__}: http://{args.listen}/api/v1 "
+          f"(database {safe_url(state.data.database_url(state.config, args.database))})",
+          file=sys.stderr, flush=True)
+    try:
+        uvicorn.run(create_app(state), host=host.strip("[]"), port=int(port_text),
+                    log_level=args.log_level, access_log=args.log_level in ("info", "debug"),
+                    timeout_graceful_shutdown=5, server_header=False)
+    finally:
+        state.close()
+    return exitcodes.OK
+
+
+def cmd_ticket_create(args: argparse.Namespace) -> int:
+    from server import tickets
+
+    state = _open(args)
+    try:
+        with state.db.tx() as tx:
+            ticket = tickets.create_ticket(tx, args.customer, args.title, state.config.recipients,
+                                           _actor(), state.config.limits.token_days)
+    finally:
+        state.close()
+    _emit(args, ticket, [
+        f"ticket {ticket['id']} for {ticket['customer']}: {ticket['title']}",
+        f"upload token (shown once; give it to the customer): {ticket['upload_token']}",
+        f"token expires: {ticket['token_expires']}",
+        *(f"recipient: {r}" for r in ticket["recipients"]),
+    ])
+    return exitcodes.OK
+
+
+def cmd_engineer_add(args: argparse.Namespace) -> int:
+    from server import tickets
+
+    state = _open(args)
+    try:
+        with state.db.tx() as tx:
+            token = tickets.add_engineer(tx, args.name, _actor())
+    finally:
+        state.close()
+    _emit(args, {"name": args.name, "token": token},
+          [f"engineer {args.name} added", f"token (shown once, keep it safe): {token}"])
+    return exitcodes.OK
+
+
+def _ticket_or_fail(state: Any, ticket_id: str) -> Dict[str, Any]:
+    from server import tickets
+
+    with state.db.tx(write=False) as tx:
+        ticket = tickets.get_ticket(tx, ticket_id)
+    if ticket is None:
+        raise Failure(exitcodes.NOT_FOUND, f"no ticket {ticket_id!r}")
+    return ticket
+
+
+def cmd_bundle_list(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from server import bundles
+
+    state = _open(args)
+    try:
+        _ticket_or_fail(state, args.ticket)
+        with state.db.tx(write=False) as tx:
+            rows = bundles.list_bundles(tx, args.ticket)
+    finally:
+        state.close()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return exitcodes.OK
+    table = Table("bundle", "status", "bytes", "sha256", "signer", "host", "received")
+    for row in rows:
+        table.add_row(row["id"], row["status"], str(row["size"]), row["sha256"][:12],
+                      row["signer"] or "", row["host"] or "", row["received"])
+    console = Console()
+    console.print(table)
+    for row in rows:
+        if row["reason"]:
+            console.print(f"{row['id']} {row['status']}: {row['reason']}", markup=False)
+    return exitcodes.OK
+
+
+def cmd_bundle_open(args: argparse.Namespace) -> int:
+    from bundle.age import AgeError
+    from server import bundles
+
+    state = _open(args)
+    try:
+        plain, unpacked = bundles.open_bundle(state, args.bundle_id, Path(args.output), _actor())
+    except LookupError as exc:
+        raise Failure(exitcodes.NOT_FOUND, str(exc)) from None
+    except AgeError as exc:
+        raise Failure(exitcodes.QUARANTINED, f"cannot unseal {args.bundle_id}: {exc}") from None
+    finally:
+        state.close()
+    print(f"unsealed: {plain}\nunpacked: {unpacked}")
+    return exitcodes.OK
+
+
+def cmd_bundle_import(args: argparse.Namespace) -> int:
+    from server import bundles
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise Failure(exitcodes.IO_ERROR, f"{path}: no such file")
+    state = _open(args)
+    try:
+        _ticket_or_fail(state, args.ticket)
+        result = bundles.import_file(state, args.ticket, path, _actor())
+    finally:
+        state.close()
+    _emit(args, result, [
+        f"bundle {result['id']} on {args.ticket}: {result['status']}"
+        + (f" ({result['reason']})" if result["reason"] else ""),
+        f"signer: {result['signer']}",
+    ])
+    return exitcodes.OK if result["status"] == "accepted" else exitcodes.QUARANTINED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="mydiag-server", description="mydiag support server: tickets, uploads, bundles. "
+                    "Exit codes: 0 ok, 1 internal error, 2 usage, 3 data directory, 4 database, "
+                    "5 not found, 6 file or network I/O, 7 bundle quarantined, 130 interrupted.")
+    parser.add_argument("--version", action="version", version=f"mydiag-server {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def data_arg(p: argparse.ArgumentParser, database: bool = False) -> None:
+        p.add_argument("--data", required=True, metavar="DIR", help="the server's data directory")
+        if database:
+            p.add_argument("--database", metavar="URL",
+                           help="postgresql://… (default: the one chosen at init, else SQLite in DIR)")
+
+    p = sub.add_parser("init", help="create a data directory: database, blobs, age identity, admin token")
+    data_arg(p, database=True)
+    p.add_argument("--max-upload-bytes", type=int, metavar="N", help="largest single upload (default 4 GiB)")
+    p.add_argument("--max-ticket-bytes", type=int, metavar="N", help="bytes per ticket (default 20 GiB)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_init)
+
+    p = sub.add_parser("run", help="serve the API under /api/v1")
+    data_arg(p, database=True)
+    p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
+                   help="address to listen on (default 127.0.0.1:8080)")
+    p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.set_defaults(run=cmd_run)
+
+    ticket = sub.add_parser("ticket", help="tickets").add_subparsers(dest="action", metavar="ACTION",
+                                                                      parser_class=Parser, required=True)
+    p = ticket.add_parser("create", help="open a ticket; prints its id, upload token and recipients")
+    data_arg(p, database=True)
+    p.add_argument("--customer", required=True, help="the customer's name (letters, digits, . _ @ -)")
+    p.add_argument("--title", required=True, help="one line saying what is wrong")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_ticket_create)
+
+    bundle = sub.add_parser("bundle", help="bundles on a ticket").add_subparsers(
+        dest="action", metavar="ACTION", parser_class=Parser, required=True)
+    p = bundle.add_parser("list", help="bundles of a ticket with their status")
+    data_arg(p, database=True)
+    p.add_argument("--ticket", required=True, metavar="ID")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_bundle_list)
+    p = bundle.add_parser("open", help="unseal and unpack a bundle for reading")
+    data_arg(p, database=True)
+    p.add_argument("bundle_id", metavar="BUNDLE_ID")
+    p.add_argument("--output", required=True, metavar="DIR")
+    p.set_defaults(run=cmd_bundle_open)
+    p = bundle.add_parser("import", help="take a sealed bundle handed over by other means")
+    data_arg(p, database=True)
+    p.add_argument("--ticket", required=True, metavar="ID")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_bundle_import)
+
+    engineer = sub.add_parser("engineer", help="engineer accounts").add_subparsers(
+        dest="action", metavar="ACTION", parser_class=Parser, required=True)
+    p = engineer.add_parser("add", help="add an engineer; prints their token once")
+    data_arg(p, database=True)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(run=cmd_engineer_add)
+    return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="mydiag-server", description="mydiag support server.")
-    parser.add_argument("--version", action="version", version=f"mydiag-server {__version__}")
-    parser.parse_args(argv)
-    parser.print_help()
-    return 0
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Optional[Handler] = getattr(args, "run", None)
+    if handler is None:
+        parser.print_help()
+        return exitcodes.USAGE
+    from server.tickets import Invalid
+
+    # Everything the server writes (database, blobs, identity) is for its own user only.
+    os.umask(0o077)
+    try:
+        return handler(args)
+    except Failure as exc:
+        print(f"mydiag-server: {exc}", file=sys.stderr)
+        return exc.code
+    except ConfigError as exc:
+        print(f"mydiag-server: {exc}", file=sys.stderr)
+        return exitcodes.DATA_DIR
+    except DatabaseError as exc:
+        print(f"mydiag-server: {exc}", file=sys.stderr)
+        return exitcodes.DATABASE
+    except Invalid as exc:
+        print(f"mydiag-server: {exc}", file=sys.stderr)
+        return exitcodes.USAGE
+    except OSError as exc:
+        print(f"mydiag-server: {exc.filename or ''}: {exc.strerror or exc}".replace(": :", ":"),
+              file=sys.stderr)
+        return exitcodes.IO_ERROR
+    except KeyboardInterrupt:
+        print("mydiag-server: interrupted", file=sys.stderr)
+        return exitcodes.INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - the last line of defence against a traceback
+        if os.environ.get("MYDIAG_DEBUG"):
+            raise
+        print(f"mydiag-server: internal error: {type(exc).__name__}: {exc} "
+              "(run again with MYDIAG_DEBUG=1 for details, and please report it)", file=sys.stderr)
+        return exitcodes.INTERNAL
 
 
 if __name__ == "__main__":

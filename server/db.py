@@ -1,0 +1,244 @@
+"""The server's database: one small SQL layer over SQLite (embedded) and PostgreSQL.
+
+SQL is written once, with `?` placeholders and types both engines accept; only the
+schema's serial column and row locks differ. Every write runs in a transaction that
+takes the write lock up front (`BEGIN IMMEDIATE` on SQLite, `SELECT … FOR UPDATE` on
+the rows that matter on PostgreSQL), so several server processes on one database
+serialize instead of corrupting each other.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import urllib.parse
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Sequence
+
+SCHEMA_VERSION = 1
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS engineers (
+  name TEXT PRIMARY KEY, role TEXT NOT NULL, created DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS tokens (
+  digest TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION, revoked INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS tickets (
+  id TEXT PRIMARY KEY, customer TEXT NOT NULL, title TEXT NOT NULL, recipients TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, created_by TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS hosts (
+  customer TEXT NOT NULL, fingerprint TEXT NOT NULL, ticket_id TEXT NOT NULL,
+  public_key TEXT NOT NULL, hostname TEXT NOT NULL, enrolled DOUBLE PRECISION NOT NULL,
+  PRIMARY KEY (customer, fingerprint));
+CREATE TABLE IF NOT EXISTS uploads (
+  id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, length BIGINT NOT NULL, received BIGINT NOT NULL,
+  metadata TEXT NOT NULL, declared_sha256 TEXT, state TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL,
+  expires DOUBLE PRECISION NOT NULL, lease_owner TEXT, lease_until DOUBLE PRECISION,
+  sha256 TEXT, bundle_id TEXT);
+CREATE INDEX IF NOT EXISTS uploads_ticket ON uploads (ticket_id, state);
+CREATE TABLE IF NOT EXISTS bundles (
+  id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL,
+  filename TEXT NOT NULL, status TEXT NOT NULL, reason TEXT, signer TEXT, host TEXT,
+  started TEXT, finished TEXT, manifest TEXT, received DOUBLE PRECISION NOT NULL,
+  verified DOUBLE PRECISION, claim_owner TEXT, claim_until DOUBLE PRECISION,
+  UNIQUE (ticket_id, sha256));
+CREATE INDEX IF NOT EXISTS bundles_status ON bundles (status);
+"""
+
+_AUDIT = {
+    "sqlite": """
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, ticket_id TEXT, subject TEXT, detail TEXT);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+""",
+    "postgresql": """
+CREATE TABLE IF NOT EXISTS audit (
+  seq BIGSERIAL PRIMARY KEY, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL,
+  action TEXT NOT NULL, ticket_id TEXT, subject TEXT, detail TEXT);
+CREATE OR REPLACE FUNCTION mydiag_audit_append_only() RETURNS trigger AS $$
+  BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS audit_append_only ON audit;
+CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
+  FOR EACH ROW EXECUTE FUNCTION mydiag_audit_append_only();
+""",
+}
+
+
+class DatabaseError(Exception):
+    """The database cannot be reached or used: one line, never the URL's password."""
+
+
+Row = Dict[str, Any]
+
+
+class Tx:
+    """One transaction: `all`, `one` and `run` with `?` placeholders."""
+
+    def __init__(self, cursor: Any, dialect: str) -> None:
+        self._cursor = cursor
+        self.dialect = dialect
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "postgresql" else sql
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> List[Row]:
+        self._cursor.execute(self._sql(sql), tuple(params))
+        if self._cursor.description is None:
+            return []
+        names = [d[0] for d in self._cursor.description]
+        return [dict(zip(names, row)) for row in self._cursor.fetchall()]
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Optional[Row]:
+        rows = self.all(sql, params)
+        return rows[0] if rows else None
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        self._cursor.execute(self._sql(sql), tuple(params))
+        return self._cursor.rowcount
+
+    def lock(self, table: str, key: str) -> None:
+        """Serialize writers of one row (SQLite's write transaction already does)."""
+        if self.dialect == "postgresql":
+            self.run(f"SELECT id FROM {table} WHERE id = ? FOR UPDATE", (key,))
+
+
+class Database:
+    dialect = ""
+
+    @contextmanager
+    def tx(self, write: bool = True) -> Iterator[Tx]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def create_schema(self) -> None:
+        with self.tx() as tx:
+            if self.dialect == "postgresql":
+                # Two processes starting at once must not race on CREATE TABLE.
+                tx.run("SELECT pg_advisory_xact_lock(7201905)")
+            for statement in (_TABLES + _AUDIT[self.dialect]).split(";\n"):
+                if statement.strip():
+                    tx.run(statement)
+            tx.run("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING",
+                   (str(SCHEMA_VERSION),))
+
+
+class SQLiteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._all: List[sqlite3.Connection] = []
+        self._guard = threading.Lock()
+        conn = self._conn()
+        conn.execute("PRAGMA journal_mode=WAL")
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None,
+                                       check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise DatabaseError(f"cannot open the database {self.path}: {exc}") from None
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._guard:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def tx(self, write: bool = True) -> Iterator[Tx]:
+        conn = self._conn()
+        cursor = conn.cursor()
+        cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        try:
+            yield Tx(cursor, self.dialect)
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        with self._guard:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+class PostgresDatabase(Database):
+    """A small pool of psycopg connections; a broken one is replaced, not reused."""
+
+    dialect = "postgresql"
+
+    def __init__(self, url: str, size: int = 8) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self.url = url
+        self._pool: queue.LifoQueue = queue.LifoQueue()
+        self._slots = threading.BoundedSemaphore(size)
+        self._checkin(self._connect())
+
+    def _connect(self) -> Any:
+        try:
+            return self._psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except self._psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseError(f"cannot connect to PostgreSQL: {first}") from None
+
+    def _checkin(self, conn: Any) -> None:
+        self._pool.put(conn)
+
+    @contextmanager
+    def tx(self, write: bool = True) -> Iterator[Tx]:
+        with self._slots:
+            try:
+                conn = self._pool.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            healthy = True
+            try:
+                with conn.transaction(), conn.cursor() as cursor:
+                    yield Tx(cursor, self.dialect)
+            except (self._psycopg.OperationalError, self._psycopg.InterfaceError):
+                healthy = False
+                raise
+            finally:
+                if healthy and not conn.closed:
+                    self._checkin(conn)
+                else:
+                    conn.close()
+
+    def close(self) -> None:
+        while True:
+            try:
+                self._pool.get_nowait().close()
+            except queue.Empty:
+                return
+
+
+def open_database(url: str) -> Database:
+    """`sqlite:///path` or `postgresql://…`; the schema is created when missing."""
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme == "sqlite":
+        db: Database = SQLiteDatabase(url[len("sqlite:///"):])
+    elif scheme in ("postgresql", "postgres"):
+        db = PostgresDatabase(url)
+    else:
+        raise DatabaseError(f"unsupported database URL scheme {scheme!r} (use postgresql://… or none)")
+    db.create_schema()
+    return db

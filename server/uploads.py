@@ -1,0 +1,257 @@
+"""Uploads: the tus 1.0 state machine over the database and the blob store.
+
+An upload is `receiving` until its last byte is committed, then `completing` (hashed,
+stored once by content hash, turned into a bundle) and `complete`; or `terminated`
+(DELETE) or `expired` (untouched too long). Bytes only count once their PATCH commits
+the new offset while holding the upload's lease; anything written past the committed
+offset is cut off by the next PATCH, so a PATCH at the wrong offset changes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from server import audit, bundles
+from server.auth import Principal
+from server.state import State
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
+_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class TusError(Exception):
+    status: int
+    message: str
+    headers: Dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _not_found() -> TusError:
+    return TusError(404, "no such upload")
+
+
+def _load(tx: Any, ticket_id: str, upload_id: str) -> Dict[str, Any]:
+    if not _UPLOAD_ID.match(upload_id):
+        raise _not_found()
+    row = tx.one("SELECT * FROM uploads WHERE id = ? AND ticket_id = ?", (upload_id, ticket_id))
+    if row is None:
+        raise _not_found()
+    if row["state"] in ("terminated", "expired") or (
+        row["state"] == "receiving" and row["expires"] < time.time()
+    ):
+        raise TusError(410, "this upload expired or was terminated; start a new one")
+    return row
+
+
+def safe_filename(name: Optional[str]) -> str:
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    base = _FILENAME.sub("_", base).strip("._")[:120]
+    return base or "bundle.tar.zst.age"
+
+
+def create(state: State, who: Principal, ticket_id: str, length: int,
+           metadata: Dict[str, str], raw_metadata: str) -> Dict[str, Any]:
+    limits = state.config.limits
+    if length <= 0:
+        raise TusError(400, "an empty upload cannot be a bundle")
+    if length > limits.max_upload_bytes:
+        raise TusError(413, f"the upload is {length} bytes; the limit per upload is "
+                            f"{limits.max_upload_bytes} bytes")
+    declared = metadata.get("sha256")
+    if declared is not None and not _SHA256.match(declared):
+        raise TusError(400, "Upload-Metadata sha256 must be 64 lowercase hex digits")
+    now = time.time()
+    with state.db.tx() as tx:
+        tx.lock("tickets", ticket_id)
+        if declared:
+            same = tx.one("SELECT id FROM bundles WHERE ticket_id = ? AND sha256 = ? AND size = ?",
+                          (ticket_id, declared, length))
+            if same is not None:
+                upload_id = secrets.token_hex(16)
+                tx.run(
+                    "INSERT INTO uploads (id, ticket_id, length, received, metadata, declared_sha256,"
+                    " state, created, updated, expires, sha256, bundle_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?)",
+                    (upload_id, ticket_id, length, length, raw_metadata, declared, now, now,
+                     now + limits.upload_expiry_hours * 3600, declared, same["id"]),
+                )
+                audit.record(tx, who.actor, "upload.duplicate", ticket_id, upload_id, bundle=same["id"])
+                return _load(tx, ticket_id, upload_id)
+            resumable = tx.one(
+                "SELECT id FROM uploads WHERE ticket_id = ? AND declared_sha256 = ? AND length = ?"
+                " AND state = 'receiving' AND expires > ? ORDER BY created DESC",
+                (ticket_id, declared, length, now),
+            )
+            if resumable is not None:
+                return _load(tx, ticket_id, resumable["id"])
+        used = tx.one(
+            "SELECT (SELECT COALESCE(SUM(size), 0) FROM bundles WHERE ticket_id = ?)"
+            " + (SELECT COALESCE(SUM(length), 0) FROM uploads WHERE ticket_id = ?"
+            " AND state IN ('receiving', 'completing') AND expires > ?) AS used",
+            (ticket_id, ticket_id, now),
+        )
+        used_bytes = int(used["used"]) if used else 0
+        if used_bytes + length > limits.max_ticket_bytes:
+            raise TusError(413, f"this ticket holds {used_bytes} bytes; {length} more would pass its "
+                                f"limit of {limits.max_ticket_bytes} bytes")
+        upload_id = secrets.token_hex(16)
+        tx.run(
+            "INSERT INTO uploads (id, ticket_id, length, received, metadata, declared_sha256, state,"
+            " created, updated, expires) VALUES (?, ?, ?, 0, ?, ?, 'receiving', ?, ?, ?)",
+            (upload_id, ticket_id, length, raw_metadata, declared, now, now,
+             now + limits.upload_expiry_hours * 3600),
+        )
+        audit.record(tx, who.actor, "upload.create", ticket_id, upload_id, length=length,
+                     filename=safe_filename(metadata.get("filename")))
+        return _load(tx, ticket_id, upload_id)
+
+
+def get(state: State, ticket_id: str, upload_id: str) -> Dict[str, Any]:
+    with state.db.tx(write=False) as tx:
+        return _load(tx, ticket_id, upload_id)
+
+
+def begin_patch(state: State, ticket_id: str, upload_id: str, offset: int,
+                body_length: Optional[int]) -> Dict[str, Any]:
+    """Check the offset and take the upload's lease; the caller streams, then `end_patch`."""
+    row = get(state, ticket_id, upload_id)
+    if row["state"] != "receiving" or row["received"] != offset:
+        raise TusError(409, f"the upload is at offset {row['received']}, not {offset}",
+                       {"Upload-Offset": str(row["received"])})
+    if body_length is not None and offset + body_length > row["length"]:
+        raise TusError(400, f"{body_length} bytes at offset {offset} run past Upload-Length {row['length']}")
+    if not state.claim("uploads", upload_id, "state = 'receiving' AND received = ?", (offset,)):
+        again = get(state, ticket_id, upload_id)
+        if again["received"] != offset or again["state"] != "receiving":
+            raise TusError(409, f"the upload is at offset {again['received']}, not {offset}",
+                           {"Upload-Offset": str(again["received"])})
+        raise TusError(423, "another request is writing this upload; retry shortly")
+    kept = state.store.staging_size(upload_id)
+    if kept < offset:
+        # The disk lost bytes the database had counted (a machine crash): resume from what is there.
+        with state.db.tx() as tx:
+            tx.run("UPDATE uploads SET received = ?, lease_owner = NULL, lease_until = NULL"
+                   " WHERE id = ? AND lease_owner = ?", (kept, upload_id, state.owner))
+        raise TusError(409, f"the upload is at offset {kept}, not {offset}", {"Upload-Offset": str(kept)})
+    return row
+
+
+def end_patch(state: State, row: Dict[str, Any], offset: int, written: int) -> Dict[str, Any]:
+    """Commit `written` bytes after `offset`; keep the lease when that was the last byte."""
+    new = offset + written
+    done = new == row["length"]
+    now = time.time()
+    with state.db.tx() as tx:
+        changed = tx.run(
+            "UPDATE uploads SET received = ?, updated = ?, expires = ?, state = ?,"
+            " lease_owner = CASE WHEN ? = 1 THEN lease_owner END,"
+            " lease_until = CASE WHEN ? = 1 THEN lease_until END"
+            " WHERE id = ? AND lease_owner = ? AND received = ?",
+            (new, now, now + state.config.limits.upload_expiry_hours * 3600,
+             "completing" if done else "receiving", int(done), int(done), row["id"], state.owner, offset),
+        )
+        if changed != 1:
+            raise TusError(409, "the upload was taken over by another request; check its offset")
+    row = dict(row, received=new, state="completing" if done else "receiving")
+    if done:
+        finish(state, row["id"])
+        row = get(state, row["ticket_id"], row["id"])
+    return row
+
+
+def abandon_patch(state: State, upload_id: str) -> None:
+    """A PATCH that commits nothing: its bytes past the offset are cut off by the next one."""
+    state.release("uploads", upload_id)
+
+
+def finish(state: State, upload_id: str) -> None:
+    """Hash the finished upload, keep it once by hash, make it a bundle and verify it.
+
+    Runs under the upload's lease; safe to run again after a crash at any step.
+    """
+    with state.db.tx(write=False) as tx:
+        row = tx.one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+    if row is None or row["state"] != "completing" or row["lease_owner"] != state.owner:
+        return
+    with state.keep_renewed("uploads", upload_id):
+        sha256 = row["sha256"]
+        if sha256 is None:
+            sha256 = state.store.staging_digest(upload_id)
+            with state.db.tx() as tx:
+                tx.run("UPDATE uploads SET sha256 = ? WHERE id = ?", (sha256, upload_id))
+        if not state.store.exists(sha256) or state.store.staging_size(upload_id):
+            state.store.promote(upload_id, sha256)
+        metadata = parse_metadata(row["metadata"])
+        reason = None
+        if row["declared_sha256"] and row["declared_sha256"] != sha256:
+            reason = ("the received bytes do not match the sha256 the client declared "
+                      "(altered or cut in transit)")
+        bundle_id = bundles.register(
+            state, row["ticket_id"], sha256, row["length"], safe_filename(metadata.get("filename")),
+            f"upload:{upload_id}", reason,
+        )
+        with state.db.tx() as tx:
+            tx.run("UPDATE uploads SET state = 'complete', bundle_id = ?, lease_owner = NULL,"
+                   " lease_until = NULL WHERE id = ?", (bundle_id, upload_id))
+            audit.record(tx, "server", "upload.complete", row["ticket_id"], upload_id,
+                         sha256=sha256, bundle=bundle_id)
+    bundles.verify(state, bundle_id)
+
+
+def terminate(state: State, who: Principal, ticket_id: str, upload_id: str) -> None:
+    row = get(state, ticket_id, upload_id)
+    if row["state"] == "receiving" and not state.claim("uploads", upload_id):
+        raise TusError(423, "another request is writing this upload; retry shortly")
+    with state.db.tx() as tx:
+        tx.run("UPDATE uploads SET state = 'terminated', lease_owner = NULL, lease_until = NULL"
+               " WHERE id = ? AND state IN ('receiving', 'complete')", (upload_id,))
+        audit.record(tx, who.actor, "upload.terminate", ticket_id, upload_id)
+    if row["state"] == "receiving":
+        state.store.discard_staging(upload_id)
+
+
+def sweep(state: State) -> None:
+    """Finish what a dead process left: completions, verifications, expired uploads."""
+    now = time.time()
+    with state.db.tx(write=False) as tx:
+        completing = [r["id"] for r in tx.all("SELECT id FROM uploads WHERE state = 'completing'")]
+        expired = [r["id"] for r in tx.all(
+            "SELECT id FROM uploads WHERE state = 'receiving' AND expires < ?", (now,))]
+    for upload_id in completing:
+        if state.claim("uploads", upload_id, "state = 'completing'"):
+            finish(state, upload_id)
+    for upload_id in expired:
+        if state.claim("uploads", upload_id, "state = 'receiving' AND expires < ?", (now,)):
+            with state.db.tx() as tx:
+                tx.run("UPDATE uploads SET state = 'expired', lease_owner = NULL, lease_until = NULL"
+                       " WHERE id = ?", (upload_id,))
+                audit.record(tx, "server", "upload.expire", None, upload_id)
+            state.store.discard_staging(upload_id)
+    bundles.sweep(state)
+
+
+def parse_metadata(header: str) -> Dict[str, str]:
+    """tus Upload-Metadata: comma-separated `key base64value` pairs (value optional)."""
+    result: Dict[str, str] = {}
+    for pair in header.split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, _, value = pair.partition(" ")
+        if not key or " " in value.strip() or not key.isascii() or not key.isprintable():
+            raise TusError(400, "Upload-Metadata must be comma-separated `key base64value` pairs")
+        try:
+            result[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            raise TusError(400, f"Upload-Metadata value of {key!r} is not base64 UTF-8") from None
+    return result
