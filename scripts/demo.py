@@ -53,19 +53,15 @@ def main() -> int:
         )
         connection = ["--host", "127.0.0.1", "--port", str(instance.port), "--user", "root"]
     try:
+        before = set(out.glob("*.tar.zst"))
         done = subprocess.run(
-            MYDIAG + ["collect", *connection, "--output", str(out), "--samples", "3", "--json"],
-            capture_output=True, text=True,
+            MYDIAG + ["collect", *connection, "--output", str(out), "--samples", "3"]
         )
         if done.returncode not in (0, 3):
-            sys.stderr.write(done.stderr)
             return done.returncode
-        import json
-
-        summary = json.loads(done.stdout)
-        subprocess.run(MYDIAG + ["inspect", summary["bundle"]], check=False)
-        print(f"\nbundle: {summary['bundle']}")
-        print(f"open it with standard tools: tar --zstd -tvf {summary['bundle']}")
+        bundle = max(set(out.glob("*.tar.zst")) - before, key=lambda p: p.stat().st_mtime)
+        print(f"\nopen it with standard tools: tar --zstd -tvf {bundle}")
+        print(f"or look inside with: .venv/bin/mydiag inspect {bundle}")
         return 0
     finally:
         if instance is not None:
