@@ -1,0 +1,266 @@
+"""Uploads a sealed bundle to a ticket over tus 1.0, resumably, exactly once.
+
+- Each chunk is a PATCH with an `Upload-Checksum` (sha256): a chunk cut short is
+  dropped by the server whole, so a network cut costs at most one chunk.
+- A journal next to the file (`<file>.upload.json`: upload URL, size, sha256) lets a
+  restarted agent ask the server for the offset (HEAD) and send only the rest.
+- The whole file's sha256 goes with the creation request: the same bytes sent twice
+  are recognized by the server and not sent or stored again.
+- Network errors, 5xx and 423 are retried with exponential backoff and jitter.
+- The local file is removed only when the server reports the same sha256 as ours.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import os
+import random
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, Optional
+
+from agent.transport import API, Client, Reply, Transient
+
+CHUNK = 16 << 20
+JOURNAL_SUFFIX = ".upload.json"
+TUS = {"Tus-Resumable": "1.0.0"}
+_SLICE = 1 << 20
+
+
+class UploadError(Exception):
+    """The upload stopped; the message is one line. Running the same command again resumes."""
+
+
+class Refused(UploadError):
+    """The server said no (token, ticket, size): retrying will not help."""
+
+
+@dataclass
+class Outcome:
+    bundle: str
+    status: str
+    reason: Optional[str]
+    sha256: str
+    size: int
+    sent: int
+    duplicate: bool
+
+
+Progress = Callable[[int, int], None]
+
+
+def _quiet(_done: int, _total: int) -> None:
+    return None
+
+
+class Backoff:
+    """Exponential backoff with jitter; the streak resets whenever progress is made."""
+
+    def __init__(self, attempts: int = 10, base: float = 0.5, cap: float = 30.0) -> None:
+        self.attempts, self.base, self.cap = attempts, base, cap
+        self.failures = 0
+
+    def reset(self) -> None:
+        self.failures = 0
+
+    def wait(self, why: str) -> None:
+        self.failures += 1
+        if self.failures > self.attempts:
+            raise UploadError(f"{why}; gave up after {self.attempts} retries "
+                              "(run the same command again to resume where it stopped)")
+        delay = min(self.cap, self.base * 2 ** (self.failures - 1))
+        time.sleep(delay / 2 + random.uniform(0, delay / 2))
+
+
+def refusal(reply: Reply, ticket: str) -> Refused:
+    if reply.status == 401:
+        return Refused(f"the server refused the token for ticket {ticket} (wrong or expired): "
+                       "ask support for a new upload token")
+    if reply.status == 404:
+        return Refused(f"no ticket {ticket} on this server for this token")
+    return Refused(f"the server refused: {reply.error()}")
+
+
+def fetch_ticket(client: Client, ticket: str, backoff: Optional[Backoff] = None) -> Dict:
+    backoff = backoff or Backoff()
+    while True:
+        try:
+            reply = client.get_json(f"{API}/tickets/{urllib.parse.quote(ticket, safe='')}")
+        except Transient as exc:
+            backoff.wait(str(exc))
+            continue
+        if reply.status == 200 and isinstance(reply.json(), dict):
+            return reply.json()
+        if reply.status >= 500:
+            backoff.wait(f"the server failed ({reply.error()})")
+            continue
+        raise refusal(reply, ticket)
+
+
+def enroll(client: Client, ticket: str, public_key: str, hostname: str) -> Dict:
+    backoff = Backoff()
+    while True:
+        try:
+            reply = client.post_json(f"{API}/tickets/{urllib.parse.quote(ticket, safe='')}/hosts",
+                                     {"public_key": public_key, "hostname": hostname})
+        except Transient as exc:
+            backoff.wait(str(exc))
+            continue
+        if reply.status == 201:
+            return reply.json()
+        if reply.status >= 500:
+            backoff.wait(f"the server failed ({reply.error()})")
+            continue
+        raise refusal(reply, ticket)
+
+
+class Journal:
+    """`<file>.upload.json`: where this file's upload lives, so a restart can resume it."""
+
+    def __init__(self, target: Path) -> None:
+        self.path = target.with_name(target.name + JOURNAL_SUFFIX)
+
+    def load(self, server: str, ticket: str, size: int, mtime_ns: int) -> Dict:
+        try:
+            data = json.loads(self.path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+        same = (data.get("server"), data.get("ticket"), data.get("size"), data.get("mtime_ns")) == (
+            server, ticket, size, mtime_ns)
+        return data if same else {}
+
+    def save(self, data: Dict) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with open(tmp, "w") as handle:
+            json.dump(data, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _metadata(**values: str) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+
+
+def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CHUNK,
+                progress: Progress = _quiet, backoff: Optional[Backoff] = None,
+                remove: bool = True) -> Outcome:
+    """Send `path` to the ticket, resuming any earlier attempt; see the module docstring."""
+    backoff = backoff or Backoff()
+    stat = path.stat()
+    size = stat.st_size
+    journal = Journal(path)
+    state = journal.load(client.server, ticket, size, stat.st_mtime_ns)
+    if not state:
+        state = {"server": client.server, "ticket": ticket, "size": size, "mtime_ns": stat.st_mtime_ns,
+                 "sha256": sha256_file(path), "location": None}
+    sha256 = state["sha256"]
+    collection = f"{API}/tickets/{urllib.parse.quote(ticket, safe='')}/uploads"
+    offset: Optional[int] = None
+    sent = 0
+    duplicate = False
+    final: Optional[Reply] = None
+    with open(path, "rb") as source:
+        while final is None:
+            try:
+                if state["location"] is None:
+                    reply = client.request("POST", collection, {
+                        **TUS, "Upload-Length": str(size),
+                        "Upload-Metadata": _metadata(filename=path.name, sha256=sha256)})
+                    if reply.status != 201 or "location" not in reply.headers:
+                        _fail(reply, ticket, backoff)
+                        continue
+                    state["location"] = urllib.parse.urlsplit(reply.headers["location"]).path
+                    journal.save(state)
+                    offset = None
+                    if "mydiag-sha256" in reply.headers:
+                        duplicate = True
+                        final = reply
+                        continue
+                if offset is None:
+                    reply = client.request("HEAD", state["location"], dict(TUS))
+                    if reply.status in (404, 410):
+                        state["location"] = None
+                        continue
+                    if reply.status != 200:
+                        _fail(reply, ticket, backoff)
+                        continue
+                    offset = int(reply.headers.get("upload-offset", "0"))
+                    progress(offset, size)
+                    if offset >= size:
+                        final = reply
+                        continue
+                source.seek(offset)
+                chunk = source.read(min(chunk_size, size - offset))
+                checksum = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+                reply = client.request(
+                    "PATCH", state["location"],
+                    {**TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
+                     "Content-Length": str(len(chunk)), "Upload-Checksum": f"sha256 {checksum}"},
+                    _slices(chunk, offset, size, progress),
+                    timeout=max(client.timeout, 600.0) if offset + len(chunk) == size else None,
+                )
+                sent += len(chunk)
+                if reply.status == 204:
+                    offset = int(reply.headers.get("upload-offset", offset + len(chunk)))
+                    backoff.reset()
+                    if offset >= size:
+                        final = reply
+                elif reply.status in (409, 460):
+                    offset = None
+                    backoff.wait(f"the server did not take the chunk ({reply.error()})")
+                else:
+                    offset = None
+                    _fail(reply, ticket, backoff)
+            except Transient as exc:
+                offset = None
+                backoff.wait(str(exc))
+        while "mydiag-sha256" not in final.headers:
+            # Another server process finishes the upload after a crash: wait for its verdict.
+            backoff.wait("the server has not confirmed the upload yet")
+            final = client.request("HEAD", state["location"], dict(TUS))
+    confirmed = final.headers["mydiag-sha256"]
+    if confirmed != sha256:
+        raise UploadError(f"the server stored bytes with sha256 {confirmed[:16]}…, ours are "
+                          f"{sha256[:16]}…; {path} was kept (the file changed while uploading?)")
+    journal.remove()
+    if remove:
+        path.unlink()
+    return Outcome(
+        bundle=final.headers.get("mydiag-bundle", ""), status=final.headers.get("mydiag-bundle-status", ""),
+        reason=final.headers.get("mydiag-reason"), sha256=sha256, size=size, sent=sent,
+        duplicate=duplicate,
+    )
+
+
+def _fail(reply: Reply, ticket: str, backoff: Backoff) -> None:
+    """Wait and let the caller retry when that can help; raise when it cannot."""
+    if reply.status >= 500 or reply.status in (423, 429):
+        backoff.wait(f"the server answered {reply.status} ({reply.error()})")
+        return
+    raise refusal(reply, ticket)
+
+
+def _slices(chunk: bytes, offset: int, size: int, progress: Progress) -> Iterator[bytes]:
+    view = memoryview(chunk)
+    for start in range(0, len(view), _SLICE):
+        part = view[start:start + _SLICE]
+        yield part
+        progress(offset + start + len(part), size)
