@@ -10,9 +10,13 @@ from pathlib import Path
 
 from agent import exitcodes
 from agent.connect import OptionError
+from agent.home import host_key_path
 from agent.options import add_connection_options, connect_spec
 from agent.runner import Options, collect
+from agent.sealing import add_recipient_options, age_exit_code, os_error_text, recipients_from
 from agent.summary import LiveProgress, print_summary, summary_dict
+from bundle.age import AgeError, seal_file
+from bundle.sign import SignError, load_host_key
 from collectors.mysql.session import AccessDenied
 from collectors.registry import PROFILES
 
@@ -23,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Collect MySQL status, configuration and metrics into one bundle, "
         "without stalling the server. Exit codes: 0 all ok, 3 some collectors failed or "
         "partial (bundle written), 4 cannot connect, 5 access denied, 6 cannot write the "
-        "bundle, 2 bad arguments.",
+        "bundle, 2 bad arguments, 12 a recipient or the host key is not usable. The bundle "
+        "is signed when this host has a key (`mydiag keys init`).",
     )
     parser.add_argument("--help", action="help", help="show this help and exit")
     parser.add_argument("--profile", choices=PROFILES, default="standard",
@@ -41,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="server-side limit for every statement (default 3)")
     parser.add_argument("--table-guard", type=int, default=10_000, metavar="N",
                         help="above N tables, use cheap sources for sizes (default 10000)")
+    add_recipient_options(parser)
+    parser.add_argument("--keep-plain", action="store_true",
+                        help="with --recipient, also keep the unsealed bundle")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask questions")
     parser.set_defaults(run=run)
@@ -58,10 +66,24 @@ def run(args: argparse.Namespace) -> int:
     except OptionError as exc:
         print(f"mydiag: {exc}", file=sys.stderr)
         return exitcodes.USAGE
+    try:
+        recipients = recipients_from(args)
+        key_path = host_key_path()
+        signing_key = load_host_key(key_path) if key_path.exists() else None
+    except AgeError as exc:
+        print(f"mydiag: {exc}", file=sys.stderr)
+        return age_exit_code(exc)
+    except SignError as exc:
+        print(f"mydiag: {exc}", file=sys.stderr)
+        return exitcodes.KEY_ERROR
+    if args.keep_plain and not recipients:
+        print("mydiag: --keep-plain only makes sense with --recipient", file=sys.stderr)
+        return exitcodes.USAGE
     options = Options(
         profile=args.profile, output_dir=Path(args.output), samples=samples,
         interval=args.interval, max_time=args.max_time,
         statement_timeout=args.statement_timeout, table_guard=args.table_guard,
+        recipients=None if args.keep_plain else recipients or None, signing_key=signing_key,
     )
     try:
         with LiveProgress(enabled=not args.json and sys.stderr.isatty()) as live:
@@ -70,10 +92,28 @@ def run(args: argparse.Namespace) -> int:
         what = "no space left on the device" if exc.errno == errno.ENOSPC else exc.strerror
         print(f"mydiag: cannot write the bundle in {args.output}: {what}", file=sys.stderr)
         return exitcodes.OUTPUT_ERROR
+    plain = None
+    if result.bundle is not None and args.keep_plain:
+        plain = result.bundle
+        sealed = plain.with_name(plain.name + ".age")
+        try:
+            result.bundle = seal_file(plain, sealed, recipients)
+        except OSError as exc:
+            print(f"mydiag: cannot write {sealed}: {os_error_text(exc)} (the plain bundle "
+                  f"{plain} was kept)", file=sys.stderr)
+            return exitcodes.OUTPUT_ERROR
     if args.json:
-        print(json.dumps(summary_dict(result), indent=2))
+        summary = summary_dict(result)
+        summary.update(sealed=bool(recipients), signed=signing_key is not None,
+                       plain_bundle=str(plain) if plain else None)
+        print(json.dumps(summary, indent=2))
     else:
         print_summary(result)
+        if plain is not None:
+            print(f"plain bundle kept (unencrypted): {plain}")
+        if result.bundle is not None and signing_key is None:
+            print(f"note: the bundle is not signed: this host has no key at {key_path} "
+                  "(run `mydiag keys init` once)")
     if result.connect_error is not None:
         if not args.json:
             print(f"mydiag: {result.connect_error.reason}", file=sys.stderr)

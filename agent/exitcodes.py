@@ -15,5 +15,18 @@ ACCESS_DENIED = 5
 OUTPUT_ERROR = 6
 #: The bundle could not be read (inspect).
 BAD_BUNDLE = 7
+#: No given identity opens the sealed file: it was sealed to other recipients (unseal, verify).
+WRONG_KEY = 8
+#: The sealed file is damaged or is not one: truncated, a byte changed, not an age file.
+BAD_SEAL = 9
+#: verify: a check failed: signature invalid or by another signer, a file changed, missing
+#: or added.
+NOT_VERIFIED = 10
+#: verify: every file matches the manifest, but the bundle carries no signature, so
+#: neither its origin nor its integrity against a deliberate change is proven.
+UNSIGNED = 11
+#: A key is missing, unreadable or not valid: the host key, an age identity or
+#: recipient, or a --signer public key.
+KEY_ERROR = 12
 #: Interrupted by the user (Ctrl-C).
 INTERRUPTED = 130

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from bundle.manifest import CollectorEntry, Manifest, iso, utc_now
 from bundle.paths import bundle_name
 from bundle.redact import Redactor
@@ -46,6 +48,10 @@ class Options:
     statement_timeout: float = 3.0
     table_guard: int = 10_000
     only: Optional[List[str]] = None
+    #: Seal the bundle as it is written (age recipients, `age1…`): no plaintext bundle on disk.
+    recipients: Optional[List[str]] = None
+    #: Sign the manifest with this host key (see bundle.sign and `mydiag keys init`).
+    signing_key: Optional[Ed25519PrivateKey] = None
 
 
 @dataclass
@@ -129,7 +135,10 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
         if not writer.paths:
             writer.discard()
             return result
-        result.bundle = writer.finish(manifest, bundle_name(host, started))
+        result.bundle = writer.finish(
+            manifest, bundle_name(host, started), signing_key=options.signing_key,
+            recipients=options.recipients,
+        )
         return result
     except BaseException:
         writer.discard()

@@ -18,13 +18,16 @@ import tarfile
 import tempfile
 import threading
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import zstandard
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from bundle.age import AgeWriter
 from bundle.manifest import MANIFEST_PATH, FileEntry, Manifest
 from bundle.paths import member_ok
 from bundle.redact import Redactor
+from bundle.sign import SIGNATURE_PATH, signature_document
 
 PARTIAL_SUFFIX = ".partial"
 ZSTD_LEVEL = 6
@@ -46,7 +49,7 @@ class BundleWriter:
 
     def add(self, path: str, data: bytes) -> FileEntry:
         """Redact `data` and stage it as member `path`."""
-        if not member_ok(path) or path == MANIFEST_PATH:
+        if not member_ok(path) or path in (MANIFEST_PATH, SIGNATURE_PATH):
             raise ValueError(f"bad bundle member path {path!r}")
         with self._lock:
             if path in self.paths:
@@ -59,24 +62,40 @@ class BundleWriter:
             self._entries.append(entry)
             return entry
 
-    def finish(self, manifest: Manifest, name: str) -> Path:
-        """Write the bundle atomically and return its path."""
+    def finish(
+        self, manifest: Manifest, name: str, signing_key: Optional[Ed25519PrivateKey] = None,
+        recipients: Optional[Sequence[str]] = None,
+    ) -> Path:
+        """Write the bundle atomically and return its path.
+
+        With `signing_key`, `manifest.sig` follows the manifest. With `recipients`, the
+        bundle is sealed as it is written (age v1, `name` + ".age"): no plaintext copy of
+        the whole bundle is ever on disk.
+        """
         manifest.files = list(self._entries)
         manifest.redaction = dict(self.redactor.report())
+        if recipients:
+            name += ".age"
         final = self.output_dir / name
         partial = self.output_dir / f".{name}{PARTIAL_SUFFIX}"
         mtime = int(_parse_epoch(manifest.finished))
         try:
             with open(partial, "wb") as raw:
+                sealer = AgeWriter(raw, recipients) if recipients else None
                 compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
-                with compressor.stream_writer(raw, closefd=False) as zout, tarfile.open(
+                with compressor.stream_writer(sealer or raw, closefd=False) as zout, tarfile.open(
                     fileobj=zout, mode="w|", format=tarfile.PAX_FORMAT
                 ) as tar:
                     body = json.dumps(manifest.to_dict(), indent=2, sort_keys=True).encode() + b"\n"
                     tar.addfile(_info(MANIFEST_PATH, len(body), mtime), io.BytesIO(body))
+                    if signing_key is not None:
+                        signature = signature_document(signing_key, body)
+                        tar.addfile(_info(SIGNATURE_PATH, len(signature), mtime), io.BytesIO(signature))
                     for entry in self._entries:
                         with open(self._stage / entry.path, "rb") as member:
                             tar.addfile(_info(entry.path, entry.bytes, mtime), member)
+                if sealer is not None:
+                    sealer.close()
                 raw.flush()
                 os.fsync(raw.fileno())
             os.rename(partial, final)
