@@ -2,29 +2,83 @@
 
 The same query shape always gives the same fingerprint (pt-fingerprint's idea), so
 statements from the processlist, the slow log and performance_schema can be grouped.
+One left-to-right pass finds strings and comments, so a quote inside a comment or a
+comment marker inside a string cannot shift what counts as a literal; an unterminated
+string or comment runs to the end and goes entirely. Fingerprinting a fingerprint
+changes nothing.
 """
 
 from __future__ import annotations
 
 import re
 
-_COMMENTS = re.compile(r"/\*(?!\+).*?\*/|(?:--\s|#)[^\n]*", re.S)
-_STRINGS = re.compile(r"'(?:[^'\\]|\\.|'')*'|\"(?:[^\"\\]|\\.|\"\")*\"", re.S)
-_UNTERMINATED = re.compile(r"'[^']*$|\"[^\"]*$", re.S)
-_HEX = re.compile(r"\b0x[0-9a-f]+\b|\bx'[0-9a-f]*'", re.I)
-_NUMBERS = re.compile(r"(?<![\w.$])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?\b", re.I)
+# Strings, quoted identifiers, optimizer hints and comments, in the order they start.
+# Every branch begins with a fixed character (no group in front of it), so the regex
+# engine skips plain text quickly; the callback tells the kinds apart by that character.
+_LEXEMES = re.compile(
+    r"'[^'\\]*(?:(?:\\.|'')[^'\\]*)*'?"
+    r"|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?"
+    r"|`[^`]*(?:``[^`]*)*`?"
+    r"|/\*.*?(?:\*/|\Z)"
+    r"|--(?=\s|\Z)[^\n]*"
+    r"|\#[^\n]*",
+    re.S,
+)
+_HEX = re.compile(r"0[xX][0-9a-fA-F]+")
+# A run starting with a digit (or a sign before one); the callback keeps identifiers
+# such as `t1` or `1abc` and the minus of `a-1`.
+_DIGITS = re.compile(r"(?:[-+](?=[0-9])|[0-9])[\w.$]*(?:(?<=[eE])[-+][0-9]+)?")
+_NUMBER = re.compile(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 _LISTS = re.compile(r"\(\s*\?(?:\s*,\s*\?)+\s*\)")
-_VALUES = re.compile(r"(values\s*\(\?\))(?:\s*,\s*\(\?\))+", re.I)
-_SPACES = re.compile(r"\s+")
+_VALUES = re.compile(r"([vV][aA][lL][uU][eE][sS]\s*\(\?\+?\))(?:\s*,\s*\(\?\+?\))+")
+
+
+def _lexeme(match: re.Match[str]) -> str:
+    text = match.group()
+    first = text[0]
+    if first in "'\"":
+        return "?"
+    if first == "`":
+        return text
+    if text.startswith("/*+"):
+        body = text[3:]
+        end = "*/" if body.endswith("*/") else ""
+        return "/*+" + _literals(body[: len(body) - len(end)]) + end
+    return " "
+
+
+def _digits(match: re.Match[str]) -> str:
+    start = match.start()
+    text = match.string
+    run = match.group()
+    before = text[start - 1] if start else " "
+    sign = ""
+    if run[0] in "-+":
+        if before.isalnum() or before in "_$`)?":
+            sign, before = run[0], run[0]
+        run = run[1:]
+    if before.isalnum() or before in "_$`":
+        return sign + run
+    if run[:2] in ("0x", "0X") and _HEX.fullmatch(run):
+        return sign + "?"
+    if before == "." and start > 1 and (text[start - 2].isalnum() or text[start - 2] in "_$`"):
+        return sign + run
+    if _NUMBER.fullmatch(run):
+        return sign + "?"
+    return match.group()
+
+
+def _literals(text: str) -> str:
+    if "'" in text or '"' in text or "/*" in text or "--" in text or "#" in text or "`" in text:
+        text = _LEXEMES.sub(_lexeme, text)
+    return _DIGITS.sub(_digits, text)
 
 
 def fingerprint(statement: str) -> str:
     """Reduce a statement to its shape: no literals, no comments, one space between words."""
-    text = _COMMENTS.sub(" ", statement)
-    text = _STRINGS.sub("?", text)
-    text = _UNTERMINATED.sub("?", text)
-    text = _HEX.sub("?", text)
-    text = _NUMBERS.sub("?", text)
-    text = _LISTS.sub("(?+)", text)
-    text = _VALUES.sub(r"\1+", text)
-    return _SPACES.sub(" ", text).strip()
+    text = " ".join(_literals(statement).split())
+    if "?" in text and "," in text:
+        text = _LISTS.sub("(?+)", text)
+        if "),(" in text or "), (" in text:
+            text = _VALUES.sub(r"\1+", text)
+    return text

@@ -1,109 +1,472 @@
 """The redaction pipeline: every artifact passes through it before it is written.
 
-Always-on rules remove secrets (passwords, keys, tokens, hashes, PEM blocks,
-credentials in URLs). The report counts which rule fired how often, never what it
-removed.
+`Redactor.apply(path, data)` (and `Redactor.stream` for big text) chooses by member path:
+JSON is parsed and redacted by structure (a key named like a secret loses its value, a
+statement field is fingerprinted, every string goes through the text rules) and written
+back, so a secret is never matched in its escaped form; text is redacted line by line in
+blocks of bounded size, slow logs get their statements fingerprinted first, and the
+contents of key files go entirely. The report counts which rule fired how often, in
+total and per file, never what it removed.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import re
+import threading
 from collections import Counter
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Pattern, Union
+from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
-MASK = "<redacted>"
+from bundle.fingerprint import fingerprint
+from bundle.pseudonym import Pseudonymizer
+from bundle.rules import MASK, NEEDLES, PROBE_RULES, RULES, Rule, benign_value, is_secret_name
 
-Replacement = Union[str, Callable[["re.Match[str]"], str]]
+__all__ = ["MASK", "Redactor", "redact_stream"]
+
+#: Bytes read at a time from a stream; blocks end at a line end.
+BLOCK = 1 << 20
+#: A line longer than this is left out (its start and end cannot be told apart safely).
+MAX_LINE = 1 << 20
+#: A slow-log statement longer than this is fingerprinted from its first MiB only.
+MAX_STATEMENT = 1 << 20
+
+OVERLONG = f"{MASK} line longer than {MAX_LINE >> 20} MiB left out"
+KEY_FILE = f"{MASK} contents of a key file"
+
+#: JSON keys whose string value is SQL text: reduced to a fingerprint anywhere, and
+#: (the generic names) in MySQL members only.
+STATEMENT_KEYS = frozenset({
+    "sql_text", "query_sample_text", "digest_text", "current_statement", "last_statement",
+    "trx_query",
+})
+MYSQL_STATEMENT_KEYS = STATEMENT_KEYS | {"info", "statement", "query", "argument", "sql"}
+#: Rows that name a setting in one field and hold its value in another.
+_PAIR_NAMES = ("variable_name", "name", "option", "key", "variable", "option_name", "setting")
+_PAIR_VALUES = (
+    "value", "variable_value", "val", "current_value", "file_value", "running_value",
+    "global_value", "session_value", "default_value",
+)
+
+_KEY_FILE_PATH = re.compile(
+    r"(?:^|/)(?:[^/]*[._-])?(?:key|keys|keyring|keyfile|keystore)(?:[._-][^/]*)?$"
+    r"|\.(?:key|p12|pfx|jks|keystore|kdbx)$|(?:^|/)id_(?:rsa|dsa|ecdsa|ed25519)$",
+    re.I,
+)
+_SLOW_LOG_PATH = re.compile(r"(?:^|/)[^/]*slow[^/]*$", re.I)
+_SLOW_META = re.compile(
+    r"(?:SET timestamp=[0-9]+;|use [^\s;]+;|\S+, Version: |Tcp port: |Time\s+Id\s+Command)"
+)
+_PEM_BEGIN = re.compile(
+    r"-----BEGIN (?P<kind>[A-Z0-9 ]{1,60})-----(?P<body>.*?)(?P<end>-----END (?P=kind)-----|$)"
+)
+_PEM_BODY = re.compile(
+    r"\s*[\"']?[A-Za-z0-9+/=]*(?:\\n)?[\"',]*\s*|\s*(?:Proc-Type|DEK-Info|Comment):.*"
+)
+
+Count = Callable[[str, int], None]
 
 
-@dataclass(frozen=True)
-class Rule:
-    name: str
-    pattern: Pattern[str]
-    replacement: Replacement
+def kind_of(path: str) -> str:
+    """How a member is redacted: json, jsonl, keyfile, slowlog or text."""
+    name = path.rsplit("/", 1)[-1].lower()
+    if name.endswith(".json"):
+        return "json"
+    if name.endswith(".jsonl"):
+        return "jsonl"
+    if _KEY_FILE_PATH.search(path):
+        return "keyfile"
+    if _SLOW_LOG_PATH.search(path):
+        return "slowlog"
+    return "text"
 
 
-def _keep_prefix(match: re.Match[str]) -> str:
-    return match.group("prefix") + MASK
+class Lines:
+    """Redacts blocks of whole lines; keeps the state a PEM block needs between blocks."""
+
+    def __init__(self, count: Count) -> None:
+        self.count = count
+        self.in_pem = False
+        self._subs: List[Tuple[Rule, Callable[[re.Match[str]], str]]] = [
+            (rule, self._renderer(rule)) for rule in RULES if rule.name != "pem_block"
+        ]
+
+    def _renderer(self, rule: Rule) -> Callable[[re.Match[str]], str]:
+        def render(match: re.Match[str]) -> str:
+            replaced = rule.render(match)
+            if replaced is None:
+                return match.group()
+            self.count(rule.name, 1)
+            return replaced
+
+        return render
+
+    def block(self, text: str) -> str:
+        """Redact `text` (whole lines; a last line without its end is fine)."""
+        spans = self._marked(text)
+        if not spans and not self.in_pem:
+            return text
+        out: List[str] = []
+        cursor = self._skip_pem(text, 0) if self.in_pem else 0
+        for start, end in spans:
+            if start < cursor:
+                continue
+            out.append(text[cursor:start])
+            out.append(self.line(text[start:end]))
+            cursor = end
+            if self.in_pem and end < len(text):
+                out.append("\n")
+                cursor = self._skip_pem(text, end + 1)
+        out.append(text[cursor:])
+        return "".join(out)
+
+    def _marked(self, text: str) -> List[Tuple[int, int]]:
+        """The (start, end) of every line holding a needle or a probe match, in order."""
+        low = text.lower()
+        spans = set()
+        for needle in NEEDLES:
+            pos = low.find(needle)
+            while pos >= 0:
+                start = low.rfind("\n", 0, pos) + 1
+                end = low.find("\n", pos)
+                end = len(low) if end < 0 else end
+                spans.add((start, end))
+                pos = low.find(needle, end)
+        for rule in PROBE_RULES:
+            assert rule.probe is not None
+            pos = 0
+            found = rule.probe.search(text, pos)
+            while found:
+                start = text.rfind("\n", 0, found.start()) + 1
+                end = text.find("\n", found.end())
+                end = len(text) if end < 0 else end
+                spans.add((start, end))
+                found = rule.probe.search(text, end)
+        return sorted(spans)
+
+    def line(self, line: str) -> str:
+        """Every rule on one line (no line end inside)."""
+        low = line.lower()
+        if "-----begin" in low:
+            line = _PEM_BEGIN.sub(self._pem, line)
+            low = line.lower()
+        for rule, render in self._subs:
+            if rule.needles:
+                if not any(n in low for n in rule.needles):
+                    continue
+            elif rule.probe is not None and not rule.probe.search(line):
+                continue
+            new = rule.pattern.sub(render, line)
+            if new != line:
+                line = new
+                low = line.lower()
+        return line
+
+    def _pem(self, match: re.Match[str]) -> str:
+        self.count("pem_block", 1)
+        # No END on this line: the key's body follows on the next lines.
+        self.in_pem = not match.group("end")
+        return f"<redacted:pem {match.group('kind').strip().lower()}>"
+
+    def _skip_pem(self, text: str, start: int) -> int:
+        """Drop the lines of an open PEM block from `start`; return where to go on."""
+        while self.in_pem and start < len(text):
+            end = text.find("\n", start)
+            end = len(text) if end < 0 else end
+            line = text[start:end]
+            if "-----END " in line:
+                self.in_pem = False
+            elif not _PEM_BODY.fullmatch(line):
+                self.in_pem = False
+                return start
+            start = end + 1
+        return min(start, len(text))
 
 
-_SECRET_WORDS = r"(?:password|passwd|pwd|secret|token|api[_-]?key|private[_-]?key|auth)"
+class SlowLogStatements:
+    """Replaces the statement text of a slow log by fingerprints, block by block.
 
-RULES: List[Rule] = [
-    Rule(
-        "pem_block",
-        re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S),
-        "-----BEGIN PRIVATE KEY-----" + MASK + "-----END PRIVATE KEY-----",
-    ),
-    Rule(
-        "identified_by",
-        re.compile(
-            r"(?P<prefix>\bIDENTIFIED\s+(?:WITH\s+\S+\s+)?(?:BY|AS)\s+(?:PASSWORD\s+)?)"
-            r"(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s\"',;)]+)",
-            re.I,
-        ),
-        _keep_prefix,
-    ),
-    Rule(
-        "password_function",
-        re.compile(r"(?P<prefix>\bPASSWORD\s*\(\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")", re.I),
-        _keep_prefix,
-    ),
-    Rule(
-        "replication_password",
-        re.compile(
-            r"(?P<prefix>\b(?:MASTER|SOURCE)_PASSWORD\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s\"',;)]+)",
-            re.I,
-        ),
-        _keep_prefix,
-    ),
-    Rule(
-        "url_credentials",
-        re.compile(r"(?P<prefix>\b[a-z][a-z0-9+.-]*://[^:/@\s]+:)[^@\s/]+(?=@)", re.I),
-        _keep_prefix,
-    ),
-    Rule(
-        "password_hash",
-        re.compile(r"(?<![0-9A-Za-z])\*[0-9A-F]{40}(?![0-9A-Za-z])|\$(?:5|6|A\$005)\$[^\s'\"]{20,}"),
-        MASK,
-    ),
-    Rule(
-        "secret_option",
-        re.compile(
-            r"(?P<prefix>^[ \t]*(?:loose[-_])?[\w-]*" + _SECRET_WORDS + r"[\w-]*[ \t]*=[ \t]*)\S.*$",
-            re.I | re.M,
-        ),
-        _keep_prefix,
-    ),
-    Rule(
-        "secret_argument",
-        re.compile(r"(?P<prefix>--[\w-]*" + _SECRET_WORDS + r"[\w-]*=)[^\s\"',]+", re.I),
-        _keep_prefix,
-    ),
-    Rule(
-        "bearer_token",
-        re.compile(r"(?P<prefix>\bBearer\s+)[A-Za-z0-9._~+/=-]{8,}", re.I),
-        _keep_prefix,
-    ),
-    Rule("aws_access_key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"), MASK),
-]
+    Header lines (`# Time:`, `# User@Host:`, `# Query_time:` …) and the server's own
+    `SET timestamp=…;` / `use db;` lines stay; the lines between them are one statement.
+    """
+
+    def __init__(self, count: Count) -> None:
+        self.count = count
+        self.pending: List[str] = []
+        self.pending_bytes = 0
+        self.truncated = False
+
+    def block(self, text: str) -> str:
+        out: List[str] = []
+        lines = text.split("\n")
+        last = lines.pop()
+        for line in lines:
+            self._line(line, out)
+        if last:
+            self._line(last, out)
+        return "".join(out)
+
+    def _line(self, line: str, out: List[str]) -> None:
+        if line.startswith("#") or _SLOW_META.match(line):
+            self.flush(out)
+            out.append(line + "\n")
+            return
+        if self.pending_bytes >= MAX_STATEMENT:
+            self.truncated = True
+            return
+        self.pending.append(line)
+        self.pending_bytes += len(line) + 1
+
+    def flush(self, out: List[str]) -> None:
+        if not self.pending:
+            return
+        statement = "\n".join(self.pending)
+        reduced = fingerprint(statement)
+        if reduced != statement:
+            self.count("statement_fingerprint", 1)
+        if self.truncated:
+            self.count("statement_truncated", 1)
+            reduced += " /* mydiag: statement longer than 1 MiB, the rest left out */"
+        if reduced:
+            out.append(reduced + "\n")
+        self.pending, self.pending_bytes, self.truncated = [], 0, False
 
 
 class Redactor:
-    """Applies the rules to text members and counts what fired."""
+    """Applies the rules to every member and counts what fired, in total and per file."""
 
-    def __init__(self, rules: List[Rule] = RULES) -> None:
-        self.rules = rules
+    def __init__(self, pseudonymizer: Optional[Pseudonymizer] = None) -> None:
+        self.pseudonymizer = pseudonymizer
         self._counts: Counter[str] = Counter()
+        self._files: Dict[str, Counter[str]] = {}
+        self._lock = threading.Lock()
 
-    def apply(self, path: str, data: bytes) -> bytes:
-        text = data.decode("utf-8", "surrogateescape")
-        for rule in self.rules:
-            text, count = rule.pattern.subn(rule.replacement, text)
-            if count:
-                self._counts[rule.name] += count
-        return text.encode("utf-8", "surrogateescape")
+    # --- counting --------------------------------------------------------------------
+
+    def counter(self, path: str) -> Count:
+        with self._lock:
+            per_file = self._files.setdefault(path, Counter())
+
+        def count(rule: str, n: int) -> None:
+            per_file[rule] += n
+            self._counts[rule] += n
+
+        return count
 
     def report(self) -> Dict[str, int]:
         return dict(sorted(self._counts.items()))
+
+    def file_report(self, path: str) -> Dict[str, int]:
+        return dict(sorted(self._files.get(path, Counter()).items()))
+
+    def rename(self, old: str, new: str) -> None:
+        with self._lock:
+            if old in self._files:
+                self._files[new] = self._files.pop(old)
+
+    # --- members ---------------------------------------------------------------------
+
+    def apply(self, path: str, data: bytes) -> bytes:
+        """The redacted bytes of member `path`."""
+        kind = kind_of(path)
+        count = self.counter(path)
+        if kind in ("json", "jsonl"):
+            parsed = _json_documents(data, kind)
+            if parsed is not None:
+                return self._json_out(path, parsed, kind, data, count)
+        out = io.BytesIO()
+        self.stream(path, io.BytesIO(data), out)
+        return out.getvalue()
+
+    def stream(self, path: str, src: IO[bytes], dst: IO[bytes]) -> int:
+        """Redact text from `src` to `dst` in bounded memory; return the bytes written."""
+        kind = kind_of(path)
+        count = self.counter(path)
+        if kind == "keyfile":
+            while src.read(BLOCK):
+                pass
+            count("key_file", 1)
+            body = (KEY_FILE + "\n").encode()
+            dst.write(body)
+            return len(body)
+        learn = self.pseudonymizer.learn_text if self.pseudonymizer is not None else None
+        return _stream(src, dst, count, statements=kind == "slowlog", learn=learn)
+
+    def text(self, text: str, path: str = "manifest.json") -> str:
+        """Redact a piece of text (an error message, a note) counted under `path`."""
+        return Lines(self.counter(path)).block(text)
+
+    def value(self, value: Any, path: str = "manifest.json") -> Any:
+        """Redact a JSON-like value counted under `path`."""
+        return _Json(self.counter(path), path).walk(value)
+
+    def _json_out(
+        self, path: str, documents: List[Any], kind: str, raw: bytes, count: Count
+    ) -> bytes:
+        walker = _Json(count, path)
+        clean = [walker.walk(doc) for doc in documents]
+        if self.pseudonymizer is not None:
+            for doc in clean:
+                self.pseudonymizer.learn_json(doc)
+        return dump_json(clean, kind, raw)
+
+
+def dump_json(documents: List[Any], kind: str, raw: bytes) -> bytes:
+    """Serialize like the collector did: indented when the original was, one per line for JSONL."""
+    if kind == "jsonl":
+        return "".join(json.dumps(doc, sort_keys=True, default=str) + "\n" for doc in documents).encode()
+    indent = 2 if b"\n " in raw[:4096] else None
+    body = json.dumps(documents[0], indent=indent, sort_keys=True, default=str)
+    return (body + ("\n" if raw.endswith(b"\n") else "")).encode()
+
+
+def _json_documents(data: bytes, kind: str) -> Optional[List[Any]]:
+    try:
+        text = data.decode("utf-8")
+        if kind == "json":
+            return [json.loads(text)]
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    except ValueError:
+        return None
+
+
+class _Json:
+    """Structured redaction of one JSON document."""
+
+    def __init__(self, count: Count, path: str) -> None:
+        self.count = count
+        self.lines = Lines(count)
+        self.statement_keys = MYSQL_STATEMENT_KEYS if path.startswith("mysql/") else STATEMENT_KEYS
+
+    def walk(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return self._dict(value)
+        if isinstance(value, list):
+            if value and all(isinstance(v, str) for v in value):
+                return self._argv(value)
+            return [self.walk(v) for v in value]
+        if isinstance(value, str):
+            return self._string(value)
+        return value
+
+    def _string(self, value: str) -> str:
+        self.lines.in_pem = False
+        return self.lines.block(value)
+
+    def _dict(self, value: Dict[Any, Any]) -> Dict[Any, Any]:
+        pair_name = next(
+            (v for k, v in value.items() if str(k).lower() in _PAIR_NAMES and isinstance(v, str)),
+            None,
+        )
+        secret_pair = pair_name is not None and is_secret_name(pair_name)
+        out: Dict[Any, Any] = {}
+        for key, item in value.items():
+            low = str(key).lower()
+            if _scalar(item) and (
+                (is_secret_name(str(key)) and not benign_value(str(item), str(key)))
+                or (secret_pair and low in _PAIR_VALUES and not benign_value(str(item)))
+            ):
+                self.count("secret_field", 1)
+                out[key] = MASK
+            elif low in self.statement_keys and isinstance(item, str):
+                reduced = fingerprint(item)
+                if reduced != " ".join(item.split()):
+                    self.count("statement_fingerprint", 1)
+                out[key] = self._string(reduced)
+            else:
+                out[key] = self.walk(item)
+        return out
+
+    def _argv(self, argv: List[str]) -> List[str]:
+        """A command line as a list: `--password x` and `-pSECRET` need their neighbours."""
+        tool = any(re.search(r"mysql|mariadb|backup|dump", a, re.I) for a in argv[:2])
+        out: List[str] = []
+        secret_next = False
+        for arg in argv:
+            if secret_next and not arg.startswith("-") and not benign_value(arg):
+                self.count("command_line_secret", 1)
+                out.append(MASK)
+                secret_next = False
+                continue
+            secret_next = False
+            flag = re.fullmatch(r"--?([A-Za-z][\w.-]*)", arg)
+            if flag and is_secret_name(flag.group(1)):
+                secret_next = True
+            elif tool and re.fullmatch(r"-p[^-\s].*", arg, re.S):
+                self.count("command_line_secret", 1)
+                out.append("-p" + MASK)
+                continue
+            out.append(self._string(arg))
+        return out
+
+
+def _scalar(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _stream(
+    src: IO[bytes], dst: IO[bytes], count: Count, *, statements: bool = False,
+    learn: Optional[Callable[[str], None]] = None,
+) -> int:
+    lines = Lines(count)
+    slow = SlowLogStatements(count) if statements else None
+    written = 0
+    buffer = b""
+    skipping = False
+
+    def emit(block: bytes) -> None:
+        nonlocal written
+        text = block.decode("utf-8", "surrogateescape")
+        if slow is not None:
+            text = slow.block(text)
+        if learn is not None:
+            learn(text)
+        data = lines.block(text).encode("utf-8", "surrogateescape")
+        dst.write(data)
+        written += len(data)
+
+    while True:
+        chunk = src.read(BLOCK)
+        if not chunk:
+            break
+        buffer += chunk
+        if skipping:
+            cut = buffer.find(b"\n")
+            if cut < 0:
+                buffer = b""
+                continue
+            buffer = buffer[cut + 1:]
+            skipping = False
+        cut = buffer.rfind(b"\n")
+        if cut >= 0:
+            emit(buffer[:cut + 1])
+            buffer = buffer[cut + 1:]
+        if len(buffer) > MAX_LINE:
+            count("overlong_line", 1)
+            emit((OVERLONG + "\n").encode())
+            buffer = b""
+            skipping = True
+    if buffer and not skipping:
+        emit(buffer)
+    if slow is not None:
+        tail: List[str] = []
+        slow.flush(tail)
+        if tail:
+            data = lines.block("".join(tail)).encode("utf-8", "surrogateescape")
+            dst.write(data)
+            written += len(data)
+    return written
+
+
+def redact_stream(src: IO[bytes], dst: IO[bytes], *, statements: bool = False) -> Dict[str, int]:
+    """Redact a big text stream line by line in bounded memory; return rule → count.
+
+    With `statements`, the input is a slow log and its statements become fingerprints.
+    """
+    counts: Counter[str] = Counter()
+
+    def count(rule: str, n: int) -> None:
+        counts[rule] += n
+
+    _stream(src, dst, count, statements=statements)
+    return dict(sorted(counts.items()))

@@ -1,0 +1,126 @@
+"""The last look before a bundle is finished: does anything still look like a secret?
+
+Redaction works by rules; this pass works by shape, on the staged files and the
+manifest exactly as they will be written: PEM headers, known key and token formats,
+password hashes, credentials in URLs, and high-entropy tokens on a line that also says
+password, secret, token, key or the like. A finding names the file, the line and what
+it looks like, never the value.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    line: int
+    what: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.what}"
+
+
+class SecretFindings(Exception):
+    """The finished bundle would still hold something that looks like a secret."""
+
+    def __init__(self, findings: List[Finding]) -> None:
+        self.findings = findings
+        shown = "; ".join(str(f) for f in findings[:5])
+        more = f" and {len(findings) - 5} more" if len(findings) > 5 else ""
+        super().__init__(f"{len(findings)} possible secret(s) left after redaction: {shown}{more}")
+
+
+_SHAPES = (
+    (re.compile(r"-----BEGIN [A-Z0-9 ]{1,60}-----"), "PEM header"),
+    (re.compile(r"(?<![A-Z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Z0-9])"), "AWS access key id"),
+    (re.compile(r"\bAIza[0-9A-Za-z_-]{35}"), "Google API key"),
+    (re.compile(r"\bya29\.[0-9A-Za-z_-]{20,}"), "Google OAuth token"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{36,}|\bgithub_pat_[A-Za-z0-9_]{22,}"), "GitHub token"),
+    (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), "Slack token"),
+    (re.compile(r"\b[rs]k_live_[0-9A-Za-z]{20,}"), "Stripe key"),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"), "JSON web token"),
+    (re.compile(r"(?<![0-9A-Za-z*])\*[0-9A-Fa-f]{40}(?![0-9A-Za-z])"), "MySQL password hash"),
+    (re.compile(r"\$A\$[0-9]{3}\$|\$[56]\$[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{43}"), "password hash"),
+    (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@<>'\"]+:(?!<redacted)[^\s/@<>'\"]+@", re.I),
+     "credentials in a URL"),
+)
+_SECRET_WORDS = re.compile(
+    r"pass|pwd|secret|token|key|auth|credential|private|bearer|signature|cookie", re.I
+)
+_TOKEN = re.compile(r"[A-Za-z0-9+/_=-]{16,}")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_PSEUDONYM = re.compile(r"(?:host|ip|user|schema)-[0-9a-f]{10}")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+#: Lines longer than this are scanned in pieces of this size (with an overlap).
+_PIECE = 1 << 16
+
+
+def _entropy(token: str) -> float:
+    counts = Counter(token)
+    size = len(token)
+    return -sum(c / size * math.log2(c / size) for c in counts.values())
+
+
+def random_looking(token: str) -> bool:
+    """A token that looks generated, not written: mixed classes and high entropy."""
+    if token.startswith(("/", "-")) or _UUID.fullmatch(token) or _PSEUDONYM.fullmatch(token):
+        return False
+    has_digit = any(c.isdigit() for c in token)
+    has_alpha = any(c.isalpha() for c in token)
+    if not (has_digit and has_alpha):
+        return False
+    if _HEX.fullmatch(token):
+        return len(token) >= 32 and _entropy(token) >= 3.0
+    classes = sum((
+        any(c.islower() for c in token), any(c.isupper() for c in token), has_digit,
+        any(c in "+/_=-" for c in token),
+    ))
+    return classes >= 3 and _entropy(token) >= 3.3
+
+
+def lint_line(line: str) -> List[str]:
+    """What on this line looks like a secret (descriptions, never values)."""
+    found: List[str] = []
+    for pattern, what in _SHAPES:
+        if pattern.search(line):
+            found.append(what)
+    words = _SECRET_WORDS.search(line)
+    if words:
+        for token in _TOKEN.findall(line):
+            if random_looking(token):
+                found.append(f"high-entropy value on a line that says '{words.group().lower()}'")
+                break
+    return found
+
+
+def lint_lines(path: str, lines: Iterable[str]) -> List[Finding]:
+    findings: List[Finding] = []
+    for number, line in enumerate(lines, 1):
+        for piece in _pieces(line):
+            for what in lint_line(piece):
+                findings.append(Finding(path, number, what))
+    return findings
+
+
+def lint_bytes(path: str, data: bytes) -> List[Finding]:
+    return lint_lines(path, data.decode("utf-8", "replace").split("\n"))
+
+
+def lint_file(path: str, staged: Path) -> List[Finding]:
+    with open(staged, "rb") as handle:
+        return lint_lines(path, (raw.decode("utf-8", "replace") for raw in handle))
+
+
+def _pieces(line: str) -> Iterable[str]:
+    if len(line) <= _PIECE:
+        yield line
+        return
+    for start in range(0, len(line), _PIECE - 256):
+        yield line[start:start + _PIECE]
