@@ -12,7 +12,7 @@ from agent import exitcodes
 from bundle.version import __version__
 
 #: Subcommand modules, each with `register(subparsers)` and `run(args) -> int`.
-COMMANDS = ("collect", "inspect", "grants", "seal", "unseal", "verify", "keys", "upload", "enroll")
+COMMANDS = ("collect", "inspect", "grants", "seal", "unseal", "verify", "keys", "upload", "enroll", "agent")
 
 
 class Parser(argparse.ArgumentParser):

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -52,6 +52,8 @@ class Options:
     recipients: Optional[List[str]] = None
     #: Sign the manifest with this host key (see bundle.sign and `mydiag keys init`).
     signing_key: Optional[Ed25519PrivateKey] = None
+    #: A trigger's capture (the agent): its name and the values that fired it, for the manifest.
+    trigger: Optional[Dict[str, Any]] = None
 
 
 @dataclass
@@ -91,7 +93,8 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
     host = str(session.identity.get("hostname") or spec.host or socket.gethostname())
     if host in ("127.0.0.1", "localhost", "::1"):
         host = socket.gethostname()
-    manifest = Manifest(host=host, profile=options.profile, started=iso(started))
+    manifest = Manifest(host=host, profile=options.profile, started=iso(started),
+                        trigger=options.trigger)
     manifest.options = {
         "samples": options.samples, "interval": options.interval,
         "max_time": options.max_time, "statement_timeout": options.statement_timeout,

@@ -53,6 +53,8 @@ class Manifest:
     files: List[FileEntry] = field(default_factory=list)
     redaction: Dict[str, int] = field(default_factory=dict)
     options: Dict[str, Any] = field(default_factory=dict)
+    #: Set when an agent trigger caused this capture: name, condition, the values that fired it.
+    trigger: Optional[Dict[str, Any]] = None
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

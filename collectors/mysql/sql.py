@@ -247,3 +247,16 @@ OPEN_TABLES = _stmt(
     "open_tables",
     "SHOW OPEN TABLES WHERE In_use > 0",
 )
+
+#: The agent's monitoring check: only the status variables its triggers name (one statement).
+MONITOR_STATUS = _stmt("monitor_status", "SHOW GLOBAL STATUS WHERE Variable_name IN %(names)s")
+
+#: The agent's processlist predicates, grouped on the server so the answer stays small.
+MONITOR_PROCESSLIST = _stmt(
+    "monitor_processlist",
+    "SELECT COMMAND AS command, STATE AS state, USER AS user, COUNT(*) AS connections,"
+    " MAX(IF(COMMAND = 'Query', TIME, NULL)) AS longest"
+    " FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID()"
+    " GROUP BY COMMAND, STATE, USER",
+    "process",
+)
