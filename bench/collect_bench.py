@@ -94,7 +94,13 @@ class Measurement:
     tree_rss_kib: int = 0
     max_process_rss_kib: int = 0
     output_bytes: int = 0
+    error: str = ""
     details: Dict[str, object] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        # mydiag's 3 means "bundle written, some collectors partial": a finished run.
+        return self.exit_code not in ((0, 3) if self.tool.startswith("mydiag") else (0,))
 
     @property
     def statements(self) -> int:
@@ -359,6 +365,9 @@ def measure(monitor: Monitor, tool: str, user: str, argv: List[str], work: Path,
             time.sleep(0.05)
         result.wall = time.monotonic() - begun
     result.exit_code = proc.returncode
+    if result.failed:
+        said = (work / f"{tool}.stderr").read_text(errors="replace").strip().splitlines()
+        result.error = said[-1][:300] if said else f"exit code {proc.returncode}"
     # The server aggregates a closed connection's statements a moment after it ends.
     time.sleep(0.5)
     after = monitor.counters(user)
@@ -499,8 +508,11 @@ def report(results: List[Measurement], tables: int, tps: Optional[float]) -> str
     lines.append(f"{tables} tables; sysbench oltp_read_write, {SB_THREADS} threads, "
                  f"{tps:.0f} tps on average during the run" if tps else f"{tables} tables")
     by = {r.tool: r for r in results}
+    for r in results:
+        if r.failed:
+            lines.append(f"{r.tool} FAILED (exit {r.exit_code}): {r.error}")
     mine = by.get("mydiag")
-    if mine:
+    if mine and not mine.failed:
         lines.append("")
         for peer in ("pt-mysql-summary", "pt-stalk"):
             other = by.get(peer)
@@ -531,6 +543,8 @@ def goals(mine: Measurement, stalk: Optional[Measurement]) -> List[str]:
     def verdict(ok: bool) -> str:
         return "met" if ok else "MISSED"
 
+    if mine.failed:
+        return [f"{mine.tool}: every goal MISSED, it wrote no bundle (exit {mine.exit_code})"]
     out = [
         f"{mine.tool} ({mine.details.get('files')} files,"
         f" {mine.details.get('uncompressed_bytes')} bytes unpacked;"
@@ -623,7 +637,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                  "results": [r.__dict__ for r in results]}, indent=2, default=str))
             (keep / "report.txt").write_text(text + "\n")
             print(f"\nkept in {keep}")
-        return 0
+        return 1 if any(r.failed for r in results) else 0
     except (BenchError, servers.ServerUnavailable) as exc:
         print(f"collect_bench: {exc}", file=sys.stderr)
         return 1
