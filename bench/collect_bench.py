@@ -4,21 +4,22 @@
 
 Prepares a private MariaDB (tests.servers) holding `--tables` InnoDB tables in 20
 schemas plus a sysbench schema, starts a sysbench oltp_read_write load (4 threads), and
-runs, one after another under that load: `mydiag collect --profile standard`,
-`pt-mysql-summary` and `pt-stalk --no-stalk --iterations=1 --run-time=5`.
+runs, one after another under that load: `mydiag collect --profile standard` twice (as a
+user with ALL, like the peers, and as the least-privilege user `mydiag grants` prints),
+`pt-mysql-summary` and `pt-stalk --no-stalk --iterations=1 --run-time=5`. Exits 1 when
+a tool failed to run (mydiag's exit 3, a bundle with partial collectors, counts as run).
 
-How each number is measured:
-- statements: every tool connects as its own MySQL user (bench_mydiag, bench_ptsummary,
-  bench_ptstalk); the count is the sum of COUNT_STAR for that user in
-  performance_schema.events_statements_summary_by_user_by_event_name, before and after.
-  SQL statements (statement/sql/*) and protocol commands (statement/com/*: Connect,
-  Quit, Init DB, Ping...) are shown apart. sysbench and the monitoring connection are not
-  instrumented at all (performance_schema.setup_actors lists only the three tool users),
-  so neither the load nor the monitor is counted. Connections come from
-  performance_schema.users.
+How each number is measured (bench/README.md says more):
+- statements: every tool connects as its own MySQL user; the count is the growth of
+  SUM(COUNT_STAR) for that user in
+  performance_schema.events_statements_summary_by_user_by_event_name. SQL statements
+  (statement/sql/*) and protocol commands (statement/com/*: Quit, Ping...) are shown
+  apart. performance_schema.setup_actors instruments only the tool users and sysbench
+  (without history), so the monitoring connection (root) counts nothing and the load is
+  never attributed to a tool. Connections come from performance_schema.users.
 - slowest statement: MAX(MAX_TIMER_WAIT) for that user in the same summary table; its
-  text from events_statements_history_long (truncated before each tool; only the tool
-  users are instrumented, so it holds that tool's statements alone).
+  text from events_statements_history_long, emptied before each tool (only the tools
+  keep history, so it holds that tool's statements alone).
 - peak RSS: the whole process tree of the tool, polled from /proc every 50 ms (sum of
   VmRSS of all its processes at the same instant), and the largest single process as
   GNU time -v reports it (ru_maxrss of the children, exact but per process).
@@ -26,7 +27,7 @@ How each number is measured:
   bundle file; pt-mysql-summary: its stdout; pt-stalk: every file under --dest).
 
 The prepared data directory is cached in /tmp/mydiag-bench-cache, keyed by server
-version and table count, so a rerun starts in seconds instead of minutes. Passwords are
+version and table count, so a rerun copies it instead of building it. Passwords are
 generated per run, written only to 0600 option files in the run directory, and deleted.
 """
 
