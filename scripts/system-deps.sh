@@ -14,7 +14,9 @@ case "${1:-}" in
     need pt-stalk percona-toolkit
     need sysbench sysbench
     need age age
-    need sos sosreport ;;
+    need sos sosreport
+    # GNU time, not the shell keyword: bench/collect_bench.py reads its peak RSS.
+    [ -x /usr/bin/time ] || want+=(time) ;;
   *)
     need mariadbd mariadb-server
     need mariadb mariadb-client
