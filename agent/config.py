@@ -228,10 +228,10 @@ def load(path: Path) -> Config:
 
 
 def _mysql(path: Path, table: Any) -> MysqlConfig:
+    if isinstance(table, dict) and "password" in table:
+        raise ConfigError(f"{path}: mysql.password: not allowed here: put the password in the "
+                          "option file named by mysql.defaults_file (mode 0600)")
     section = _Section(path, "mysql", table, ("host", "port", "socket", "user", "defaults_file"))
-    if "password" in table:
-        section.fail("password", "not allowed here: put the password in the option file "
-                     "named by mysql.defaults_file (mode 0600)")
     defaults_file = section.text("defaults_file")
     if defaults_file and not os.path.isfile(defaults_file):
         section.fail("defaults_file", f"{defaults_file}: no such file")

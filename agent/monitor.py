@@ -20,6 +20,8 @@ from collectors.registry import CollectorError
 #: Monitoring statements are tiny; a server that cannot answer in this long is in trouble.
 STATEMENT_TIMEOUT = 2.0
 RECONNECT_MAX = 30.0
+#: Status switches (Slave_running, wsrep_ready, …) compare as numbers.
+_SWITCHES = {"ON": 1.0, "OFF": 0.0, "YES": 1.0, "NO": 0.0}
 
 
 class Probe:
@@ -80,9 +82,12 @@ class Probe:
             return None
         values: Dict[str, float] = {}
         for row in rows:
+            raw = row["Value"]
+            text = raw.decode() if isinstance(raw, bytes) else str(raw)
+            number = _SWITCHES.get(text.upper())
             try:
-                values[str(row["Variable_name"]).lower()] = float(row["Value"])
-            except (TypeError, ValueError):
+                values[str(row["Variable_name"]).lower()] = float(text) if number is None else number
+            except ValueError:
                 continue
         return values
 

@@ -168,7 +168,6 @@ class Spool:
                     _tidy(work, keep=main)
                     os.rename(work, self.bundles_dir / work.name)
                     fsync_dir(self.bundles_dir)
-                    self.recovered.append(f"kept the finished capture {work.name}/{main}")
                 else:
                     _remove(work)
                 if seq is not None:

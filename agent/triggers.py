@@ -499,12 +499,13 @@ class _Parser:
                 self.expect(")", "')' after the counter's name")
                 return Rate(argument.text)
             if lower == "disk_free_pct":
+                argument = self.token
                 if self.token.kind == "path":
                     path = self.advance().text
                 else:
                     path = self._string('a path, like disk_free_pct("/var/lib/mysql")')
                 if not path.startswith("/"):
-                    raise self.fail("disk_free_pct() needs an absolute path")
+                    raise self.fail("disk_free_pct() needs an absolute path", argument)
                 self.expect(")", "')' after the path")
                 return DiskFree(path)
             raise self.fail(f"unknown function {word!r} (known: rate, disk_free_pct, "
