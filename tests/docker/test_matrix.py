@@ -85,12 +85,17 @@ def standard(service: Service, tmp_path_factory) -> tuple:
 
 def test_standard_collection_completes_on_every_flavor(service: Service, standard):
     done, summary, files = standard
-    assert done.returncode == 0, [c for c in summary["collectors"] if c["status"] != "ok"]
+    # The OS, config and log collectors read this host, not the container: only the
+    # MySQL ones say something about the flavor.
+    mysql = [c for c in summary["collectors"] if c["name"].startswith("mysql.")]
+    assert done.returncode in (0, 3), done.stderr
+    assert {c["status"] for c in mysql} <= {"ok", "skipped"}, [
+        c for c in mysql if c["status"] not in ("ok", "skipped")
+    ]
     assert summary["mysql"]["flavor"] == service.flavor.family
     major_minor = tuple(int(n) for n in summary["mysql"]["version"].split(".")[:2])
     assert major_minor == service.flavor.version
     assert json.loads(files["manifest.json"])["mysql"]["flavor"] == service.flavor.family
-    assert {c["status"] for c in summary["collectors"]} <= {"ok", "skipped"}
 
 
 def test_replica_status_uses_the_flavors_statement(service: Service, standard):
@@ -145,7 +150,7 @@ def test_lock_waits_come_from_the_flavors_table(service: Service, tmp_path):
         files = read_bundle(str(result.bundle))
         waits = json.loads(files["mysql/innodb_lock_waits.json"])
         assert waits, "the lock wait in progress was not collected"
-        assert set(waits[0]) == LOCK_WAIT_COLUMNS[service.flavor.family]
+        assert LOCK_WAIT_COLUMNS[service.flavor.family] <= set(waits[0])
         assert str(waits[0]["blocking_trx_id"]) == str(holder_trx)
     finally:
         holder.rollback()
@@ -192,7 +197,7 @@ def test_least_privilege_grants_apply_and_suffice(service: Service, tmp_path):
     cnf = service.defaults_file(tmp_path, "mydiag_least", password)
     done, summary, _ = collect(service, tmp_path, "--defaults-file", str(cnf))
     assert done.returncode in (0, 3), done.stderr
-    by_status = {c["name"]: c for c in summary["collectors"]}
+    by_status = {c["name"]: c for c in summary["collectors"] if c["name"].startswith("mysql.")}
     assert not [n for n, c in by_status.items() if c["status"] == "failed"], summary["collectors"]
     for name, entry in by_status.items():
         if entry["status"] == "partial":
