@@ -119,7 +119,7 @@ def cmd_ticket_create(args: argparse.Namespace) -> int:
     try:
         with state.db.tx() as tx:
             ticket = tickets.create_ticket(tx, args.customer, args.title, state.config.recipients,
-                                           _actor(), state.config.limits.token_days)
+                                           _actor(), args.token_days or state.config.limits.token_days)
     finally:
         state.close()
     _emit(args, ticket, [
@@ -253,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     data_arg(p, database=True)
     p.add_argument("--customer", required=True, help="the customer's name (letters, digits, . _ @ -)")
     p.add_argument("--title", required=True, help="one line saying what is wrong")
+    p.add_argument("--token-days", type=float, metavar="DAYS",
+                   help="how long the upload token stays valid (default 30)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_ticket_create)
 

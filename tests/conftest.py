@@ -20,6 +20,9 @@ import pytest
 
 from tests import servers
 
+#: Support-server fixtures (backend, support, proxy_to): see tests/serverkit.py.
+pytest_plugins = ("tests.serverkit",)
+
 REQUIRE = os.environ.get("MYDIAG_REQUIRE_SERVER") == "1"
 
 
