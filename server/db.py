@@ -46,6 +46,15 @@ CREATE TABLE IF NOT EXISTS bundles (
   verified DOUBLE PRECISION, claim_owner TEXT, claim_until DOUBLE PRECISION,
   UNIQUE (ticket_id, sha256));
 CREATE INDEX IF NOT EXISTS bundles_status ON bundles (status);
+CREATE TABLE IF NOT EXISTS engineer_keys (
+  fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, public_key TEXT NOT NULL,
+  added DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+  id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, engineer TEXT NOT NULL, mode TEXT NOT NULL,
+  purpose TEXT NOT NULL, host TEXT NOT NULL, tunnel_key TEXT NOT NULL, granted_by TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL, state TEXT NOT NULL,
+  ended DOUBLE PRECISION, end_reason TEXT, parts INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS sessions_ticket ON sessions (ticket_id, created);
 """
 
 _AUDIT = {
