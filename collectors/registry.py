@@ -137,6 +137,10 @@ class Context:
     samples: int = 5
     interval: float = 1.0
     table_guard: int = 10_000
+    #: Bytes of each log's tail to include (--log-bytes).
+    log_bytes: int = 2 << 20
+    #: Extra files to copy (--config-file, repeatable).
+    config_files: List[str] = field(default_factory=list)
     deadline: float = 0.0
     notes: Notes = field(default_factory=lambda: Notes())
     shared: Dict[str, Any] = field(default_factory=dict)

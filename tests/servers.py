@@ -51,6 +51,8 @@ class Instance:
     port: int
     extra_args: List[str] = field(default_factory=list)
     process: Optional[subprocess.Popen] = None
+    #: Start with `--defaults-file=` this file instead of `--no-defaults` (option-file tests).
+    defaults_file: Optional[Path] = None
 
     @property
     def datadir(self) -> Path:
@@ -101,7 +103,9 @@ class Instance:
         server = _which(SERVER_BINARIES)
         assert server
         args = [
-            server, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
+            server,
+            f"--defaults-file={self.defaults_file}" if self.defaults_file else "--no-defaults",
+            f"--datadir={self.datadir}", f"--socket={self.socket}",
             f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
             f"--pid-file={self.pid_file}", f"--log-error={self.error_log}",
             "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",

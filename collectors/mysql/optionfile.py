@@ -33,6 +33,8 @@ class OptionFiles:
     options: List[Option] = field(default_factory=list)
     files: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
+    #: Each file's text as read (path -> text), so a copy shows exactly what was parsed.
+    texts: Dict[str, str] = field(default_factory=dict)
 
     def group(self, *sections: str) -> Dict[str, Optional[str]]:
         """The options of `sections`, later files and lines winning, keys normalized."""
@@ -70,12 +72,24 @@ def read(paths: Iterable[str], *, missing_ok: bool = True) -> OptionFiles:
     seen: Set[str] = set()
     for path in paths:
         expanded = os.path.expanduser(path)
-        if not os.path.exists(expanded):
+        try:
+            os.stat(expanded)
+        except FileNotFoundError:
             if not missing_ok:
                 result.notes.append(f"{path}: no such file")
             continue
+        except OSError as exc:
+            result.notes.append(f"{path}: cannot read ({exc.strerror})")
+            continue
         _read_file(Path(expanded), result, seen, depth=0)
     return result
+
+
+def looks_binary(raw: bytes) -> bool:
+    """NUL bytes, or many control characters: not an option file (or not one any more)."""
+    head = raw[:4096]
+    controls = sum(1 for b in head if (b < 32 and b not in b"\t\n\r\f\v") or b == 127)
+    return b"\0" in raw or (bool(head) and controls > len(head) // 20)
 
 
 def _read_file(path: Path, result: OptionFiles, seen: Set[str], depth: int) -> None:
@@ -96,7 +110,7 @@ def _read_file(path: Path, result: OptionFiles, seen: Set[str], depth: int) -> N
     if len(raw) > _MAX_FILE_BYTES:
         result.notes.append(f"{path}: larger than 1 MiB, only the first MiB read")
         raw = raw[:_MAX_FILE_BYTES]
-    if b"\0" in raw:
+    if looks_binary(raw):
         result.notes.append(f"{path}: binary content, skipped")
         return
     try:
@@ -105,6 +119,7 @@ def _read_file(path: Path, result: OptionFiles, seen: Set[str], depth: int) -> N
         result.notes.append(f"{path}: not UTF-8, read as Latin-1")
         text = raw.decode("latin-1")
     result.files.append(str(path))
+    result.texts[str(path)] = text
     section = ""
     for number, line in enumerate(text.splitlines(), 1):
         stripped = line.strip()
@@ -113,7 +128,7 @@ def _read_file(path: Path, result: OptionFiles, seen: Set[str], depth: int) -> N
         if stripped.startswith("!include "):
             target = Path(stripped[len("!include "):].strip())
             target = target if target.is_absolute() else path.parent / target
-            if target.exists():
+            if os.path.lexists(target) or not os.access(target.parent, os.X_OK):
                 _read_file(target, result, seen, depth + 1)
             else:
                 result.notes.append(f"{path}:{number}: !include {target}: no such file")

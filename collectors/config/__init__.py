@@ -1,0 +1,1 @@
+"""Configuration collectors: option files, persisted variables, service units."""

@@ -1,0 +1,1 @@
+"""Log collectors: bounded tails of the server's error and slow logs."""

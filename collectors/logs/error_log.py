@@ -1,0 +1,54 @@
+"""The tail of the server's error log (path from @@log_error), bounded by --log-bytes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Iterator, List
+
+from collectors.logs.paths import datadir, resolve, setting
+from collectors.logs.tail import NotRegularFile, read_tail
+from collectors.registry import PROFILES, Artifact, CollectorError, Context, Skip, collector
+
+#: Where packages put the error log when nothing says otherwise (server down, no options).
+DEFAULT_PATHS = ("/var/log/mysql/error.log", "/var/log/mysqld.log", "/var/log/mariadb/mariadb.log",
+                 "/var/log/mysql/mysqld.log")
+
+
+@collector("logs.error_log", profiles=PROFILES, timeout=10)
+def error_log(ctx: Context) -> Iterator[Artifact]:
+    """The last --log-bytes of the error log, as the server wrote it (redacted on the way)."""
+    value, source = setting(ctx, "log_error")
+    if value == "ON" and source != "server variables":
+        value = None  # a bare `log-error` option: the default name in the datadir
+    if value is not None and value.strip() in ("", "stderr"):
+        raise Skip("the server writes its error log to stderr (log_error is empty or stderr): "
+                   "see `journalctl -u mariadb` or `journalctl -u mysql`")
+    for path in _candidates(ctx, value):
+        try:
+            tail = read_tail(path, ctx.log_bytes)
+        except FileNotFoundError:
+            continue
+        except PermissionError:
+            raise CollectorError(f"error log {path}: permission denied",
+                                 "run as root, or as a member of the group that owns it (adm, mysql)"
+                                 ) from None
+        except NotRegularFile:
+            raise Skip(f"error log {path} is not a regular file (a pipe or a device)") from None
+        except OSError as exc:
+            raise CollectorError(f"error log {path}: cannot read ({exc.strerror})") from None
+        ctx.notes.add(f"{tail.describe()} (path from {source if value else 'a default location'})")
+        yield Artifact.text("logs/error.log", tail.data.decode("utf-8", "replace"))
+        return
+    raise CollectorError(f"no error log found (log_error={value!r}, from {source})",
+                         "check the server's log_error setting")
+
+
+def _candidates(ctx: Context, value: str) -> List[str]:
+    if value:
+        path = resolve(ctx, value.strip())
+        # Without an extension the server adds ".err".
+        return [path, path + ".err"] if not os.path.splitext(path)[1] else [path]
+    folder = datadir(ctx)
+    local = [os.path.join(folder, f"{socket.gethostname()}.err")] if folder else []
+    return local + list(DEFAULT_PATHS)

@@ -1,0 +1,1 @@
+"""Operating-system collectors: /proc, /sys and psutil, container- and cgroup-aware."""
