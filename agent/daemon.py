@@ -105,7 +105,7 @@ class Agent:
         for line in self.spool.recovered:
             self.log(f"spool: {line}")
         saved = self._load_state()
-        self.schedule_last = saved.get("schedule", {}).get("last_epoch")
+        self.schedule_last = (saved.get("schedule") or {}).get("last_epoch")
         history = {t.get("name"): t for t in saved.get("triggers", []) if isinstance(t, dict)}
         self.triggers = [_Trigger(t, TriggerState.from_dict(history.get(t.name, {})))
                          for t in self.config.triggers]
@@ -210,8 +210,11 @@ class Agent:
                     continue
                 trigger.checks += 1
                 cfg = trigger.config
+                held = trigger.state.held_back
                 fire = observe(cfg.name, cfg.when, cfg.for_checks, cfg.cooldown, cfg.max_per_day,
                                trigger.state, reading, wall)
+                if trigger.state.held_back != held and fire is None:
+                    self.write_state(durable=False)
                 trigger.next_check = max(trigger.next_check + cfg.check_every, now + cfg.check_every / 2)
                 if fire is not None:
                     shown = ", ".join(f"{k}={v}" for k, v in fire.values.items())

@@ -52,6 +52,10 @@ class Uploader:
         """The ticket's pinned recipients if already known (no network), to seal at capture."""
         return None
 
+    def forget(self, path: Path) -> None:
+        """The spool recorded `path` as uploaded: drop what was kept only to resume its upload."""
+        return None
+
     def close(self) -> None:
         return None
 
@@ -96,9 +100,10 @@ class TicketUploader(Uploader):
                 if not target.exists():
                     age.seal_file(path, target, recipients)
             # Short retries here; the agent's loop does the long waits between attempts.
+            # The sealed copy stays until the spool has recorded the upload (`forget`): killed in
+            # between, the next attempt sends the same bytes, which the server recognizes.
             outcome = upload_file(target, self.client, self.server.ticket,
-                                  backoff=Backoff(attempts=2, base=0.2, cap=1.0),
-                                  remove=target is not path)
+                                  backoff=Backoff(attempts=2, base=0.2, cap=1.0), remove=False)
         except Refused as exc:
             raise Blocked(str(exc)) from None
         except (UploadError, Transient) as exc:
@@ -108,6 +113,12 @@ class TicketUploader(Uploader):
         except OSError as exc:
             raise Retry(f"{path.name}: {exc.strerror or exc}") from None
         return Shipped(outcome.sha256, outcome.bundle, outcome.status, outcome.reason)
+
+    def forget(self, path: Path) -> None:
+        if path.name.endswith(".age"):
+            return
+        with contextlib.suppress(FileNotFoundError):
+            path.with_name(path.name + ".age").unlink()
 
     def close(self) -> None:
         self.client.close()
@@ -160,6 +171,7 @@ class Shipper(threading.Thread):
             if not pending:
                 return True
             entry = pending[0]
+            first = entry.attempts == 0
             try:
                 shipped = self.uploader.upload(self.spool.path(entry))
             except (Retry, Blocked) as exc:
@@ -169,7 +181,7 @@ class Shipper(threading.Thread):
                 self.last_error = str(exc)
                 with contextlib.suppress(OSError):
                     self.spool.mark(entry.seq, error=str(exc))
-                if entry.attempts == 0 or blocked:
+                if first or blocked:
                     self.log(f"upload of {entry.file} failed: {exc}; "
                              f"retrying in {self.pause:.0f}s, in order, while the spool keeps it")
                 if not wait:
@@ -188,6 +200,7 @@ class Shipper(threading.Thread):
                 # Sent but not recorded: the next pass sends it again, and the server knows it.
                 self.log(f"uploaded {entry.file} but cannot record it: {exc.strerror}")
                 return False
+            self.uploader.forget(self.spool.path(entry))
             note = f" ({shipped.status}: {shipped.reason})" if shipped.reason else ""
             self.log(f"uploaded {entry.file} to bundle {shipped.bundle or '?'}{note}")
         return False
