@@ -37,6 +37,8 @@ class FileEntry:
     path: str
     bytes: int
     sha256: str
+    #: What redaction changed in this file: rule -> count (never the values).
+    redactions: Dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -54,6 +54,19 @@ _KEY_FILE_PATH = re.compile(
     re.I,
 )
 _SLOW_LOG_PATH = re.compile(r"(?:^|/)[^/]*slow[^/]*$", re.I)
+#: The header lines a server writes before each statement (MySQL, MariaDB, Percona):
+#: only these stay; any other `#` line belongs to the statement (a comment in it).
+_SLOW_HEADER = re.compile(
+    r"# (?:Time|User@Host|Thread_id|Schema|QC_hit|Query_time|Lock_time|Rows_sent|Rows_examined"
+    r"|Rows_affected|Bytes_sent|Bytes_received|Read_first|Read_last|Read_key|Read_next|Read_prev"
+    r"|Read_rnd|Read_rnd_next|Sort_|Created_tmp|Count_hit|Tmp_tables|Tmp_disk_tables"
+    r"|Tmp_table_sizes|Full_scan|Full_join|Filesort|Filesort_on_disk|Merge_passes|Priority_queue"
+    r"|Pages_accessed|Pages_read|Pages_updated|Pages_prefetched|Old_rows_read|Engine_time"
+    r"|InnoDB_trx_id|InnoDB_IO_r_ops|InnoDB_IO_r_bytes|InnoDB_IO_r_wait|InnoDB_rec_lock_wait"
+    r"|InnoDB_queue_wait|InnoDB_pages_distinct|Log_slow_rate_type|Log_slow_rate_limit"
+    r"|Stored_routine|explain|Id|Killed|Errno|Start|End|No InnoDB statistics)\b",
+    re.I,
+)
 _SLOW_META = re.compile(
     r"(?:SET timestamp=[0-9]+;|use [^\s;]+;|\S+, Version: |Tcp port: |Time\s+Id\s+Command)"
 )
@@ -207,7 +220,7 @@ class SlowLogStatements:
         return "".join(out)
 
     def _line(self, line: str, out: List[str]) -> None:
-        if line.startswith("#") or _SLOW_META.match(line):
+        if (line.startswith("# ") and _SLOW_HEADER.match(line)) or _SLOW_META.match(line):
             self.flush(out)
             out.append(line + "\n")
             return
@@ -271,7 +284,7 @@ class Redactor:
         kind = kind_of(path)
         count = self.counter(path)
         if kind in ("json", "jsonl"):
-            parsed = _json_documents(data, kind)
+            parsed = json_documents(data, kind)
             if parsed is not None:
                 return self._json_out(path, parsed, kind, data, count)
         out = io.BytesIO()
@@ -320,7 +333,7 @@ def dump_json(documents: List[Any], kind: str, raw: bytes) -> bytes:
     return (body + ("\n" if raw.endswith(b"\n") else "")).encode()
 
 
-def _json_documents(data: bytes, kind: str) -> Optional[List[Any]]:
+def json_documents(data: bytes, kind: str) -> Optional[List[Any]]:
     try:
         text = data.decode("utf-8")
         if kind == "json":

@@ -257,7 +257,7 @@ RULES: List[Rule] = [
         "identified_by", ("identified",),
         re.compile(
             rf"\bIDENTIFIED\s+BY\s+(?:PASSWORD\s+)?(?P<v>{SQL_VALUE})"
-            r"|\b(?:IDENTIFIED|OR)\s+(?:WITH|VIA)\s+['\"`]?\w+['\"`]?\s+(?:AS|BY|USING)\s+"
+            r"|\b(?:IDENTIFIED\s+(?:WITH|VIA)|OR)\s+['\"`]?\w+['\"`]?\s+(?:AS|BY|USING)\s+"
             rf"(?:PASSWORD\s*\(\s*(?P<v2>{QUOTED})\s*\)|(?P<v3>{SQL_VALUE}))",
             re.I,
         ),
@@ -282,7 +282,7 @@ RULES: List[Rule] = [
         "option_file_secret", _NAME_NEEDLES,
         re.compile(
             r"^(?P<p>[ \t]*(?:export[ \t]+)?(?P<name>[A-Za-z_][\w.-]*)[ \t]*=[ \t]*)"
-            r"(?P<v>\S(?:.*\S)?)[ \t]*$"
+            r"(?P<v>[^\s\x00](?:[^\x00\n]*[^\s\x00])?)(?=[ \t]*(?:\x00|$))"
         ),
         _named,
     ),
