@@ -28,5 +28,14 @@ UNSIGNED = 11
 #: A key is missing, unreadable or not valid: the host key, an age identity or
 #: recipient, or a --signer public key.
 KEY_ERROR = 12
+#: upload/enroll: the server could not be reached, or kept failing, through every retry
+#: (run the same command again: the upload resumes where it stopped).
+UPLOAD_FAILED = 13
+#: upload/enroll: the server refused: wrong or expired token, no such ticket, size limit.
+UPLOAD_REFUSED = 14
+#: upload/enroll: the ticket's recipients differ from the pinned ones; nothing was sent.
+RECIPIENT_CHANGED = 15
+#: upload: the bundle reached the server, which keeps it in quarantine (the reason is printed).
+QUARANTINED = 16
 #: Interrupted by the user (Ctrl-C).
 INTERRUPTED = 130
