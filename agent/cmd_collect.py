@@ -12,6 +12,7 @@ from agent import exitcodes
 from agent.connect import OptionError
 from agent.home import host_key_path
 from agent.options import add_connection_options, connect_spec
+from agent.remote import RemoteError, add_upload_options, pin_before_collect, upload_collected
 from agent.runner import Options, collect
 from agent.sealing import add_recipient_options, age_exit_code, os_error_text, recipients_from
 from agent.summary import LiveProgress, print_summary, summary_dict
@@ -28,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "without stalling the server. Exit codes: 0 all ok, 3 some collectors failed or "
         "partial (bundle written), 4 cannot connect, 5 access denied, 6 cannot write the "
         "bundle, 2 bad arguments, 12 a recipient or the host key is not usable. The bundle "
-        "is signed when this host has a key (`mydiag keys init`).",
+        "is signed when this host has a key (`mydiag keys init`). With --upload: 13 upload "
+        "failed (run `mydiag upload` on the bundle to resume), 14 refused by the server, "
+        "15 the ticket's recipients changed, 16 quarantined by the server.",
     )
     parser.add_argument("--help", action="help", help="show this help and exit")
     parser.add_argument("--profile", choices=PROFILES, default="standard",
@@ -49,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_recipient_options(parser)
     parser.add_argument("--keep-plain", action="store_true",
                         help="with --recipient, also keep the unsealed bundle")
+    add_upload_options(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask questions")
     parser.set_defaults(run=run)
@@ -76,6 +80,12 @@ def run(args: argparse.Namespace) -> int:
     except SignError as exc:
         print(f"mydiag: {exc}", file=sys.stderr)
         return exitcodes.KEY_ERROR
+    if args.upload:
+        try:
+            recipients = list(dict.fromkeys(recipients + pin_before_collect(args)))
+        except RemoteError as exc:
+            print(f"mydiag: {exc}", file=sys.stderr)
+            return exc.code
     if args.keep_plain and not recipients:
         print("mydiag: --keep-plain only makes sense with --recipient", file=sys.stderr)
         return exitcodes.USAGE
@@ -102,10 +112,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"mydiag: cannot write {sealed}: {os_error_text(exc)} (the plain bundle "
                   f"{plain} was kept)", file=sys.stderr)
             return exitcodes.OUTPUT_ERROR
+    upload_code, uploaded = exitcodes.OK, None
+    if args.upload and result.bundle is not None and args.json:
+        upload_code, uploaded = upload_collected(result.bundle, args)
     if args.json:
         summary = summary_dict(result)
         summary.update(sealed=bool(recipients), signed=signing_key is not None,
                        plain_bundle=str(plain) if plain else None)
+        summary["upload"] = uploaded
         print(json.dumps(summary, indent=2))
     else:
         print_summary(result)
@@ -114,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
         if result.bundle is not None and signing_key is None:
             print(f"note: the bundle is not signed: this host has no key at {key_path} "
                   "(run `mydiag keys init` once)")
+    if args.upload and result.bundle is not None and not args.json:
+        upload_code, uploaded = upload_collected(result.bundle, args)
+    if upload_code != exitcodes.OK:
+        return upload_code
     if result.connect_error is not None:
         if not args.json:
             print(f"mydiag: {result.connect_error.reason}", file=sys.stderr)

@@ -13,7 +13,7 @@ import os
 import sys
 import urllib.parse
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from agent import exitcodes, pins
 from agent.transport import API, Client
@@ -154,3 +154,40 @@ def report(result: Dict[str, Any], as_json: bool) -> int:
             print(f"mydiag: the server quarantined the bundle: {result['reason']}", file=sys.stderr)
         return exitcodes.QUARANTINED
     return exitcodes.OK
+
+
+def add_upload_options(parser: argparse.ArgumentParser) -> None:
+    """`collect --upload`: the same server options, all optional until --upload is given."""
+    parser.add_argument("--upload", action="store_true",
+                        help="seal to the ticket's pinned recipients and upload the bundle")
+    add_server_options(parser, required=False)
+    add_transfer_options(parser)
+    parser.add_argument("--keep", action="store_true", help="with --upload, keep the sealed bundle")
+
+
+def pin_before_collect(args: argparse.Namespace) -> List[str]:
+    """Check the server, the ticket and the token before collecting; the recipients to seal to."""
+    if not (args.server and args.ticket):
+        raise RemoteError(exitcodes.USAGE, "--upload needs --server URL and --ticket ID")
+    client = client_from(args)
+    try:
+        return recipients_for(client, args.ticket)
+    except Refused as exc:
+        raise RemoteError(exitcodes.UPLOAD_REFUSED, str(exc)) from None
+    except UploadError as exc:
+        raise RemoteError(exitcodes.UPLOAD_FAILED, str(exc)) from None
+    finally:
+        client.close()
+
+
+def upload_collected(bundle: Path, args: argparse.Namespace) -> Tuple[int, Dict[str, Any]]:
+    """Upload a freshly collected bundle; (exit code, result or {"error": …}). Prints unless --json."""
+    try:
+        result = send(bundle, args, show_progress=not args.json and sys.stderr.isatty())
+    except RemoteError as exc:
+        if not args.json:
+            print(f"mydiag: upload failed: {exc}", file=sys.stderr)
+        return exc.code, {"error": str(exc)}
+    code = report(result, as_json=False) if not args.json else (
+        exitcodes.QUARANTINED if result["status"] == "quarantined" else exitcodes.OK)
+    return code, result

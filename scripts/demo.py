@@ -1,18 +1,23 @@
-"""`make demo`: one collection end to end.
+"""`make demo`: the whole loop, from a MySQL host to an engineer reading the bundle.
 
-Uses the server you name (MYDIAG_DEMO_DSN=mysql://user@host:port with the password in
-MYDIAG_DEMO_DEFAULTS_FILE, or just MYDIAG_DEMO_DEFAULTS_FILE), otherwise starts a
-throwaway MariaDB/MySQL from the local server binaries, runs `mydiag collect`, prints
-the summary and the bundle path, then shows what the bundle holds.
+Uses the MySQL server you name (MYDIAG_DEMO_DSN=mysql://user@host:port with the password
+in MYDIAG_DEMO_DEFAULTS_FILE, or just MYDIAG_DEMO_DEFAULTS_FILE), otherwise starts a
+throwaway MariaDB/MySQL from the local server binaries. Then: a support server with the
+embedded defaults (temporary data directory, SQLite, a free port), a ticket, this host
+enrolled, `mydiag collect --upload` (sealed to the ticket's recipient, uploaded with
+tus), and on the support side the bundle listed and opened.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +26,27 @@ sys.path.insert(0, str(ROOT))
 from tests import servers  # noqa: E402
 
 MYDIAG = [str(ROOT / ".venv" / "bin" / "mydiag")]
+SERVER = [str(ROOT / ".venv" / "bin" / "mydiag-server")]
+
+
+def start_support(base: Path) -> tuple:
+    """A support server on a free port; (process, url, data dir)."""
+    data = base / "server"
+    subprocess.run(SERVER + ["init", "--data", str(data), "--json"], check=True,
+                   stdout=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{servers.free_port()}"
+    log = open(base / "server.log", "wb")  # noqa: SIM115 - open as long as the server runs
+    process = subprocess.Popen(SERVER + ["run", "--data", str(data), "--listen", url[7:],
+                                         "--log-level", "warning"], stdout=log, stderr=log)
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{url}/api/v1/health", timeout=1):
+                return process, url, data
+        except OSError:
+            if process.poll() is not None:
+                break
+            time.sleep(0.1)
+    raise RuntimeError(f"the support server did not start; see {base / 'server.log'}")
 
 
 def main() -> int:
@@ -52,18 +78,44 @@ def main() -> int:
             "INSERT INTO shop.orders (customer, total) VALUES ('alice', 10.5), ('bob', 99)",
         )
         connection = ["--host", "127.0.0.1", "--port", str(instance.port), "--user", "root"]
+    support = None
     try:
-        before = set(out.glob("*.tar.zst"))
+        base = Path(tempfile.mkdtemp(prefix="mydiag-demo-support-"))
+        support, url, data = start_support(base)
+        print(f"demo: support server at {url}/api/v1 (data in {data})")
+        ticket = json.loads(subprocess.run(
+            SERVER + ["ticket", "create", "--data", str(data), "--customer", "demo",
+                      "--title", "demo: is this server healthy?", "--json"],
+            check=True, capture_output=True, text=True).stdout)
+        token_file = base / "upload-token"
+        token_file.write_text(ticket["upload_token"])
+        token_file.chmod(0o600)
+        print(f"demo: ticket {ticket['id']}, sealed to {ticket['recipients'][0]}")
+        # The agent's own state (host key, pinned recipients) stays in the demo folder.
+        env = {**os.environ, "MYDIAG_HOME": str(base / "agent")}
+        remote = ["--server", url, "--ticket", ticket["id"], "--token-file", str(token_file)]
+        subprocess.run(MYDIAG + ["enroll", *remote, "--hostname", "demo-host"], env=env, check=True)
         done = subprocess.run(
-            MYDIAG + ["collect", *connection, "--output", str(out), "--samples", "3"]
+            MYDIAG + ["collect", *connection, "--output", str(out), "--samples", "3",
+                      "--upload", *remote], env=env,
         )
         if done.returncode not in (0, 3):
             return done.returncode
-        bundle = max(set(out.glob("*.tar.zst")) - before, key=lambda p: p.stat().st_mtime)
-        print(f"\nopen it with standard tools: tar --zstd -tvf {bundle}")
-        print(f"or look inside with: .venv/bin/mydiag inspect {bundle}")
+        print("\ndemo: on the support side")
+        subprocess.run(SERVER + ["bundle", "list", "--data", str(data), "--ticket", ticket["id"]],
+                       check=True)
+        listed = json.loads(subprocess.run(
+            SERVER + ["bundle", "list", "--data", str(data), "--ticket", ticket["id"], "--json"],
+            check=True, capture_output=True, text=True).stdout)
+        opened = ROOT / ".demo" / "opened"
+        subprocess.run(SERVER + ["bundle", "open", "--data", str(data), listed[-1]["id"],
+                                 "--output", str(opened)], check=True)
+        print(f"\nlook around: ls {opened}  (or .venv/bin/mydiag inspect {opened}/*.tar.zst)")
         return 0
     finally:
+        if support is not None:
+            support.terminate()
+            support.wait(10)
         if instance is not None:
             instance.stop()
 

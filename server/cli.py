@@ -171,7 +171,9 @@ def cmd_bundle_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return exitcodes.OK
-    table = Table("bundle", "status", "bytes", "sha256", "signer", "host", "received")
+    table = Table()
+    for column in ("bundle", "status", "bytes", "sha256", "signer", "host", "received"):
+        table.add_column(column, no_wrap=column in ("bundle", "status", "bytes", "sha256"))
     for row in rows:
         table.add_row(row["id"], row["status"], str(row["size"]), row["sha256"][:12],
                       row["signer"] or "", row["host"] or "", row["received"])
