@@ -1,0 +1,214 @@
+"""Upload benchmark (issue 5), on loopback against a real `mydiag-server`.
+
+1. Throughput: one sealed bundle of SIZE (default 1 GiB) sent by `mydiag upload` (tus,
+   16 MiB PATCHes with a sha256 Upload-Checksum each, after hashing the whole file)
+   against `curl -T` of the same file as one tus PATCH to the same server (the upload is
+   created first with a POST, untimed). Both end in the same completion: the server
+   hashes the file and verifies the bundle (unseal, signature, every digest) before it
+   answers the last PATCH, so both timings include it. Each run goes to a new ticket;
+   the median of RUNS runs each, alternating.
+2. A cut at 50%: a proxy closes the connection once half the file went through; bytes
+   re-sent = bytes through the proxy minus the file size.
+3. 200 concurrent small uploads (different sealed bundles, 200 threads of our client),
+   on SQLite and on PostgreSQL: errors, p50/p99 latency per upload.
+
+Run: .venv/bin/python bench/upload_bench.py [--size-mib 1024] [--runs 3] [--pg URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.transport import Client  # noqa: E402
+from agent.upload import Backoff, upload_file  # noqa: E402
+from bundle import age  # noqa: E402
+from bundle.manifest import Manifest, iso, utc_now  # noqa: E402
+from bundle.writer import BundleWriter  # noqa: E402
+from tests.serverkit import Proxy, Server, make_server  # noqa: E402
+
+PY = sys.executable
+
+
+def big_bundle(folder: Path, size: int, recipient: str) -> Path:
+    """A real bundle of about `size` bytes of incompressible members, sealed."""
+    writer = BundleWriter(folder)
+    piece = 64 << 20
+    for index in range(max(1, size // piece)):
+        writer.add(f"os/blob-{index:03d}.bin", os.urandom(min(piece, size)))
+    now = iso(utc_now())
+    plain = writer.finish(Manifest(host="bench", profile="standard", started=now, finished=now),
+                          "mydiag-bench-big.tar.zst")
+    sealed = age.seal_file(plain, plain.with_name(plain.name + ".age"), [recipient])
+    plain.unlink()
+    return sealed
+
+
+def small_bundles(folder: Path, count: int, recipient: str) -> list:
+    out = []
+    for index in range(count):
+        writer = BundleWriter(folder)
+        writer.add("mysql/status.json", json.dumps({"n": index, "pad": secrets.token_hex(512)}).encode())
+        now = iso(utc_now())
+        plain = writer.finish(Manifest(host=f"h{index}", profile="standard", started=now, finished=now),
+                              f"mydiag-small-{index:03d}.tar.zst")
+        out.append(age.seal_file(plain, plain.with_name(plain.name + ".age"), [recipient]))
+        plain.unlink()
+    return out
+
+
+def ours(support: Server, path: Path) -> float:
+    ticket = support.ticket()
+    token = path.parent / "token"
+    token.write_text(ticket["upload_token"])
+    start = time.monotonic()
+    done = subprocess.run([PY, "-m", "agent.cli", "upload", str(path), "--server", support.url,
+                           "--ticket", ticket["id"], "--token-file", str(token), "--keep", "--json"],
+                          cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "MYDIAG_HOME": str(path.parent / "home")})
+    elapsed = time.monotonic() - start
+    assert done.returncode == 0 and json.loads(done.stdout)["status"] == "accepted", done.stderr
+    return elapsed
+
+
+def curl(support: Server, path: Path) -> float:
+    ticket = support.ticket()
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", support.port)
+    conn.request("POST", f"/api/v1/tickets/{ticket['id']}/uploads", headers={
+        "Authorization": f"Bearer {ticket['upload_token']}", "Tus-Resumable": "1.0.0",
+        "Upload-Length": str(path.stat().st_size)})
+    reply = conn.getresponse()
+    reply.read()
+    location = reply.getheader("Location")
+    conn.close()
+    header_file = path.parent / "curl-auth"
+    header_file.write_text(f"Authorization: Bearer {ticket['upload_token']}\n")
+    start = time.monotonic()
+    done = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{header_json}", "-X", "PATCH",
+         "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+         "-H", "Content-Type: application/offset+octet-stream", "-H", f"@{header_file}",
+         "-T", str(path), location], capture_output=True, text=True)
+    elapsed = time.monotonic() - start
+    code, _, headers = done.stdout.partition(" ")
+    assert code == "204" and "accepted" in headers, done.stdout[:300] + done.stderr
+    return elapsed
+
+
+def cut_at_half(support: Server, path: Path) -> dict:
+    ticket = support.ticket()
+    proxy = Proxy(support.port)
+    size = path.stat().st_size
+    proxy.cut_after(size // 2)
+    token = path.parent / "token"
+    token.write_text(ticket["upload_token"])
+    done = subprocess.run([PY, "-m", "agent.cli", "upload", str(path), "--server", proxy.url,
+                           "--ticket", ticket["id"], "--token-file", str(token), "--keep", "--json"],
+                          cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "MYDIAG_HOME": str(path.parent / "home-cut")})
+    proxy.close()
+    assert done.returncode == 0, done.stderr
+    return {"file_bytes": size, "through_proxy": proxy.sent, "resent": proxy.sent - size}
+
+
+def concurrent(support: Server, files: list) -> dict:
+    ticket = support.ticket()
+    barrier = threading.Barrier(len(files))
+
+    def one(path: Path) -> tuple:
+        client = Client(support.url, ticket["upload_token"], timeout=120)
+        barrier.wait()
+        start = time.monotonic()
+        try:
+            outcome = upload_file(path, client, ticket["id"], remove=False, backoff=Backoff(10))
+            ok = outcome.status == "accepted"
+        except Exception as exc:  # noqa: BLE001 - counted as an error
+            print(f"  error: {type(exc).__name__}: {exc}", file=sys.stderr)
+            ok = False
+        finally:
+            client.close()
+        return ok, time.monotonic() - start
+
+    with ThreadPoolExecutor(len(files)) as pool:
+        results = list(pool.map(one, files))
+    latencies = sorted(r[1] for r in results)
+    return {"uploads": len(files), "errors": sum(1 for r in results if not r[0]),
+            "p50_s": round(latencies[len(latencies) // 2], 3),
+            "p99_s": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 3)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--small", type=int, default=200)
+    parser.add_argument("--pg", default="postgresql://root@127.0.0.1:5432")
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="mydiag-upload-bench-"))
+    results: dict = {"size_bytes": args.size_mib << 20}
+    servers = []
+    pg_db = None
+    try:
+        support = make_server(base / "sqlite", None)
+        support.start()
+        servers.append(support)
+        print(f"making a {args.size_mib} MiB sealed bundle ...", file=sys.stderr)
+        work = base / "work"
+        big = big_bundle(work, args.size_mib << 20, support.recipient)
+        results["sealed_bytes"] = big.stat().st_size
+        mine, theirs = [], []
+        for run in range(args.runs):
+            theirs.append(curl(support, big))
+            mine.append(ours(support, big))
+            print(f"run {run + 1}: curl {theirs[-1]:.2f}s, mydiag {mine[-1]:.2f}s", file=sys.stderr)
+        size_mb = big.stat().st_size / 1e6
+        results["curl_s"] = [round(t, 2) for t in theirs]
+        results["mydiag_s"] = [round(t, 2) for t in mine]
+        results["curl_MBps"] = round(size_mb / statistics.median(theirs), 1)
+        results["mydiag_MBps"] = round(size_mb / statistics.median(mine), 1)
+        results["ratio"] = round(statistics.median(theirs) / statistics.median(mine), 3)
+        results["cut_at_50pct"] = cut_at_half(support, big)
+        big.unlink()
+        files = small_bundles(base / "small", args.small, support.recipient)
+        results["concurrent_sqlite"] = concurrent(support, files)
+        import psycopg
+
+        pg_db = f"mydiag_bench_{secrets.token_hex(4)}"
+        with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as admin:
+            admin.execute(f"CREATE DATABASE {pg_db}")
+        pg = make_server(base / "pg", f"{args.pg}/{pg_db}")
+        pg.start()
+        servers.append(pg)
+        files = small_bundles(base / "small-pg", args.small, pg.recipient)
+        results["concurrent_postgresql"] = concurrent(pg, files)
+    finally:
+        for srv in servers:
+            srv.stop()
+        if pg_db:
+            import psycopg
+
+            with psycopg.connect(f"{args.pg}/postgres", autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {pg_db} WITH (FORCE)")
+        shutil.rmtree(base, ignore_errors=True)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
