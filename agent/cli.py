@@ -20,17 +20,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(exitcodes.USAGE, f"mydiag: {message} (see `mydiag {self.prog.split()[-1]} --help`)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser for every command, or for `only` that one (its imports alone are paid)."""
     parser = Parser(prog="mydiag", description="Safe MySQL diagnostics for asynchronous support.")
     parser.add_argument("--version", action="version", version=f"mydiag {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         importlib.import_module(f"agent.cmd_{name}").register(subparsers)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    # `mydiag seal` need not import the MySQL client and the terminal UI: start-up time
+    # counts when sealing a bundle. Without a known command, every command is loaded.
+    named = words[0] if words and words[0] in COMMANDS else None
+    parser = build_parser(named)
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
