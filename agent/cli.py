@@ -12,7 +12,8 @@ from agent import exitcodes
 from bundle.version import __version__
 
 #: Subcommand modules, each with `register(subparsers)` and `run(args) -> int`.
-COMMANDS = ("collect", "inspect", "grants", "seal", "unseal", "verify", "keys", "upload", "enroll", "agent")
+COMMANDS = ("collect", "inspect", "grants", "seal", "unseal", "verify", "keys", "upload", "enroll", "agent",
+            "session")
 
 
 class Parser(argparse.ArgumentParser):

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional
 from agent import lowprio
 from agent.config import Config, ConfigError, TriggerConfig
 from agent.monitor import Probe
+from agent.session_queue import SessionQueue
 from agent.shipping import Shipper, Uploader
 from agent.spool import Spool, write_atomic
 from agent.triggers import Fire, TriggerState, observe
@@ -93,6 +94,7 @@ class Agent:
         self._state_written = 0.0
         self._validated = False
         self._state_lock = threading.Lock()
+        self.sessions: Optional[SessionQueue] = None
 
     # -- start and stop ---------------------------------------------------
 
@@ -134,6 +136,8 @@ class Agent:
 
     def close(self, wait: float = 10.0) -> None:
         self.stop.set()
+        if self.sessions is not None:
+            self.sessions.close()
         self._jobs.put(None)
         if self._worker is not None:
             self._worker.join(wait)
@@ -153,6 +157,10 @@ class Agent:
     def run(self) -> None:
         """Check and capture until `stop` is set."""
         self.log(self._describe())
+        # Remote sessions granted with `mydiag session grant --via-agent` (agent/session_queue.py);
+        # only the long-running agent holds them (`once` would end them when it exits).
+        self.sessions = SessionQueue(self.spec, self.log)
+        self.sessions.start()
         while not self.stop.is_set():
             self.stop.wait(self.tick())
 

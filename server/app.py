@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from bundle.version import __version__
-from server import audit, auth, bundles, tickets, uploads
+from server import audit, auth, bundles, sessions_api, tickets, uploads
 from server.state import LEASE_SECONDS, State
 from server.uploads import TusError
 
@@ -155,6 +155,8 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
         if principal is None:
             raise ApiError(401, "the token is invalid or expired", {"WWW-Authenticate": "Bearer"})
         return principal
+
+    sessions_api.install(app, state, who, _ERRORS)
 
     def engineer_only(principal: auth.Principal) -> None:
         if not principal.is_engineer:

@@ -103,11 +103,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"mydiag-server {__version__}: http://{args.listen}/api/v1 "
           f"(database {safe_url(state.data.database_url(state.config, args.database))})",
           file=sys.stderr, flush=True)
+    app = create_app(state)
+    gateway = None
     try:
-        uvicorn.run(create_app(state), host=host.strip("[]"), port=int(port_text),
+        if args.ssh_listen:
+            from server.session_cli import start_gateway
+
+            gateway = app.state.gateway = start_gateway(args.ssh_listen, state)
+        uvicorn.run(app, host=host.strip("[]"), port=int(port_text),
                     log_level=args.log_level, access_log=args.log_level in ("info", "debug"),
                     timeout_graceful_shutdown=5, server_header=False)
     finally:
+        if gateway is not None:
+            gateway.stop()
         state.close()
     return exitcodes.OK
 
@@ -133,15 +141,19 @@ def cmd_ticket_create(args: argparse.Namespace) -> int:
 
 def cmd_engineer_add(args: argparse.Namespace) -> int:
     from server import tickets
+    from server.session_cli import add_key, read_ssh_key
 
+    public_key = read_ssh_key(args.ssh_key) if args.ssh_key else None
     state = _open(args)
     try:
         with state.db.tx() as tx:
             token = tickets.add_engineer(tx, args.name, _actor())
+            key = add_key(tx, args.name, public_key) if public_key else None
     finally:
         state.close()
-    _emit(args, {"name": args.name, "token": token},
-          [f"engineer {args.name} added", f"token (shown once, keep it safe): {token}"])
+    _emit(args, {"name": args.name, "token": token, "ssh_key": key},
+          [f"engineer {args.name} added" + (f" with SSH key {key}" if key else ""),
+           f"token (shown once, keep it safe): {token}"])
     return exitcodes.OK
 
 
@@ -225,7 +237,8 @@ def cmd_bundle_import(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="mydiag-server", description="mydiag support server: tickets, uploads, bundles. "
                     "Exit codes: 0 ok, 1 internal error, 2 usage, 3 data directory, 4 database, "
-                    "5 not found, 6 file or network I/O, 7 bundle quarantined, 130 interrupted.")
+                    "5 not found, 6 file or network I/O, 7 bundle quarantined, 8 recording not verified, "
+                    "130 interrupted.")
     parser.add_argument("--version", action="version", version=f"mydiag-server {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
@@ -247,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="address to listen on (default 127.0.0.1:8080)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p.add_argument("--ssh-listen", metavar="HOST:PORT",
+                   help="also run the SSH gateway for remote sessions there (e.g. 0.0.0.0:2222)")
     p.set_defaults(run=cmd_run)
 
     ticket = sub.add_parser("ticket", help="tickets").add_subparsers(dest="action", metavar="ACTION",
@@ -284,8 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = engineer.add_parser("add", help="add an engineer; prints their token once")
     data_arg(p, database=True)
     p.add_argument("name", metavar="NAME")
+    p.add_argument("--ssh-key", metavar="PUBKEY_FILE",
+                   help="the engineer's OpenSSH public key, for joining remote sessions")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_engineer_add)
+
+    from server import session_cli
+
+    session_cli.register(sub, data_arg, Parser)
     return parser
 
 
@@ -330,4 +351,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m server.cli`: use the `server.cli` module, so that modules importing
+    # from it (server.session_cli) and this entry point share one `Failure` class.
+    from server import cli
+
+    sys.exit(cli.main())

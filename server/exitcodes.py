@@ -15,5 +15,7 @@ NOT_FOUND = 5
 IO_ERROR = 6
 #: `bundle import`: the bundle was kept, but in quarantine (the reason is printed).
 QUARANTINED = 7
+#: `session replay`: a recording does not verify (changed, cut short, or its chain missing).
+NOT_VERIFIED = 8
 #: Interrupted (Ctrl-C).
 INTERRUPTED = 130
