@@ -54,7 +54,7 @@ _SHAPES = (
 _SECRET_WORDS = re.compile(
     r"pass|pwd|secret|token|key|auth|credential|private|bearer|signature|cookie", re.I
 )
-_TOKEN = re.compile(r"[A-Za-z0-9+/_=-]{16,}")
+_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _PSEUDONYM = re.compile(r"(?:host|ip|user|schema)-[0-9a-f]{10}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
@@ -70,18 +70,19 @@ def _entropy(token: str) -> float:
 
 def random_looking(token: str) -> bool:
     """A token that looks generated, not written: mixed classes and high entropy."""
-    if token.startswith(("/", "-")) or _UUID.fullmatch(token) or _PSEUDONYM.fullmatch(token):
+    if token.startswith(("/", "--")) or _UUID.fullmatch(token) or _PSEUDONYM.fullmatch(token):
+        return False
+    letters = [c for c in token if c.isalpha()]
+    if not letters:
         return False
     has_digit = any(c.isdigit() for c in token)
-    has_alpha = any(c.isalpha() for c in token)
-    if not (has_digit and has_alpha):
-        return False
     if _HEX.fullmatch(token):
-        return len(token) >= 32 and _entropy(token) >= 3.0
-    classes = sum((
-        any(c.islower() for c in token), any(c.isupper() for c in token), has_digit,
-        any(c in "+/_=-" for c in token),
-    ))
+        return has_digit and len(token) >= 32 and _entropy(token) >= 3.0
+    upper = sum(1 for c in letters if c.isupper()) / len(letters)
+    if not has_digit:
+        # Letters only: generated text switches case all the time, CamelCase words do not.
+        return len(token) >= 20 and 0.3 <= upper <= 0.7 and _entropy(token) >= 3.8
+    classes = sum((upper < 1, upper > 0, has_digit, any(c in "+/_=-" for c in token)))
     return classes >= 3 and _entropy(token) >= 3.3
 
 

@@ -402,13 +402,12 @@ class _Json:
                 secret_next = False
                 continue
             secret_next = False
-            flag = re.fullmatch(r"--?([A-Za-z][\w.-]*)", arg)
-            if flag and is_secret_name(flag.group(1)):
-                secret_next = True
-            elif tool and re.fullmatch(r"-p[^-\s].*", arg, re.S):
+            if tool and len(arg) > 2 and arg.startswith("-p"):
                 self.count("command_line_secret", 1)
                 out.append("-p" + MASK)
                 continue
+            flag = re.fullmatch(r"--?([A-Za-z][\w.-]*)", arg)
+            secret_next = bool(flag) and is_secret_name(flag.group(1))
             out.append(self._string(arg))
         return out
 

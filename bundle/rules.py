@@ -126,8 +126,10 @@ def benign_value(value: str, name: str = "") -> bool:
     return name.strip().lower() in ("pwd", "oldpwd") and bare.startswith(("/", "~"))
 
 
-def secret_pair(name: str, value: str) -> bool:
-    return is_secret_name(name) and not benign_value(value, name)
+def placeholder(value: str) -> bool:
+    """Nothing to hide: empty, a `?` of a fingerprint, or already masked."""
+    bare = value.strip().strip("\"'\\").strip()
+    return bare in ("", "?") or MASK in bare or set(bare) <= {"*"}
 
 
 # --- rules ----------------------------------------------------------------------------
@@ -171,13 +173,9 @@ def mask_groups(match: re.Match[str], keep_user: bool = False) -> str:
     return "".join(out)
 
 
-def _values_benign(match: re.Match[str], name: str = "") -> bool:
-    values = [match.group(g) for g in match.re.groupindex if g.startswith("v") and match.group(g)]
-    return all(benign_value(v, name) for v in values)
-
-
 def _masking(match: re.Match[str]) -> Optional[str]:
-    return None if _values_benign(match) else mask_groups(match)
+    values = [match.group(g) for g in match.re.groupindex if g.startswith("v") and match.group(g)]
+    return None if all(placeholder(v) for v in values) else mask_groups(match)
 
 
 def _named(match: re.Match[str]) -> Optional[str]:
@@ -191,7 +189,7 @@ def _named(match: re.Match[str]) -> Optional[str]:
 
 def _identified(match: re.Match[str]) -> Optional[str]:
     values = [match.group(g) for g in ("v", "v2", "v3") if match.group(g)]
-    if all(v.upper() == "RANDOM" or benign_value(v) for v in values):
+    if all(v.upper() == "RANDOM" or placeholder(v) for v in values):
         return None
     return mask_groups(match)
 
@@ -221,7 +219,7 @@ def _short_p(match: re.Match[str]) -> Optional[str]:
     start = text.rfind("\n", 0, match.start()) + 1
     end = text.find("\n", match.end())
     line = text[start:] if end < 0 else text[start:end]
-    if not _MYSQL_TOOL.search(line) or benign_value(match.group("v")):
+    if not _MYSQL_TOOL.search(line) or placeholder(match.group("v")):
         return None
     return mask_groups(match)
 
@@ -360,7 +358,7 @@ RULES: List[Rule] = [
     ),
     Rule(
         "command_line_secret", ("-p",),
-        re.compile(rf"(?<![\w-])-p(?P<v>(?:{QUOTED}|[^\s\"'\x00-][^\s\x00]*))"),
+        re.compile(rf"(?<![\w-])-p(?P<v>(?:{QUOTED}|[^\s\"'\x00][^\s\x00]*))"),
         _short_p,
     ),
     Rule(

@@ -286,7 +286,8 @@ def test_command_lines(command):
 
 
 def test_command_line_as_a_json_list():
-    first, second, third = _secret(), _secret(), _secret()
+    # A value after `--password` that starts with a dash would be the next option.
+    first, second, third = _secret(), _secret("v"), _secret()
     redactor = Redactor()
     data = json.dumps({"cmdline": ["/usr/sbin/mariadbd", f"--loose-mydiag-test-password={first}",
                                    "--password", second, f"-p{third}", "--port=3306"]})
@@ -388,7 +389,8 @@ def test_every_rule_is_reachable_through_its_needles():
 
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r'\"\\"),
-               min_size=8, max_size=40).filter(lambda s: s.strip() == s and len(s.strip()) >= 8))
+               min_size=8, max_size=40).filter(
+                   lambda s: s.strip() == s and s not in "CREATE USER 'u'@'h' IDENTIFIED BY '<redacted>';"))
 def test_any_quoted_password_in_create_user_goes(password):
     text = f"CREATE USER 'u'@'h' IDENTIFIED BY '{password}';\n"
     out = Redactor().apply("logs/error.log", text.encode("utf-8", "surrogateescape")).decode(
