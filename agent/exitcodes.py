@@ -37,5 +37,10 @@ UPLOAD_REFUSED = 14
 RECIPIENT_CHANGED = 15
 #: upload: the bundle reached the server, which keeps it in quarantine (the reason is printed).
 QUARANTINED = 16
+#: collect: the finished bundle still looked like it held a secret (the message names each
+#: file and line, never the value); nothing was written. `--allow-findings` keeps it anyway.
+SECRET_FINDINGS = 17
+#: collect --review: the answer was no; nothing was written and nothing is left behind.
+DECLINED = 18
 #: Interrupted by the user (Ctrl-C).
 INTERRUPTED = 130
