@@ -12,6 +12,7 @@ from agent import exitcodes
 from agent.connect import OptionError
 from agent.home import host_key_path
 from agent.options import add_connection_options, connect_spec
+from agent.redaction import add_redaction_options, findings_message, review_prompt
 from agent.remote import RemoteError, add_upload_options, pin_before_collect, upload_collected
 from agent.runner import Options, collect
 from agent.sealing import add_recipient_options, age_exit_code, os_error_text, recipients_from
@@ -31,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "bundle, 2 bad arguments, 12 a recipient or the host key is not usable. The bundle "
         "is signed when this host has a key (`mydiag keys init`). With --upload: 13 upload "
         "failed (run `mydiag upload` on the bundle to resume), 14 refused by the server, "
-        "15 the ticket's recipients changed, 16 quarantined by the server.",
+        "15 the ticket's recipients changed, 16 quarantined by the server. 17 something "
+        "still looked like a secret after redaction (nothing written; see --allow-findings), "
+        "18 declined at --review (nothing written).",
     )
     parser.add_argument("--help", action="help", help="show this help and exit")
     parser.add_argument("--profile", choices=PROFILES, default="standard",
@@ -53,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--keep-plain", action="store_true",
                         help="with --recipient, also keep the unsealed bundle")
     add_upload_options(parser)
+    add_redaction_options(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask questions")
     parser.set_defaults(run=run)
@@ -95,13 +99,23 @@ def run(args: argparse.Namespace) -> int:
         statement_timeout=args.statement_timeout, table_guard=args.table_guard,
         recipients=None if args.keep_plain else recipients or None, signing_key=signing_key,
     )
+    options.pseudonymize, options.allow_findings = args.pseudonymize, args.allow_findings
+    options.review = review_prompt(args.yes) if args.review else None
     try:
-        with LiveProgress(enabled=not args.json and sys.stderr.isatty()) as live:
+        progress = not args.json and not args.review and sys.stderr.isatty()
+        with LiveProgress(enabled=progress) as live:
             result = collect(spec, options, live.update)
     except OSError as exc:
         what = "no space left on the device" if exc.errno == errno.ENOSPC else exc.strerror
         print(f"mydiag: cannot write the bundle in {args.output}: {what}", file=sys.stderr)
         return exitcodes.OUTPUT_ERROR
+    if result.bundle is None and result.findings:
+        print(findings_message(result.findings), file=sys.stderr)
+        return exitcodes.SECRET_FINDINGS
+    if result.declined:
+        print("mydiag: the bundle was not written (declined at --review); nothing was left "
+              "behind", file=sys.stderr)
+        return exitcodes.DECLINED
     plain = None
     if result.bundle is not None and args.keep_plain:
         plain = result.bundle

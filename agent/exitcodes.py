@@ -42,5 +42,7 @@ QUARANTINED = 16
 SECRET_FINDINGS = 17
 #: collect --review: the answer was no; nothing was written and nothing is left behind.
 DECLINED = 18
+#: pseudonyms lookup: a token is not in this host's map (made elsewhere, or the map was removed).
+UNKNOWN_TOKEN = 19
 #: Interrupted by the user (Ctrl-C).
 INTERRUPTED = 130

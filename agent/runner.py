@@ -18,8 +18,11 @@ from typing import Any, Callable, Dict, List, Optional
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bundle.manifest import CollectorEntry, Manifest, iso, utc_now
+from agent.home import home
+from bundle.lint import Finding, SecretFindings
+from bundle.manifest import CollectorEntry, FileEntry, Manifest, iso, utc_now
 from bundle.paths import bundle_name
+from bundle.pseudonym import Pseudonymizer, PseudonymStore
 from bundle.redact import Redactor
 from bundle.writer import BundleWriter
 from collectors.mysql.session import AccessDenied, ConnectSpec, ServerDown, Session
@@ -36,6 +39,14 @@ from collectors.registry import (
 
 #: How long a collector gets after its deadline to notice the interrupt and stop.
 GRACE = 1.0
+
+#: `--review`: shown the staged members (and where they wait), answers whether to finish.
+Review = Callable[[List[FileEntry], Path], bool]
+
+
+def pseudonym_store() -> PseudonymStore:
+    """The pseudonym key and map: in the agent's state directory, never in a bundle."""
+    return PseudonymStore(home() / "pseudonyms")
 
 
 @dataclass
@@ -54,6 +65,12 @@ class Options:
     signing_key: Optional[Ed25519PrivateKey] = None
     #: A trigger's capture (the agent): its name and the values that fired it, for the manifest.
     trigger: Optional[Dict[str, Any]] = None
+    #: `--pseudonymize`: which names become consistent tokens (hosts, ips, users, schemas).
+    pseudonymize: List[str] = field(default_factory=list)
+    #: `--allow-findings`: finish even when the final lint finds something secret-looking.
+    allow_findings: bool = False
+    #: `--review`: asked before the bundle is written; a no leaves nothing behind.
+    review: Optional[Review] = None
 
 
 @dataclass
@@ -63,6 +80,10 @@ class Result:
     connect_error: Optional[CollectorError] = None
     statements: int = 0
     entries: List[CollectorEntry] = field(default_factory=list)
+    #: What the final lint found (file, line, kind; never the value).
+    findings: List[Finding] = field(default_factory=list)
+    #: The answer at --review was no: nothing was written.
+    declined: bool = False
 
     @property
     def all_ok(self) -> bool:
@@ -111,7 +132,16 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
         }
 
     shared: dict = {}
-    writer = BundleWriter(options.output_dir, Redactor())
+    store = pseudonym_store() if options.pseudonymize else None
+    pseudonymizer = Pseudonymizer(store.key(), options.pseudonymize) if store else None
+    if pseudonymizer is not None:
+        manifest.options["pseudonymize"] = list(options.pseudonymize)
+        for name in (host, socket.gethostname(), socket.getfqdn(), spec.host):
+            pseudonymizer.learn("hosts", name)
+        pseudonymizer.learn("users", spec.user)
+    writer = BundleWriter(
+        options.output_dir, Redactor(pseudonymizer), allow_findings=options.allow_findings
+    )
     try:
         entries = {}
 
@@ -138,8 +168,21 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
         if not writer.paths:
             writer.discard()
             return result
+        try:
+            staged = writer.prepare(manifest)
+        except SecretFindings as exc:
+            writer.discard()
+            result.findings = exc.findings
+            return result
+        result.findings = list(writer.findings)
+        if options.review is not None and not options.review(staged, writer.stage):
+            writer.discard()
+            result.declined = True
+            return result
+        if store is not None and pseudonymizer is not None:
+            store.save(pseudonymizer.mapping)
         result.bundle = writer.finish(
-            manifest, bundle_name(host, started), signing_key=options.signing_key,
+            manifest, bundle_name(manifest.host, started), signing_key=options.signing_key,
             recipients=options.recipients,
         )
         return result

@@ -377,7 +377,7 @@ class _Json:
             low = str(key).lower()
             if _scalar(item) and (
                 (is_secret_name(str(key)) and not benign_value(str(item), str(key)))
-                or (secret_pair and low in _PAIR_VALUES and not benign_value(str(item)))
+                or (secret_pair and low in _PAIR_VALUES and not benign_value(str(item), pair_name))
             ):
                 self.count("secret_field", 1)
                 out[key] = MASK

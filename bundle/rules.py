@@ -61,7 +61,8 @@ _BENIGN_LAST = frozenset({
     "expiration", "expire", "expired", "strength", "digits", "number", "letters", "level",
     "url", "uri", "host", "port", "user", "username", "prompt", "changed", "last", "reuse",
     "dictionary", "rotation", "age", "version", "label", "list", "store", "source",
-    "env", "command", "cmd", "helper", "manager", "location", "method", "methods",
+    "env", "command", "cmd", "helper", "manager", "location", "method", "methods", "error",
+    "errors", "delay", "retries", "tries", "failures", "status", "state", "stats",
 })
 #: Names that look secret but hold a setting: MySQL and MariaDB password-policy
 #: variables and the like (checked after normalizing to lowercase and `_`).
@@ -76,6 +77,7 @@ _BENIGN_PREFIXES = (
 _DATA_KEYS = frozenset({
     "primary", "foreign", "unique", "sort", "partition", "shard", "sharding", "cache",
     "index", "distribution", "row", "lookup", "group", "join", "hash", "range", "max", "min",
+    "read", "write", "next", "prev", "first", "last", "buffer",
 })
 #: Key and certificate *paths* of TLS settings (`ssl_key`, `master_ssl_key`).
 _PATH_WORDS = frozenset({"ssl", "tls", "rsa", "x509"})
@@ -84,8 +86,8 @@ _SPLIT = re.compile(r"[^a-z0-9]+")
 
 
 @functools.lru_cache(maxsize=4096)
-def is_secret_name(name: str) -> bool:
-    """True when `name` (an option, variable, flag or JSON key) names a secret."""
+def _secrecy(name: str) -> int:
+    """2: the name says secret; 1: only its last word does (`*_key`, `*_auth`); 0: not secret."""
     name = name.strip().strip("\"'\\").lstrip("-")
     low = _CAMEL.sub("_", name).lower()
     for prefix in ("loose-", "loose_", "export "):
@@ -93,22 +95,27 @@ def is_secret_name(name: str) -> bool:
             low = low[len(prefix):]
     words = [w for w in _SPLIT.split(low) if w]
     if not words:
-        return False
+        return 0
     flat = "_".join(words)
     if flat in ("authentication_string", "auth_string"):
-        return True
+        return 2
     if flat.startswith(_BENIGN_PREFIXES):
-        return False
+        return 0
     if len(words) > 1 and words[-1] in _BENIGN_LAST:
-        return False
+        return 0
     if _PATH_WORDS.intersection(words) and words[-1] in ("key", "cert", "ca", "crl"):
-        return False
+        return 0
     if any(w in _SECRET_WORDS for w in words):
-        return True
+        return 2
     if len(words) > 1 and words[-1] in _LAST_WORDS:
-        return not (words[-1] == "key" and words[-2] in _DATA_KEYS)
+        return 0 if words[-1] == "key" and words[-2] in _DATA_KEYS else 1
     joined = "".join(words)
-    return any(j in joined for j in _JOINED)
+    return 2 if any(j in joined for j in _JOINED) else 0
+
+
+def is_secret_name(name: str) -> bool:
+    """True when `name` (an option, variable, flag or JSON key) names a secret."""
+    return _secrecy(name) > 0
 
 
 _BENIGN_VALUES = frozenset({
@@ -118,9 +125,15 @@ _BENIGN_VALUES = frozenset({
 
 
 def benign_value(value: str, name: str = "") -> bool:
-    """A value no one would use as a secret: a switch, empty, already masked, a placeholder."""
+    """A value no one would use as a secret: a switch, empty, already masked, a placeholder.
+
+    Under a name that is secret only by its last word (`Handler_read_key`), a plain
+    number is a counter, not a key.
+    """
     bare = value.strip().strip("\"'\\").strip()
     if bare.lower() in _BENIGN_VALUES or MASK in bare or set(bare) <= {"*"}:
+        return True
+    if name and bare.isdigit() and len(bare) <= 20 and _secrecy(name) == 1:
         return True
     # `PWD` is the working directory in an environment, a password in ODBC strings.
     return name.strip().lower() in ("pwd", "oldpwd") and bare.startswith(("/", "~"))
