@@ -75,7 +75,7 @@ def review_prompt(assume_yes: bool) -> Callable[[List[FileEntry], Path], bool]:
         if assume_yes:
             console.print("write the bundle? yes (--yes)")
             return True
-        console.print("write the bundle? [y/N] ", end="")
+        console.print("write the bundle? [y/N] ", end="", markup=False)
         try:
             answer = sys.stdin.readline()
         except (OSError, ValueError):

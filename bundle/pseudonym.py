@@ -34,8 +34,8 @@ RULE_NAMES = {kind: f"pseudonym_{_PREFIX[kind]}" for kind in KINDS}
 _WELL_KNOWN = {
     "users": {
         "root", "mysql", "mariadb.sys", "mysql.sys", "mysql.session", "mysql.infoschema",
-        "system user", "event_scheduler", "unauthenticated user", "public", "user", "host",
-        "delayed", "none", "null",
+        "system user", "event_scheduler", "unauthenticated user", "unauthenticated", "public",
+        "user", "host", "delayed", "none", "null",
     },
     "hosts": {
         "localhost", "localhost.localdomain", "localhost6", "ip6-localhost", "host", "user",
@@ -43,7 +43,7 @@ _WELL_KNOWN = {
     },
     "schemas": {
         "mysql", "information_schema", "performance_schema", "sys", "db", "schema", "none",
-        "null",
+        "null", "unconnected",
     },
 }
 _FIELDS = {
@@ -182,8 +182,9 @@ class Pseudonymizer:
     def _names_regex(self) -> Optional[re.Pattern[str]]:
         with self._lock:
             if self._regex is None and self.names:
-                # Single letters only in structured fields: in prose they would hit words.
-                names = sorted((n for n in self.names if len(n) >= 2), key=len, reverse=True)
+                # Names shorter than 3 characters only as whole structured values: in prose
+                # they would hit parts of words (`vm` in `vm.swappiness`).
+                names = sorted((n for n in self.names if len(n) >= 3), key=len, reverse=True)
                 if names:
                     body = "|".join(re.escape(n) for n in names)
                     self._regex = re.compile(rf"(?<![\w$])(?:{body})(?![\w$])", re.I)
@@ -226,9 +227,20 @@ class Pseudonymizer:
             return self.token(kind, value)
         return self.text(value, counts)
 
+    def json_key(self, key: str, counts: Counter) -> str:
+        """A JSON key: replaced only when it is a whole name or address (`shopdb`, not `vm.x`)."""
+        kind = self.names.get(key) or self.names.get(key.lower())
+        if kind is not None:
+            counts[RULE_NAMES[kind]] += 1
+            return self.token(kind, key)
+        if "ips" in self.kinds and _public_ip(key):
+            counts[RULE_NAMES["ips"]] += 1
+            return self.token("ips", key)
+        return key
+
     def json(self, value: Any, counts: Counter) -> Any:
         if isinstance(value, dict):
-            return {self.exact(str(k), counts) if isinstance(k, str) else k: self.json(v, counts)
+            return {self.json_key(k, counts) if isinstance(k, str) else k: self.json(v, counts)
                     for k, v in value.items()}
         if isinstance(value, list):
             return [self.json(v, counts) for v in value]

@@ -49,6 +49,7 @@ class BundleWriter:
         #: Finish even when the lint finds something (`--allow-findings`); counted in the report.
         self.allow_findings = allow_findings
         self.findings: List[Finding] = []
+        self._made_output_dir = not self.output_dir.exists()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self._stage = Path(tempfile.mkdtemp(prefix=".mydiag-stage-", dir=self.output_dir))
         self._entries: List[FileEntry] = []
@@ -239,7 +240,11 @@ class BundleWriter:
         return final
 
     def discard(self) -> None:
+        """Remove the staged members, and the output folder when this writer made it for nothing."""
         shutil.rmtree(self._stage, ignore_errors=True)
+        if self._made_output_dir:
+            with contextlib.suppress(OSError):
+                self.output_dir.rmdir()
 
 
 def _digest(path: Path) -> str:
