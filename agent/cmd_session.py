@@ -36,11 +36,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "grant", add_help=False, help="grant a session and hold it in the foreground (Ctrl-C revokes it)",
         description="Grant ENGINEER a session for DURATION, then hold the tunnel in the foreground, "
         "showing who is connected and what they do, until it expires, is revoked, or Ctrl-C. " + EXIT_CODES)
-    from agent.options import add_connection_options
-    from agent.remote import add_server_options
-
     grant.add_argument("--help", action="help", help="show this help and exit")
-    add_server_options(grant)
+    # `mydiag session revoke` must act within a second: when it (or list, replay) is what
+    # runs, the grant's server and MySQL options, whose modules take a while to import
+    # (the MySQL client, the upload code), are not needed and not loaded.
+    light = sys.argv[1:2] == ["session"] and sys.argv[2:3] in (["revoke"], ["list"], ["replay"])
+    if not light:
+        from agent.remote import add_server_options
+
+        add_server_options(grant)
     grant.add_argument("--engineer", required=True, metavar="NAME", help="who may join (their server name)")
     grant.add_argument("--for", dest="duration", required=True, metavar="DURATION",
                        help="how long: 90s, 30m, 2h (at most 24h)")
@@ -55,7 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     grant.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     grant.add_argument("--json", action="store_true",
                        help="print JSON lines; the first is the session with its `id`")
-    add_connection_options(grant)
+    if not light:
+        from agent.options import add_connection_options
+
+        add_connection_options(grant)
     grant.set_defaults(run=run_grant)
 
     listing = actions.add_parser("list", help="sessions granted on this host")

@@ -80,6 +80,14 @@ class Console:
         except Failed as exc:
             self.out(f"error: {exc}\n")
             return 1
+        except Exception as exc:  # noqa: BLE001 - the console says what broke and goes on
+            self.out(f"error: {type(exc).__name__}: {exc}\n")
+            return 1
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     def help(self, _rest: str) -> None:
         self.out(HELP + "\n")
@@ -116,7 +124,8 @@ class Console:
         from collectors.registry import CollectorError
 
         try:
-            return self.session().query(Statement("console", text))
+            # The session formats statements with parameters: a literal % is written %%.
+            return self.session().query(Statement("console", text.replace("%", "%%")))
         except CollectorError as exc:
             raise Failed(exc.reason) from None
 
@@ -406,8 +415,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stdout.flush()
 
     console = Console(spec, out, Path.cwd())
-    if args.command is not None:
-        return console.run_line(args.command)
+    try:
+        if args.command is not None:
+            return console.run_line(args.command)
+        return _interactive(console, args, out)
+    finally:
+        console.close()
+
+
+def _interactive(console: Console, args: argparse.Namespace, out: Callable[[str], None]) -> int:
     out(f"mydiag diag session {args.session} for {args.engineer}: {args.purpose}\n"
         "read-only diagnostics; type `help` for the commands, `exit` to leave\n")
     sql_mode = False
@@ -428,17 +444,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             if not pending and stripped.lower() in ("exit", "quit", "\\q", "exit;", "quit;"):
                 sql_mode = False
                 continue
+            if not pending and sqlcheck.is_client_command(stripped):
+                # Like the mysql client, a backslash or client command acts at once (here: refused).
+                console.run_line(f"sql {stripped}")
+                continue
             pending = f"{pending}\n{line}" if pending else line
             if not (pending.rstrip().endswith(";") or pending.rstrip().endswith("\\G")
                     or pending.rstrip().endswith("\\g")):
                 continue
             statement, pending = pending, ""
             try:
-                console.sql(statement)
-            except Refused as exc:
-                out(f"refused: {exc}\n")
-            except Failed as exc:
-                out(f"error: {exc}\n")
+                console.run_line(f"sql {statement}")
             except KeyboardInterrupt:
                 out("^C (statement interrupted)\n")
                 console._session = None

@@ -319,7 +319,7 @@ class Host:
                 self._kill()
                 code = proc.wait()
             status = code if code >= 0 else 128 - code
-        status = 255 if status is None else status
+        status = 255 if status is None or self.cut_reason is not None else status
         lines, head = 0, ""
         with self._lock:
             if self.recorder is not None:

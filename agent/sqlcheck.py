@@ -63,15 +63,24 @@ def _strip(sql: str) -> str:
     return _LEXEMES.sub(blank, sql)
 
 
+def is_client_command(text: str) -> Optional[str]:
+    """The mysql client command `text` starts with (`\\!`, `system`, `source`, …), if any."""
+    lowered = text.strip().lower()
+    if lowered.startswith("\\"):
+        return lowered[:2]
+    for command in CLIENT_COMMANDS:
+        if lowered == command.lower() or lowered.startswith(command.lower() + " "):
+            return command
+    return None
+
+
 def check(sql: str) -> str:
     """The statement to run (a trailing `;` or `\\G` removed), or NotReadOnly."""
     text = sql.strip()
-    lowered = text.lower()
-    for command in CLIENT_COMMANDS:
-        if lowered == command.lower() or lowered.startswith(command.lower() + " ") or (
-                command.startswith("\\") and lowered.startswith(command.lower())):
-            raise NotReadOnly(f"`{command}` is a mysql client command; this console runs no client "
-                              "commands and no shell")
+    command = is_client_command(text)
+    if command is not None:
+        raise NotReadOnly(f"`{command}` is a mysql client command; this console runs no client "
+                          "commands and no shell")
     bare = _strip(text).strip()
     while bare.endswith(";"):
         bare = bare[:-1].rstrip()
@@ -113,8 +122,3 @@ def _statement(text: str) -> str:
 def vertical(sql: str) -> bool:
     """`\\G` at the end asks for one column per line, as in the mysql client."""
     return sql.rstrip().rstrip(";").rstrip().endswith("\\G")
-
-
-def first_word(sql: str) -> Optional[str]:
-    found = _WORD.search(_strip(sql))
-    return found.group().upper() if found else None
