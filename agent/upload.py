@@ -1,7 +1,9 @@
 """Uploads a sealed bundle to a ticket over tus 1.0, resumably, exactly once.
 
-- Each chunk is a PATCH with an `Upload-Checksum` (sha256): a chunk cut short is
-  dropped by the server whole, so a network cut costs at most one chunk.
+- Each chunk is a PATCH with an `Upload-Checksum`: a chunk cut short is dropped by the
+  server whole, so a network cut costs at most one chunk. It is SHA-1, which only guards
+  the chunk in transit and is three times cheaper than SHA-256 here; what the bytes are
+  is proven by the whole file's SHA-256, which the server confirms at the end.
 - A journal next to the file (`<file>.upload.json`: upload URL, size, sha256) lets a
   restarted agent ask the server for the offset (HEAD) and send only the rest.
 - The whole file's sha256 goes with the creation request: the same bytes sent twice
@@ -209,11 +211,11 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
                         continue
                 source.seek(offset)
                 chunk = source.read(min(chunk_size, size - offset))
-                checksum = base64.b64encode(hashlib.sha256(chunk).digest()).decode()
+                checksum = base64.b64encode(hashlib.sha1(chunk).digest()).decode()
                 reply = client.request(
                     "PATCH", state["location"],
                     {**TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
-                     "Content-Length": str(len(chunk)), "Upload-Checksum": f"sha256 {checksum}"},
+                     "Content-Length": str(len(chunk)), "Upload-Checksum": f"sha1 {checksum}"},
                     _slices(chunk, offset, size, progress),
                     timeout=max(client.timeout, 600.0) if offset + len(chunk) == size else None,
                 )

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from typing import Any, AsyncIterator, Dict, List, Optional
 
 from fastapi import FastAPI, Header, Request
@@ -118,6 +119,7 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
         if sweep:
             worker.join(timeout=5)
 
+    digests = RunningDigests()
     app = FastAPI(
         title="mydiag-server", version=__version__, lifespan=lifespan,
         description="Tickets, resumable tus 1.0 uploads of sealed bundles, and verified storage.",
@@ -362,21 +364,30 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
         declared = request.headers.get("content-length")
         body_length = parse_int(declared, "Content-Length") if declared is not None else None
         row = await run_in_threadpool(uploads.begin_patch, state, ticket_id, upload_id, offset, body_length)
+        whole = digests.take(upload_id, offset)
         try:
-            written, cut = await receive(request, row, offset, checksum)
+            written, cut = await receive(request, row, offset, checksum, whole)
         except BaseException:
             await run_in_threadpool(uploads.abandon_patch, state, upload_id)
             raise
         if cut and checksum is not None:
             await run_in_threadpool(uploads.abandon_patch, state, upload_id)
             raise TusError(400, "the request body ended early; nothing was kept (checksummed PATCH)")
-        row = await run_in_threadpool(uploads.end_patch, state, row, offset, written)
+        done = offset + written == row["length"]
+        if whole is not None and not done:
+            digests.keep(upload_id, offset + written, whole)
+        known = whole.hexdigest() if whole is not None and done else None
+        row = await run_in_threadpool(uploads.end_patch, state, row, offset, written, known)
         headers = await run_in_threadpool(upload_headers, row)
         return Response(status_code=204, headers=headers)
 
     async def receive(request: Request, row: Dict[str, Any], offset: int,
-                      checksum: Optional[tuple]) -> tuple:
-        """Stream the body into the upload; (bytes written, whether the client went away)."""
+                      checksum: Optional[tuple], whole: Any) -> tuple:
+        """Stream the body into the upload; (bytes written, whether the client went away).
+
+        `whole`, when given, is the running SHA-256 of the upload up to `offset`; it is
+        updated as bytes arrive so the completion need not read the file again.
+        """
         room = row["length"] - offset
         hasher = hashlib.new(checksum[0]) if checksum else None
         writer = state.store.staging_writer(row["id"], offset)
@@ -397,6 +408,8 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
                     writer.write(chunk)
                     if hasher is not None:
                         hasher.update(chunk)
+                    if whole is not None:
+                        whole.update(chunk)
             except ClientDisconnect:
                 cut = True
         finally:
@@ -423,6 +436,34 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
         return Response(status_code=204, headers={"Tus-Resumable": TUS_VERSION})
 
     return app
+
+
+class RunningDigests:
+    """The SHA-256 of uploads so far, for uploads whose PATCHes keep coming to this process.
+
+    Only a hash that covers exactly the committed bytes is kept; any doubt (another
+    process wrote in between, a checksummed PATCH was dropped) means the completion
+    reads the file once more instead.
+    """
+
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, tuple] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, upload_id: str, offset: int) -> Any:
+        with self._lock:
+            found = self._items.pop(upload_id, None)
+        if found is not None and found[0] == offset:
+            return found[1]
+        return hashlib.sha256() if offset == 0 else None
+
+    def keep(self, upload_id: str, offset: int, digest: Any) -> None:
+        with self._lock:
+            self._items[upload_id] = (offset, digest)
+            while len(self._items) > self.LIMIT:
+                self._items.popitem(last=False)
 
 
 def tus_version_ok(value: Optional[str]) -> None:

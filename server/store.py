@@ -99,7 +99,6 @@ class LocalStore(BlobStore):
     def staging_digest(self, upload_id: str) -> str:
         digest = hashlib.sha256()
         with open(self.staging_path(upload_id), "rb") as handle:
-            os.fsync(handle.fileno())
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
         return digest.hexdigest()
@@ -114,7 +113,10 @@ class LocalStore(BlobStore):
             self.discard_staging(upload_id)
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.staging_path(upload_id), target)
+        staged = self.staging_path(upload_id)
+        with open(staged, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(staged, target)
 
     def put_file(self, path: Path, sha256: str) -> None:
         target = self._blob(sha256)

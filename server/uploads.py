@@ -146,8 +146,12 @@ def begin_patch(state: State, ticket_id: str, upload_id: str, offset: int,
     return row
 
 
-def end_patch(state: State, row: Dict[str, Any], offset: int, written: int) -> Dict[str, Any]:
-    """Commit `written` bytes after `offset`; keep the lease when that was the last byte."""
+def end_patch(state: State, row: Dict[str, Any], offset: int, written: int,
+              sha256: Optional[str] = None) -> Dict[str, Any]:
+    """Commit `written` bytes after `offset`; keep the lease when that was the last byte.
+
+    `sha256` is the whole upload's digest when the caller hashed every byte as it came.
+    """
     new = offset + written
     done = new == row["length"]
     now = time.time()
@@ -164,7 +168,7 @@ def end_patch(state: State, row: Dict[str, Any], offset: int, written: int) -> D
             raise TusError(409, "the upload was taken over by another request; check its offset")
     row = dict(row, received=new, state="completing" if done else "receiving")
     if done:
-        finish(state, row["id"])
+        finish(state, row["id"], sha256)
         row = get(state, row["ticket_id"], row["id"])
     return row
 
@@ -174,7 +178,7 @@ def abandon_patch(state: State, upload_id: str) -> None:
     state.release("uploads", upload_id)
 
 
-def finish(state: State, upload_id: str) -> None:
+def finish(state: State, upload_id: str, known_sha256: Optional[str] = None) -> None:
     """Hash the finished upload, keep it once by hash, make it a bundle and verify it.
 
     Runs under the upload's lease; safe to run again after a crash at any step.
@@ -184,9 +188,8 @@ def finish(state: State, upload_id: str) -> None:
     if row is None or row["state"] != "completing" or row["lease_owner"] != state.owner:
         return
     with state.keep_renewed("uploads", upload_id):
-        sha256 = row["sha256"]
-        if sha256 is None:
-            sha256 = state.store.staging_digest(upload_id)
+        sha256 = row["sha256"] or known_sha256 or state.store.staging_digest(upload_id)
+        if row["sha256"] is None:
             with state.db.tx() as tx:
                 tx.run("UPDATE uploads SET sha256 = ? WHERE id = ?", (sha256, upload_id))
         if not state.store.exists(sha256) or state.store.staging_size(upload_id):
