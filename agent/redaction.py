@@ -8,9 +8,6 @@ import sys
 from pathlib import Path
 from typing import Callable, List
 
-from rich.console import Console
-from rich.table import Table
-
 from bundle.lint import Finding
 from bundle.manifest import FileEntry
 from bundle.pseudonym import parse_kinds
@@ -57,25 +54,25 @@ def findings_message(findings: List[Finding]) -> str:
 
 
 def review_prompt(assume_yes: bool) -> Callable[[List[FileEntry], Path], bool]:
-    """The --review step: a table of what will be written, then a yes/no question."""
+    """The --review step: every file with its size and redactions, then a yes/no question.
+
+    Plain lines on stderr (stdout stays free for --json), never shortened: a path cut to
+    fit the terminal would hide what the customer is asked to approve.
+    """
 
     def review(entries: List[FileEntry], stage: Path) -> bool:
-        console = Console(stderr=True)
-        table = Table(title="the bundle will hold (after redaction)")
-        table.add_column("file")
-        table.add_column("bytes", justify="right")
-        table.add_column("redacted")
+        width = max((len(str(e.bytes)) for e in entries), default=1)
+        lines = ["the bundle will hold (after redaction): bytes, file, what was redacted"]
         for entry in entries:
             counts = ", ".join(f"{rule} x{n}" for rule, n in entry.redactions.items())
-            table.add_row(entry.path, str(entry.bytes), counts or "-")
-        console.print(table)
-        console.print(f"plus manifest.json; {len(entries)} files, "
-                      f"{sum(e.bytes for e in entries)} bytes. The files wait in {stage} "
-                      "until you answer: look at any of them now if you like.")
+            lines.append(f"  {entry.bytes:>{width}}  {entry.path}  {counts or '-'}")
+        lines.append(f"plus manifest.json: {len(entries)} files, {sum(e.bytes for e in entries)} "
+                     f"bytes. They wait in {stage} until you answer; look at any of them now.")
+        print("\n".join(lines), file=sys.stderr)
         if assume_yes:
-            console.print("write the bundle? yes (--yes)")
+            print("write the bundle? yes (--yes)", file=sys.stderr)
             return True
-        console.print("write the bundle? [y/N] ", end="", markup=False)
+        print("write the bundle? [y/N] ", end="", file=sys.stderr, flush=True)
         try:
             answer = sys.stdin.readline()
         except (OSError, ValueError):

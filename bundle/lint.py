@@ -58,8 +58,13 @@ _TOKEN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _PSEUDONYM = re.compile(r"(?:host|ip|user|schema)-[0-9a-f]{10}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
-#: A written word of an identifier (`Innodb`, `have`, `bzip2`, `UTF8`).
-_WORD = re.compile(r"[A-Za-z][a-z]*[0-9]*|[A-Z]+[0-9]*|[0-9]+")
+#: A written word of an identifier or a path (`Innodb`, `have`, `bzip2`, `UTF8`, `e2e`).
+_WORD = re.compile(r"[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
+_SHORT = re.compile(r"[a-z0-9]{1,8}")
+
+
+def _written(part: str) -> bool:
+    return bool(_WORD.fullmatch(part) or _SHORT.fullmatch(part))
 #: Lines longer than this are scanned in pieces of this size (with an overlap).
 _PIECE = 1 << 16
 
@@ -74,8 +79,8 @@ def random_looking(token: str) -> bool:
     """A token that looks generated, not written: mixed classes and high entropy."""
     if token.startswith(("/", "--")) or _UUID.fullmatch(token) or _PSEUDONYM.fullmatch(token):
         return False
-    parts = [p for p in re.split(r"[_-]+", token) if p]
-    if len(parts) > 1 and all(_WORD.fullmatch(p) for p in parts):
+    parts = [p for p in re.split(r"[/_.+=-]+", token) if p]
+    if len(parts) > 1 and all(_written(p) for p in parts):
         return False
     letters = [c for c in token if c.isalpha()]
     if not letters:
