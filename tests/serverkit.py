@@ -29,7 +29,10 @@ import pytest
 from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_BASE = os.environ.get("MYDIAG_TEST_PG", "postgresql://root@127.0.0.1:5432")
+#: Where the PostgreSQL tests create their databases: MYDIAG_TEST_PG, else the first of
+#: these roles that the server on 127.0.0.1:5432 lets in.
+PG_CANDIDATES = ([os.environ["MYDIAG_TEST_PG"]] if os.environ.get("MYDIAG_TEST_PG") else
+                 ["postgresql://root@127.0.0.1:5432", "postgresql://postgres@127.0.0.1:5432"])
 REQUIRE = os.environ.get("MYDIAG_REQUIRE_SERVER") == "1"
 
 
@@ -136,10 +139,22 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 30.0) -> No
     raise AssertionError(f"mydiag-server not ready at {url} after {timeout}s")
 
 
-def _pg_admin():
+def _pg_admin(base: str):
     import psycopg
 
-    return psycopg.connect(f"{PG_BASE}/postgres", autocommit=True, connect_timeout=3)
+    return psycopg.connect(f"{base}/postgres", autocommit=True, connect_timeout=3)
+
+
+def _pg_base() -> str:
+    """The first PostgreSQL URL that connects; raises the last error otherwise."""
+    error: Exception = RuntimeError("no PostgreSQL URL to try")
+    for base in PG_CANDIDATES:
+        try:
+            _pg_admin(base).close()
+            return base
+        except Exception as exc:  # noqa: BLE001 - try the next role
+            error = exc
+    raise error
 
 
 @pytest.fixture(params=["sqlite", "postgresql"], scope="module")
@@ -159,9 +174,10 @@ def _database(kind: str) -> Iterator[Optional[str]]:
         yield None
         return
     try:
-        admin = _pg_admin()
+        base = _pg_base()
+        admin = _pg_admin(base)
     except Exception as exc:  # noqa: BLE001 - any failure means: no PostgreSQL here
-        message = f"PostgreSQL not reachable at {PG_BASE} ({type(exc).__name__})"
+        message = f"PostgreSQL not reachable ({type(exc).__name__}: {exc})"
         if REQUIRE:
             pytest.fail(f"real server required (MYDIAG_REQUIRE_SERVER=1): {message}")
         pytest.skip(message)
@@ -169,9 +185,9 @@ def _database(kind: str) -> Iterator[Optional[str]]:
     with admin:
         admin.execute(f"CREATE DATABASE {name}")
     try:
-        yield f"{PG_BASE}/{name}"
+        yield f"{base}/{name}"
     finally:
-        with _pg_admin() as admin:
+        with _pg_admin(base) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
