@@ -14,6 +14,7 @@ from collectors.mysql.sql import (
     OPEN_TABLES,
     SCHEMA_SIZES,
     STATS_SCHEMA_SIZES,
+    STATS_TABLE_COUNT,
     STATS_TOP_TABLES,
     TABLE_COUNT,
     TOP_TABLES,
@@ -26,22 +27,33 @@ def schema_overview(ctx: Context) -> Iterator[Artifact]:
     """Per schema: tables by engine, data and index bytes; the 50 largest tables."""
     counts = ctx.session.query(TABLE_COUNT)
     total = sum(int(r["tables"]) for r in counts)
+    stats = optional(ctx, STATS_TABLE_COUNT)
+    innodb_total = int(stats[0]["tables"]) if stats else 0
     overview: Dict[str, Any] = {
-        "total_tables": total,
+        "total_tables": max(total, innodb_total),
         "table_guard": ctx.table_guard,
         "tables_per_schema": {r["schema_name"]: int(r["tables"]) for r in counts},
     }
-    if total <= ctx.table_guard:
+    hidden = innodb_total > total
+    if hidden:
+        # information_schema lists only tables this account holds a privilege on.
+        ctx.notes.add(
+            f"this account sees {total} of at least {innodb_total} tables in "
+            "information_schema: sizes come from mysql.innodb_table_stats (InnoDB only)"
+        )
+        overview["tables_per_schema"] = None
+    if total <= ctx.table_guard and not hidden:
         overview["source"] = "information_schema.TABLES"
         sizes = optional(ctx, SCHEMA_SIZES, timeout=max(ctx.session.statement_timeout, 5))
         top = optional(ctx, TOP_TABLES, timeout=max(ctx.session.statement_timeout, 5))
     else:
         overview["source"] = "mysql.innodb_table_stats"
-        ctx.notes.add(
-            f"{total} tables is above the guard of {ctx.table_guard}: sizes come from "
-            "mysql.innodb_table_stats (InnoDB tables only, as of their last statistics "
-            "update) instead of opening every table"
-        )
+        if not hidden:
+            ctx.notes.add(
+                f"{total} tables is above the guard of {ctx.table_guard}: sizes come from "
+                "mysql.innodb_table_stats (InnoDB tables only, as of their last statistics "
+                "update) instead of opening every table"
+            )
         sizes = optional(ctx, STATS_SCHEMA_SIZES)
         top = optional(ctx, STATS_TOP_TABLES)
     overview["schemas"] = _by_schema(sizes or [])

@@ -142,6 +142,14 @@ TOP_TABLES = _stmt(
     " ORDER BY DATA_LENGTH + INDEX_LENGTH DESC LIMIT 50",
 )
 
+#: How many InnoDB tables exist, whatever this account may see in information_schema.
+STATS_TABLE_COUNT = _stmt(
+    "stats_table_count",
+    "SELECT COUNT(*) AS tables FROM mysql.innodb_table_stats"
+    f" WHERE database_name NOT IN {_SYSTEM_SCHEMAS}",
+    "select_stats",
+)
+
 #: The guarded path: InnoDB's persistent statistics, one small table, no table opened.
 STATS_SCHEMA_SIZES = _stmt(
     "stats_schema_sizes",
