@@ -65,13 +65,12 @@ class AgentProcess:
 
     def start(self) -> AgentProcess:
         self.home.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "agent", "run", "--config", str(self.config)],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "MYDIAG_HOME": str(self.home)},
-        )
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "agent.cli", "agent", "run", "--config", str(self.config)],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "MYDIAG_HOME": str(self.home)},
+            )
         self.started = time.monotonic()
         return self
 
@@ -176,12 +175,11 @@ class SupportServer:
                                "--json"]).stdout)
 
     def start(self) -> None:
-        log = open(self.data.parent / "server.log", "ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "run", "--data", str(self.data), "--listen",
-             f"127.0.0.1:{self.port}", "--log-level", "warning"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
+        with open(self.data.parent / "server.log", "ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "server.cli", "run", "--data", str(self.data), "--listen",
+                 f"127.0.0.1:{self.port}", "--log-level", "warning"],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(process)
         import urllib.request
 
