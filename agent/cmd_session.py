@@ -362,17 +362,23 @@ def run_revoke(args: argparse.Namespace) -> int:
         print(f"session {args.session_id} revoked; no process was holding it, so nobody could join; "
               "the support server ends it at its deadline")
         return exitcodes.OK
-    deadline = time.monotonic() + 3.0
+    deadline = time.monotonic() + 5.0
+    cut = False
     while time.monotonic() < deadline:
         now = session_state.load(args.session_id) or {}
-        if now.get("state") == "ended":
-            told = ("the support server was told" if now.get("server_told")
+        cut = cut or now.get("state") == "ended"
+        if cut and now.get("server_told") is not None:
+            told = ("the support server was told" if now["server_told"]
                     else "the support server could not be told (it ends the session at its deadline)")
             print(f"session {args.session_id} revoked: every channel and the tunnel are closed; {told}")
             return exitcodes.OK
         time.sleep(0.05)
-    print(f"session {args.session_id} revoked: the holder (pid {data.get('holder_pid')}) was told and "
-          "cuts it; it has not confirmed yet")
+    if cut:
+        print(f"session {args.session_id} revoked: every channel and the tunnel are closed; the support "
+              "server has not answered yet (it ends the session at its deadline in any case)")
+    else:
+        print(f"session {args.session_id} revoked: the holder (pid {data.get('holder_pid')}) was told and "
+              "cuts it; it has not confirmed yet")
     return exitcodes.OK
 
 

@@ -286,17 +286,21 @@ class Holder:
             self.ended = ended.reason
         self.cut_all(ended.reason)
         told = ended.state == "server"
-        if not told and self._transport is not None and self._transport.is_active():
+        tunnel_up = self._transport is not None and self._transport.is_active()
+        if tunnel_up and not told:
             self._acked.clear()
-            if self._tell({"op": "end", "state": ended.state, "reason": ended.reason}):
-                told = self._acked.wait(1.0)
+            self._tell({"op": "end", "state": ended.state, "reason": ended.reason})
+        # Everything is cut on this host already: say so now, then try to tell the server.
+        self._save(state="ended", end_reason=ended.reason, ended=time.time(), server_told=told or None)
+        if tunnel_up and not told:
+            told = self._acked.wait(1.0)
         self._close_transport()
         if not told and ended.state == "revoked" and self.notify is not None:
             told = self.notify(ended.reason)
         if not told and ended.state == "revoked":
             self.log("the support server could not be told of the revocation; the tunnel is closed, "
                      "so nobody can join, and the server ends the session at its deadline")
-        self._save(state="ended", end_reason=ended.reason, ended=time.time(), server_told=told)
+        self._save(server_told=told)
         with contextlib.suppress(OSError):
             (self.folder / session_state.HOLD).unlink()
 
