@@ -7,7 +7,10 @@
 - A journal next to the file (`<file>.upload.json`: upload URL, size, sha256) lets a
   restarted agent ask the server for the offset (HEAD) and send only the rest.
 - The whole file's sha256 goes with the creation request: the same bytes sent twice
-  are recognized by the server and not sent or stored again.
+  are recognized by the server and not sent or stored again. Past EARLY_HASH bytes the
+  hash runs in a thread alongside the first chunks instead of delaying them; when it is
+  ready, bytes the ticket already holds stop the upload (and the server never keeps the
+  same bytes twice in any case).
 - Network errors, 5xx and 423 are retried with exponential backoff and jitter.
 - The local file is removed only when the server reports the same sha256 as ours.
 """
@@ -20,6 +23,7 @@ import hashlib
 import json
 import os
 import random
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -29,6 +33,8 @@ from typing import Callable, Dict, Iterator, Optional
 from agent.transport import API, Client, Reply, Transient
 
 CHUNK = 16 << 20
+#: Files up to this size are hashed before the upload starts.
+EARLY_HASH = 64 << 20
 JOURNAL_SUFFIX = ".upload.json"
 TUS = {"Tus-Resumable": "1.0.0"}
 _SLICE = 1 << 20
@@ -157,8 +163,48 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _metadata(**values: str) -> str:
-    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items())
+def _metadata(**values: Optional[str]) -> str:
+    return ",".join(f"{k} {base64.b64encode(v.encode()).decode()}" for k, v in values.items()
+                    if v is not None)
+
+
+class _BackgroundDigest:
+    """A file's SHA-256 computed in a thread (hashlib releases the GIL on large blocks)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._value: Optional[str] = None
+        self._error: Optional[OSError] = None
+        self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = sha256_file(self._path)
+        except OSError as exc:
+            self._error = exc
+
+    def ready(self) -> bool:
+        return not self._thread.is_alive()
+
+    def value(self) -> str:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
+def _held_by_ticket(client: Client, ticket: str, sha256: str) -> Optional[Dict]:
+    """The ticket's bundle with these bytes, if it has one (None when unsure)."""
+    try:
+        reply = client.get_json(f"{API}/tickets/{urllib.parse.quote(ticket, safe='')}/bundles")
+    except Transient:
+        return None
+    listed = reply.json() if reply.status == 200 else None
+    if not isinstance(listed, list):
+        return None
+    return next((b for b in listed if isinstance(b, dict) and b.get("sha256") == sha256), None)
 
 
 def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CHUNK,
@@ -172,8 +218,11 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
     state = journal.load(client.server, ticket, size, stat.st_mtime_ns)
     if not state:
         state = {"server": client.server, "ticket": ticket, "size": size, "mtime_ns": stat.st_mtime_ns,
-                 "sha256": sha256_file(path), "location": None}
-    sha256 = state["sha256"]
+                 "sha256": None, "location": None}
+    digest = _BackgroundDigest(path) if state["sha256"] is None else None
+    if digest is not None and size <= EARLY_HASH:
+        state["sha256"], digest = digest.value(), None
+    held: Optional[Dict] = None
     collection = f"{API}/tickets/{urllib.parse.quote(ticket, safe='')}/uploads"
     offset: Optional[int] = None
     sent = 0
@@ -181,11 +230,19 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
     final: Optional[Reply] = None
     with open(path, "rb") as source:
         while final is None:
+            if digest is not None and digest.ready():
+                state["sha256"], digest = digest.value(), None
+                if state["location"] is not None:
+                    journal.save(state)
+                held = _held_by_ticket(client, ticket, state["sha256"])
+                if held is not None:
+                    _terminate(client, state["location"])
+                    break
             try:
                 if state["location"] is None:
                     reply = client.request("POST", collection, {
                         **TUS, "Upload-Length": str(size),
-                        "Upload-Metadata": _metadata(filename=path.name, sha256=sha256)})
+                        "Upload-Metadata": _metadata(filename=path.name, sha256=state["sha256"])})
                     if reply.status != 201 or "location" not in reply.headers:
                         _fail(reply, ticket, backoff)
                         continue
@@ -234,10 +291,18 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
             except Transient as exc:
                 offset = None
                 backoff.wait(str(exc))
-        while "mydiag-sha256" not in final.headers:
+        while final is not None and "mydiag-sha256" not in final.headers:
             # Another server process finishes the upload after a crash: wait for its verdict.
             backoff.wait("the server has not confirmed the upload yet")
             final = client.request("HEAD", state["location"], dict(TUS))
+    sha256 = state["sha256"] or digest.value()
+    if held is not None:
+        journal.remove()
+        if remove:
+            path.unlink()
+        return Outcome(bundle=held.get("id", ""), status=held.get("status", ""), reason=held.get("reason"),
+                       sha256=sha256, size=size, sent=sent, duplicate=True)
+    assert final is not None
     confirmed = final.headers["mydiag-sha256"]
     if confirmed != sha256:
         raise UploadError(f"the server stored bytes with sha256 {confirmed[:16]}…, ours are "
@@ -250,6 +315,14 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
         reason=final.headers.get("mydiag-reason"), sha256=sha256, size=size, sent=sent,
         duplicate=duplicate,
     )
+
+
+def _terminate(client: Client, location: Optional[str]) -> None:
+    """Drop an upload whose bytes the ticket turned out to hold already (best effort)."""
+    if location is None:
+        return
+    with contextlib.suppress(Transient):
+        client.request("DELETE", location, dict(TUS))
 
 
 def _fail(reply: Reply, ticket: str, backoff: Backoff) -> None:
