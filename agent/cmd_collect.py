@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from agent.sealing import add_recipient_options, age_exit_code, os_error_text, r
 from agent.summary import LiveProgress, print_summary, summary_dict
 from bundle.age import AgeError, seal_file
 from bundle.sign import SignError, load_host_key
+from collectors.config.values import to_bytes
 from collectors.mysql.session import AccessDenied
 from collectors.registry import PROFILES
 
@@ -52,6 +54,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="server-side limit for every statement (default 3)")
     parser.add_argument("--table-guard", type=int, default=10_000, metavar="N",
                         help="above N tables, use cheap sources for sizes (default 10000)")
+    parser.add_argument("--log-bytes", type=_size, default=2 << 20, metavar="SIZE",
+                        help="include the last SIZE of each server log (default 2M; K, M, G)")
+    parser.add_argument("--config-file", action="append", default=[], metavar="PATH",
+                        help="also copy this file (repeatable; option files with their includes)")
     add_recipient_options(parser)
     parser.add_argument("--keep-plain", action="store_true",
                         help="with --recipient, also keep the unsealed bundle")
@@ -60,6 +66,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask questions")
     parser.set_defaults(run=run)
+
+
+def _size(text: str) -> int:
+    size = to_bytes(text)
+    if size is None or size < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (examples: 65536, 512K, 2M)")
+    return size
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile, output_dir=Path(args.output), samples=samples,
         interval=args.interval, max_time=args.max_time,
         statement_timeout=args.statement_timeout, table_guard=args.table_guard,
+        log_bytes=args.log_bytes, config_files=[os.path.abspath(p) for p in args.config_file],
         recipients=None if args.keep_plain else recipients or None, signing_key=signing_key,
     )
     options.pseudonymize, options.allow_findings = args.pseudonymize, args.allow_findings

@@ -59,6 +59,9 @@ class Options:
     statement_timeout: float = 3.0
     table_guard: int = 10_000
     only: Optional[List[str]] = None
+    #: Bytes of each log's tail (--log-bytes) and extra files to copy (--config-file).
+    log_bytes: int = 2 << 20
+    config_files: List[str] = field(default_factory=list)
     #: Seal the bundle as it is written (age recipients, `age1…`): no plaintext bundle on disk.
     recipients: Optional[List[str]] = None
     #: Sign the manifest with this host key (see bundle.sign and `mydiag keys init`).
@@ -119,7 +122,7 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
     manifest.options = {
         "samples": options.samples, "interval": options.interval,
         "max_time": options.max_time, "statement_timeout": options.statement_timeout,
-        "table_guard": options.table_guard,
+        "table_guard": options.table_guard, "log_bytes": options.log_bytes,
     }
     if connect_error is None:
         manifest.mysql = {
@@ -215,6 +218,7 @@ def _run_one(
     ctx = Context(
         profile=options.profile, session=session, samples=options.samples,
         interval=options.interval, table_guard=options.table_guard,
+        log_bytes=options.log_bytes, config_files=list(options.config_files),
         deadline=time.monotonic() + limit, notes=Notes(), shared=shared,
     )
     artifacts: List[Artifact] = []

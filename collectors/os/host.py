@@ -21,6 +21,15 @@ _HYPERVISORS = (
     ("microsoft corporation", "microsoft"), ("parallels", "parallels"), ("bochs", "bochs"),
     ("openstack", "openstack"),
 )
+#: Boot parameters that change how a database performs. Only these are kept: the rest of
+#: the kernel command line can carry anything (boot tokens, storage passwords).
+KERNEL_PARAMETERS = (
+    "transparent_hugepage", "numa", "numa_balancing", "elevator", "isolcpus", "nohz_full",
+    "mitigations", "nosmt", "intel_idle.max_cstate", "processor.max_cstate", "idle",
+    "intel_pstate", "hugepagesz", "hugepages", "default_hugepagesz", "clocksource", "tsc",
+    "swapaccount", "cgroup_no_v1", "systemd.unified_cgroup_hierarchy", "zswap.enabled",
+    "psi", "audit", "selinux", "apparmor", "iommu", "intel_iommu", "crashkernel",
+)
 _CONTAINER_MARKERS = ("docker", "kubepods", "containerd", "libpod", "lxc", "crio")
 
 
@@ -34,7 +43,8 @@ def host(ctx: Context) -> Iterator[Artifact]:
     info = {
         "hostname": socket.gethostname(),
         "kernel": {"name": uname.system, "release": uname.release, "version": uname.version,
-                   "machine": uname.machine, "cmdline": reader.line("/proc/cmdline")},
+                   "machine": uname.machine,
+                   "boot_parameters": boot_parameters(reader.line("/proc/cmdline") or "")},
         "distribution": {k.lower(): v.strip('"') for k, v in release.items()
                          if k in ("ID", "ID_LIKE", "NAME", "VERSION_ID", "PRETTY_NAME")},
         "uptime_seconds": round(float(uptime), 1),
@@ -48,6 +58,18 @@ def host(ctx: Context) -> Iterator[Artifact]:
     }
     reader.note_denied(ctx, "the missing host details")
     yield Artifact.json("os/host.json", info)
+
+
+def boot_parameters(cmdline: str) -> Dict[str, Optional[str]]:
+    """The kernel command line's performance-relevant parameters (KERNEL_PARAMETERS) only."""
+    found: Dict[str, Optional[str]] = {}
+    for word in cmdline.split():
+        if word == "--":
+            break  # what follows belongs to init, not the kernel
+        key, sep, value = word.partition("=")
+        if key in KERNEL_PARAMETERS:
+            found[key] = value if sep else None
+    return found
 
 
 def _virtualization(reader: Reader) -> Dict[str, Optional[str]]:

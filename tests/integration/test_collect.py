@@ -58,7 +58,9 @@ def test_standard_collection_succeeds_and_reports_every_collector(standard):
     assert done.returncode == 0, summary
     statuses = {c["name"]: c["status"] for c in summary["collectors"]}
     assert statuses["mysql.cluster"] == "skipped"
-    assert all(s == "ok" for n, s in statuses.items() if n != "mysql.cluster"), statuses
+    # Not there or not asked for: persisted variables (MariaDB), --config-file, the slow log.
+    absent = {"mysql.cluster", "config.persisted", "config.extra_files", "logs.slow_log"}
+    assert all(s == "ok" for n, s in statuses.items() if n not in absent), statuses
     assert done.stderr == ""
 
 
@@ -234,7 +236,10 @@ def test_quick_profile_is_lighter(server, admin, tmp_path):
     assert done.returncode == 0, done.stderr
     names = set(by_name(summary))
     assert {"mysql.identity", "mysql.variables", "mysql.status", "mysql.processlist",
-            "mysql.replication", "mysql.innodb_status"} == names
+            "mysql.replication", "mysql.innodb_status"} == {n for n in names if n.startswith("mysql.")}
+    # OS and config are light and always wanted; the slow log is not.
+    assert {"os.host", "os.mysqld_process", "config.option_files", "logs.error_log"} <= names
+    assert "logs.slow_log" not in names
     lines = bundle_files(summary["bundle"])["mysql/global_status.jsonl"].splitlines()
     assert len(lines) == 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from collectors.config.systemd import find_units
+from collectors.os.host import boot_parameters
 from collectors.os.mysqld import server_args
 from collectors.os.mysqld_process import parse_limits
 from collectors.os.oom import parse_oom
@@ -81,3 +82,9 @@ def test_units_aliases_masks_and_drop_ins_are_found_once(tmp_path):
     ]
     assert units[1]["masked"] and units[4]["alias_of"] == "mariadb.service"
     assert units[0]["unit"] == "mariadb.service"
+
+
+def test_only_performance_relevant_boot_parameters_are_kept():
+    line = ("BOOT_IMAGE=/vmlinuz root=UUID=abc ro transparent_hugepage=never numa=off nosmt "
+            "iscsi_password=s3cret console=ttyS0 -- --init-token=xyz elevator=none")
+    assert boot_parameters(line) == {"transparent_hugepage": "never", "numa": "off", "nosmt": None}

@@ -1,0 +1,138 @@
+"""Log collectors against logs the server itself wrote: tails, bounds, fingerprints, 1 GiB files."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import Target, _start
+from tests.helpers import ROOT, bundle_files, by_name, collect_json
+
+GIB = 1 << 30
+
+
+@pytest.fixture()
+def own_server(tmp_path_factory):
+    """A server of this test's own. Its folder name is neutral on purpose: logs quote their
+    paths, and a word such as "private" in a path is what the secret lint looks for."""
+    instance = _start(tmp_path_factory, "logsrv")
+    yield Target("127.0.0.1", instance.port, "root", "", instance)
+    instance.kill()
+
+
+def _collect(target, out, *extra: str) -> tuple:
+    done, summary = collect_json("--host", target.host, "--port", str(target.port), "--user",
+                                 target.user, "--output", str(out), "--samples", "1", *extra)
+    assert summary is not None, done.stderr
+    return summary, bundle_files(summary["bundle"])
+
+
+def test_error_log_tail_is_what_the_server_wrote(own_server, tmp_path):
+    summary, files = _collect(own_server, tmp_path, "--profile", "quick")
+    entry = by_name(summary)["logs.error_log"]
+    assert entry["status"] == "ok", entry
+    written = own_server.instance.error_log.read_bytes()
+    copied = files["logs/error.log"]
+    assert b"ready for connections" in copied
+    assert written.startswith(copied)  # the whole (small) log, as the server wrote it
+    assert any("whole file" in n and "server variables" in n for n in entry["notes"])
+
+
+def test_error_log_is_bounded_by_log_bytes(own_server, tmp_path):
+    summary, files = _collect(own_server, tmp_path, "--profile", "quick", "--log-bytes", "1K")
+    copied = files["logs/error.log"]
+    written = own_server.instance.error_log.read_bytes()
+    assert 0 < len(copied) <= 1024 and copied in written
+    start = written.index(copied)
+    assert start > 0 and written[start - 1:start] == b"\n"  # cut at a line boundary
+    assert any("only the last" in n for n in by_name(summary)["logs.error_log"]["notes"])
+
+
+def test_bad_log_bytes_is_a_usage_error(tmp_path):
+    done, _ = collect_json("--log-bytes", "lots", "--output", str(tmp_path))
+    assert done.returncode == 2 and "'lots' is not a size" in done.stderr
+
+
+def _enable_slow_log(target) -> str:
+    path = str(target.instance.base / "slow.log")
+    target.sql(f"SET GLOBAL slow_query_log_file = '{path}'", "SET GLOBAL long_query_time = 0",
+               "SET GLOBAL slow_query_log = ON")
+    return path
+
+
+def test_slow_log_statements_are_fingerprinted(own_server, tmp_path):
+    _enable_slow_log(own_server)
+    literal, number = f"sk-{secrets.token_hex(10)}", 7_000_000 + secrets.randbelow(999_999)
+    own_server.sql(f"SELECT '{literal}' AS marker, {number} + 1 AS total")
+    summary, files = _collect(own_server, tmp_path)
+    entry = by_name(summary)["logs.slow_log"]
+    assert entry["status"] == "ok", entry
+    text = files["logs/slow.log"].decode()
+    assert literal not in text and str(number) not in text
+    assert "SELECT ? AS marker, ? + ? AS total;" in text
+    assert any(line.startswith("# Query_time: ") for line in text.splitlines())
+    assert any(line.startswith("# User@Host: root[root] @ ") for line in text.splitlines())
+    assert any("statements fingerprinted" in n for n in entry["notes"])
+
+
+def test_slow_log_off_is_skipped_with_the_reason(own_server, tmp_path):
+    summary, _ = _collect(own_server, tmp_path)
+    entry = by_name(summary)["logs.slow_log"]
+    assert entry["status"] == "skipped" and "slow_query_log=OFF" in entry["error"]
+
+
+def _fill(path: str, line: bytes, size: int) -> None:
+    chunk = line * ((1 << 20) // len(line))
+    with open(path, "ab") as handle:
+        while handle.tell() < size:
+            handle.write(chunk)
+
+
+def _collect_measured(target, out) -> tuple:
+    """(summary, files, peak RSS in KiB, seconds) of one `mydiag collect` in its own process."""
+    started = time.monotonic()
+    child = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "collect", "--json", "--samples", "1",
+         "--host", target.host, "--port", str(target.port), "--user", target.user,
+         "--output", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout = child.stdout.read()
+    child.stderr.read()
+    _, _, usage = os.wait4(child.pid, 0)
+    seconds = time.monotonic() - started
+    summary = json.loads(stdout)
+    return summary, bundle_files(summary["bundle"]), usage.ru_maxrss, seconds
+
+
+@pytest.mark.slow
+def test_1gib_error_and_slow_logs_are_tailed_in_bounded_memory_and_time(own_server, tmp_path):
+    slow = _enable_slow_log(own_server)
+    own_server.sql("SELECT 1")
+    _, _, base_rss, base_seconds = _collect_measured(own_server, tmp_path / "small")
+    error_log = str(own_server.instance.error_log)
+    _fill(error_log, b"2024-01-05 10:00:01 0 [Note] InnoDB: Buffer pool(s) load completed\n", GIB)
+    _fill(slow, b"# Time: 240105 10:00:01\n# User@Host: app[app] @ web [10.0.0.5]\n"
+                b"# Query_time: 2.0  Lock_time: 0.0  Rows_sent: 1  Rows_examined: 9\n"
+                b"SET timestamp=1704448801;\nSELECT * FROM t WHERE id = 12345;\n", GIB)
+    own_server.instance.restart()  # the server writes its start-up lines after the gigabyte
+    _enable_slow_log(own_server)
+    marker = secrets.token_hex(8)
+    own_server.sql(f"SELECT '{marker}' AS last_one")
+    assert os.path.getsize(error_log) > GIB and os.path.getsize(slow) > GIB
+    summary, files, rss, seconds = _collect_measured(own_server, tmp_path / "big")
+    entries = by_name(summary)
+    assert entries["logs.error_log"]["status"] == "ok" and entries["logs.slow_log"]["status"] == "ok"
+    assert len(files["logs/error.log"]) <= 2 << 20 and len(files["logs/slow.log"]) <= 2 << 20
+    assert b"ready for connections" in files["logs/error.log"]
+    slow_copy = files["logs/slow.log"]
+    assert b"SELECT ? AS last_one;" in slow_copy and marker.encode() not in slow_copy
+    assert any("1.0 GiB, only the last 2.0 MiB" in n for n in entries["logs.error_log"]["notes"])
+    print(f"1 GiB logs: peak RSS {rss} KiB (small logs: {base_rss} KiB), "
+          f"{seconds:.2f}s (small logs: {base_seconds:.2f}s)")
+    assert rss - base_rss < 64 * 1024, (rss, base_rss)
+    assert seconds < base_seconds + 10, (seconds, base_seconds)
