@@ -335,3 +335,17 @@ def test_server_cli_errors_are_one_line(tmp_path):
     assert done.returncode == 4 and "secretpw" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert os.stat(tmp_path / "d" / "identity.txt").st_mode & 0o077 == 0
+
+
+def test_a_large_duplicate_stops_once_its_hash_is_known(support, tmp_path):
+    """Past 64 MiB the agent hashes alongside the first chunks; then it stops a duplicate."""
+    ticket = support.ticket()
+    noise = tmp_path / "noise.tar.zst"
+    with open(noise, "wb") as out:
+        for _ in range(66):
+            out.write(os.urandom(1 << 20))
+    first, one = upload(support, ticket, noise, "--keep", home=tmp_path / "h")
+    second, two = upload(support, ticket, noise, "--keep", home=tmp_path / "h")
+    assert first.returncode == 16 and second.returncode == 16, second.stderr
+    assert two["duplicate"] and two["bundle"] == one["bundle"] and two["sent"] < two["bytes"] // 2
+    assert len(support.bundles(ticket["id"])) == 1
