@@ -54,21 +54,21 @@ _KEY_FILE_PATH = re.compile(
     re.I,
 )
 _SLOW_LOG_PATH = re.compile(r"(?:^|/)[^/]*slow[^/]*$", re.I)
-#: The header lines a server writes before each statement (MySQL, MariaDB, Percona):
-#: only these stay; any other `#` line belongs to the statement (a comment in it).
-_SLOW_HEADER = re.compile(
-    r"# (?:Time|User@Host|Thread_id|Schema|QC_hit|Query_time|Lock_time|Rows_sent|Rows_examined"
-    r"|Rows_affected|Bytes_sent|Bytes_received|Read_first|Read_last|Read_key|Read_next|Read_prev"
-    r"|Read_rnd|Read_rnd_next|Sort_|Created_tmp|Count_hit|Tmp_tables|Tmp_disk_tables"
-    r"|Tmp_table_sizes|Full_scan|Full_join|Filesort|Filesort_on_disk|Merge_passes|Priority_queue"
-    r"|Pages_accessed|Pages_read|Pages_updated|Pages_prefetched|Old_rows_read|Engine_time"
-    r"|InnoDB_trx_id|InnoDB_IO_r_ops|InnoDB_IO_r_bytes|InnoDB_IO_r_wait|InnoDB_rec_lock_wait"
-    r"|InnoDB_queue_wait|InnoDB_pages_distinct|Log_slow_rate_type|Log_slow_rate_limit"
-    r"|Stored_routine|explain|Id|Killed|Errno|Start|End|No InnoDB statistics)\b",
-    re.I,
+#: The lines a server writes around each statement (MySQL, MariaDB, Percona): the
+#: `# Key: value` headers, `SET timestamp=…;`, `use db;` and the banner when it opens the
+#: file. Consecutive ones form one match; any other line (a `# comment` inside a
+#: statement too) belongs to the statement.
+_SLOW_KEYS = (
+    "Time|User@Host|Thread_id|Schema|QC_hit|Query_time|Lock_time|Rows_sent|Rows_examined"
+    "|Rows_affected|Bytes_sent|Bytes_received|Read_|Sort_|Created_tmp|Count_hit|Tmp_"
+    "|Full_scan|Full_join|Filesort|Merge_passes|Priority_queue|Pages_|Old_rows_read"
+    "|Engine_time|InnoDB_|Log_slow_rate|Stored_routine|explain|Id|Killed|Errno|Start|End"
 )
-_SLOW_META = re.compile(
-    r"(?:SET timestamp=[0-9]+;|use [^\s;]+;|\S+, Version: |Tcp port: |Time\s+Id\s+Command)"
+_SLOW_HEAD = re.compile(
+    r"(?:^(?:# (?:" + _SLOW_KEYS + r")[\w@]*:|# No InnoDB statistics"
+    r"|SET timestamp=[0-9]+;$|use [^\s;]+;$|\S+, Version: |Tcp port: |Time\s+Id\s+Command)"
+    r"[^\n]*(?:\n|\Z))+",
+    re.M,
 )
 _PEM_BEGIN = re.compile(
     r"-----BEGIN (?P<kind>[A-Z0-9 ]{1,60})-----(?P<body>.*?)(?P<end>-----END (?P=kind)-----|$)"
@@ -147,8 +147,7 @@ class Lines:
                 pos = low.find(needle, end)
         for rule in PROBE_RULES:
             assert rule.probe is not None
-            pos = 0
-            found = rule.probe.search(text, pos)
+            found = rule.probe.search(text)
             while found:
                 start = text.rfind("\n", 0, found.start()) + 1
                 end = text.find("\n", found.end())
@@ -164,10 +163,9 @@ class Lines:
             line = _PEM_BEGIN.sub(self._pem, line)
             low = line.lower()
         for rule, render in self._subs:
-            if rule.needles:
-                if not any(n in low for n in rule.needles):
-                    continue
-            elif rule.probe is not None and not rule.probe.search(line):
+            if not any(n in low for n in rule.needles) and (
+                rule.probe is None or not rule.probe.search(line)
+            ):
                 continue
             new = rule.pattern.sub(render, line)
             if new != line:
@@ -211,31 +209,32 @@ class SlowLogStatements:
 
     def block(self, text: str) -> str:
         out: List[str] = []
-        lines = text.split("\n")
-        last = lines.pop()
-        for line in lines:
-            self._line(line, out)
-        if last:
-            self._line(last, out)
+        pos = 0
+        for head in _SLOW_HEAD.finditer(text):
+            if head.start() > pos:
+                self._statement(text[pos:head.start()])
+            self.flush(out)
+            out.append(head.group())
+            pos = head.end()
+        if pos < len(text):
+            self._statement(text[pos:])
         return "".join(out)
 
-    def _line(self, line: str, out: List[str]) -> None:
-        if (line.startswith("# ") and _SLOW_HEADER.match(line)) or _SLOW_META.match(line):
-            self.flush(out)
-            out.append(line + "\n")
-            return
-        if self.pending_bytes >= MAX_STATEMENT:
+    def _statement(self, piece: str) -> None:
+        room = MAX_STATEMENT - self.pending_bytes
+        if len(piece) > room:
+            piece = piece[:max(room, 0)]
             self.truncated = True
-            return
-        self.pending.append(line)
-        self.pending_bytes += len(line) + 1
+        if piece:
+            self.pending.append(piece)
+            self.pending_bytes += len(piece)
 
     def flush(self, out: List[str]) -> None:
         if not self.pending:
             return
-        statement = "\n".join(self.pending)
+        statement = "".join(self.pending)
         reduced = fingerprint(statement)
-        if reduced != statement:
+        if reduced != " ".join(statement.split()):
             self.count("statement_fingerprint", 1)
         if self.truncated:
             self.count("statement_truncated", 1)

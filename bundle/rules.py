@@ -153,13 +153,13 @@ Render = Callable[["re.Match[str]"], Optional[str]]
 @dataclass(frozen=True)
 class Rule:
     name: str
-    #: Lowercase words of which every match holds one; empty when `probe` finds the lines.
+    #: Lowercase words of which every match holds one (or matches `probe`).
     needles: Tuple[str, ...]
     pattern: Pattern[str]
     #: Returns the replacement, or None to leave this match as it is (not counted).
     render: Render
-    #: For secrets without a fixed word: a fast pattern (fixed first characters) run over
-    #: a whole block of lines to find the lines worth the full pattern.
+    #: For secrets without a fixed word: a fast pattern (a fixed first character) run over
+    #: a whole block of lines to find the lines worth the full pattern, besides the needles.
     probe: Optional[Pattern[str]] = None
 
 
@@ -311,7 +311,7 @@ RULES: List[Rule] = [
         _masking,
     ),
     Rule(
-        "password_hash", (),
+        "password_hash", ("$a$", "$5$", "$6$", "$2a$", "$2b$", "$2y$", "$2$", "0x2441"),
         re.compile(
             r"(?P<v>(?<![0-9A-Za-z*])\*[0-9A-Fa-f]{40}(?![0-9A-Za-z])"
             r"|\$A\$[0-9]{3}\$(?:.{20}[./0-9A-Za-z]{43}|\S+)"
@@ -320,7 +320,7 @@ RULES: List[Rule] = [
             r"|0x244124303[0-9A-Fa-f]{40,})"
         ),
         _whole,
-        re.compile(r"\*[0-9A-Fa-f]{40}|\$A\$[0-9]|\$[56]\$|\$2[aby]?\$|0x2441"),
+        re.compile(r"\*[0-9A-Fa-f]{40}"),
     ),
     Rule(
         "aws_key", ("akia", "asia"),
@@ -331,7 +331,9 @@ RULES: List[Rule] = [
         _masking,
     ),
     Rule(
-        "known_token", (),
+        "known_token",
+        ("aiza", "ya29.", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "_live_",
+         "glpat-", "npm_", "eyj"),
         re.compile(
             r"(?P<v>\bAIza[0-9A-Za-z_-]{35}"
             r"|\bya29\.[0-9A-Za-z_-]{20,}"
@@ -344,7 +346,6 @@ RULES: List[Rule] = [
             r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
         ),
         _whole,
-        re.compile(r"AIza|ya29\.|gh[pousr]_|github_pat_|xox[abposr]-|[rs]k_live_|glpat-|npm_|eyJ"),
     ),
     Rule(
         "azure_key", ("accountkey", "sharedaccesskey", "sharedaccesssignature", "sig="),
