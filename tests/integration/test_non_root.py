@@ -17,6 +17,17 @@ from tests.helpers import ROOT, bundle_files, by_name
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
+def _python_for_nobody() -> str:
+    """An interpreter with mydiag that the nobody user can start: this one, or the project's
+    main venv when this one lives in a home nobody may enter (pyenv under /root)."""
+    for python in (sys.executable, str(ROOT / ".venv" / "bin" / "python")):
+        tried = subprocess.run(NOBODY + [python, "-c", "import agent.cli"], cwd=ROOT,
+                               capture_output=True, timeout=60)
+        if tried.returncode == 0:
+            return python
+    pytest.fail(f"the nobody user cannot start {sys.executable} nor the project's .venv python")
+
+
 @pytest.fixture(scope="module")
 def as_nobody(server):
     if os.geteuid() != 0:
@@ -27,7 +38,7 @@ def as_nobody(server):
     os.chmod(out, 0o777)
     try:
         done = subprocess.run(
-            NOBODY + [sys.executable, "-m", "agent.cli", "collect", "--json", "--samples", "1",
+            NOBODY + [_python_for_nobody(), "-m", "agent.cli", "collect", "--json", "--samples", "1",
                       "--host", server.host, "--port", str(server.port), "--user", server.user,
                       "--output", out],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
