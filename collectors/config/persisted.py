@@ -10,9 +10,9 @@ import os
 import stat
 from typing import Iterator, Optional
 
-from collectors.config.search import read_server_files, server_groups
+from collectors.config.settings import UnknownSettings, datadir
 from collectors.mysql.optionfile import looks_binary
-from collectors.os.mysqld import connected, find
+from collectors.os.mysqld import connected
 from collectors.registry import PROFILES, Artifact, CollectorError, Context, Skip, collector
 
 PERSISTED_FILE = "mysqld-auto.cnf"
@@ -54,10 +54,7 @@ def persisted(ctx: Context) -> Iterator[Artifact]:
 
 
 def _datadir(ctx: Context) -> Optional[str]:
-    if connected(ctx) and ctx.session.identity.get("datadir"):
-        return str(ctx.session.identity["datadir"])
-    server = find(ctx).found
-    if server is not None and server.args.get("datadir"):
-        return server.args["datadir"]
-    _, parsed, _ = read_server_files(server)
-    return parsed.group(*server_groups(server)).get("datadir")
+    try:
+        return datadir(ctx)
+    except UnknownSettings as exc:
+        raise Skip(f"the datadir is unknown: {exc.reason}") from None

@@ -6,7 +6,7 @@ import os
 import socket
 from typing import Iterator, List
 
-from collectors.logs.paths import datadir, resolve, setting
+from collectors.config.settings import datadir, resolve, setting
 from collectors.logs.tail import NotRegularFile, read_tail
 from collectors.registry import PROFILES, Artifact, CollectorError, Context, Skip, collector
 

@@ -11,8 +11,8 @@ import re
 from typing import Iterator, List, Tuple
 
 from bundle.fingerprint import fingerprint
+from collectors.config.settings import UnknownSettings, resolve, setting
 from collectors.config.values import TRUE
-from collectors.logs.paths import resolve, setting
 from collectors.logs.tail import NotRegularFile, read_tail
 from collectors.registry import Artifact, CollectorError, Context, Skip, collector
 
@@ -34,7 +34,10 @@ _BANNER = re.compile(r"^(?:\S.*, Version: .* started with:|Tcp port: .*|Time\s+I
 @collector("logs.slow_log", profiles=("standard", "full"), timeout=20)
 def slow_log(ctx: Context) -> Iterator[Artifact]:
     """The last --log-bytes of the slow query log, statements fingerprinted."""
-    enabled, source = setting(ctx, "slow_query_log", "log_slow_query", "log_slow_queries")
+    try:
+        enabled, source = setting(ctx, "slow_query_log", "log_slow_query", "log_slow_queries")
+    except UnknownSettings as exc:
+        raise Skip(f"whether a slow log is on is unknown: {exc.reason}") from None
     if (enabled or "").strip().lower() not in TRUE:
         raise Skip(f"the slow query log is off (slow_query_log={enabled or 'OFF'}, from {source})")
     output, _ = setting(ctx, "log_output")

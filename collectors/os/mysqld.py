@@ -106,11 +106,14 @@ def _search(ctx: Context) -> Search:
     if pid is None and len(candidates) == 1 and not _contradicts(ctx, next(iter(candidates.values()))):
         pid, how = next(iter(candidates)), "the only server process"
     if pid is None:
-        search.reason = (
-            f"{len(candidates)} server processes (pids {', '.join(map(str, sorted(candidates)))}) "
-            f"and none is known to serve port {server_port(ctx)}; run as root to match the "
-            "listening socket"
-        )
+        port = server_port(ctx)
+        search.reason = (f"{len(candidates)} server processes (pids "
+                         f"{', '.join(map(str, sorted(candidates)))}) and none is known to serve "
+                         f"port {port}")
+        if port and not listening_inodes(port):
+            search.reason += f": nothing listens on TCP port {port} here"
+        elif os.geteuid() != 0:
+            search.reason += "; run as root to match the listening socket to its process"
         return search
     search.found = _describe(pid, how, candidates.get(pid) or [])
     return search

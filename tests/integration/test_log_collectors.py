@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import Target, _start
 from tests.helpers import ROOT, bundle_files, by_name, collect_json
+from tests.servers import free_port
 
 GIB = 1 << 30
 
@@ -136,3 +137,30 @@ def test_1gib_error_and_slow_logs_are_tailed_in_bounded_memory_and_time(own_serv
           f"{seconds:.2f}s (small logs: {base_seconds:.2f}s)")
     assert rss - base_rss < 64 * 1024, (rss, base_rss)
     assert seconds < base_seconds + 10, (seconds, base_seconds)
+
+
+def test_error_log_is_found_from_the_command_line_when_access_is_denied(own_server, tmp_path):
+    defaults = own_server.defaults_file(tmp_path, "root", secrets.token_urlsafe(12))
+    done, summary = collect_json("--defaults-file", str(defaults), "--output", str(tmp_path),
+                                 "--samples", "1")
+    assert summary is not None and "access denied" in summary["connect_error"], done.stderr
+    entry = by_name(summary)["logs.error_log"]
+    assert entry["status"] == "ok", entry
+    assert any("path from mysqld command line" in n for n in entry["notes"])
+    copied = bundle_files(summary["bundle"])["logs/error.log"]
+    assert b"ready for connections" in copied
+    process = by_name(summary)["os.mysqld_process"]
+    assert process["status"] == "ok"
+
+
+def test_logs_of_a_server_that_is_not_there_are_not_guessed(tmp_path):
+    port = free_port()
+    done, summary = collect_json("--host", "127.0.0.1", "--port", str(port), "--user", "root",
+                                 "--output", str(tmp_path), "--samples", "1")
+    assert summary is not None and "server not reachable" in summary["connect_error"], done.stderr
+    entries = by_name(summary)
+    assert entries["logs.error_log"]["status"] == "failed"
+    assert f"no server runs on port {port} here" in entries["logs.error_log"]["error"]
+    assert entries["logs.slow_log"]["status"] == "skipped"
+    assert entries["config.persisted"]["status"] == "skipped"
+    assert entries["os.host"]["status"] == "ok"
