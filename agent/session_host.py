@@ -33,7 +33,7 @@ from bundle.sessionwire import Reader, WireError
 if TYPE_CHECKING:
     from agent.tunnel import Holder
 
-READ = 1 << 18
+READ = 1 << 20
 #: fcntl.F_SETPIPE_SZ (Linux), named in the fcntl module only from Python 3.10.
 F_SETPIPE_SZ = 1031
 
@@ -81,7 +81,8 @@ class Host:
             if recorder is not None:
                 recorder.event("i" if kind == sessionwire.TYPED else "o", micros, data)
             with contextlib.suppress(Exception):
-                self.channel.sendall(sessionwire.timed(kind, micros, data))
+                # A memoryview: paramiko's sendall re-slices what is left after each packet.
+                self.channel.sendall(memoryview(sessionwire.timed(kind, micros, data)))
         if recorder is not None and recorder.error is not None and self.cut_reason is None:
             # A session that cannot be recorded here does not go on.
             threading.Thread(target=self.cut, daemon=True, args=(

@@ -28,7 +28,7 @@ from agent.session_host import Host
 
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 WINDOW = 16 << 20
-PACKET = 128 << 10
+PACKET = 256 << 10
 POLL = 0.1
 PING_EVERY = 2.0
 #: No answer from the gateway for this long: the tunnel is taken for lost.

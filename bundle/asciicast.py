@@ -85,7 +85,7 @@ class Recorder:
     recorder's own (a slow disk never stalls the session's data path), in the order
     `event` was called: callers serialize their calls in the order they send."""
 
-    QUEUE = 64
+    QUEUE = 16
 
     def __init__(self, base: Path, header: bytes) -> None:
         self.cast_path = base.with_suffix(CAST)
@@ -125,6 +125,7 @@ class Recorder:
                     self.error = exc
 
     def _write(self, kind: str, micros: int, data: bytes) -> None:
+        data = bytes(data)
         decoder = self._decoders[kind]
         body = _plain_json(data) if not decoder.getstate()[0] else None
         if body is None:

@@ -43,10 +43,11 @@ def timed(kind: bytes, micros: int, data: bytes) -> bytes:
     return _HEAD.pack(kind, 8 + len(data)) + _MICROS.pack(micros) + data
 
 
-def split_timed(payload: bytes) -> Tuple[int, bytes]:
+def split_timed(payload: bytes) -> Tuple[int, memoryview]:
+    """(micros, the data) of a timed frame; the data is a view, not a copy."""
     if len(payload) < 8:
         raise WireError("a timed frame shorter than its time")
-    return _MICROS.unpack_from(payload)[0], payload[8:]
+    return _MICROS.unpack_from(payload)[0], memoryview(payload)[8:]
 
 
 def parse_json(payload: bytes) -> Any:

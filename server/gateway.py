@@ -37,7 +37,7 @@ HOST_KEY = "ssh_host_ed25519_key"
 #: one AEAD pass per packet is what makes a session's throughput comparable to OpenSSH's.
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 WINDOW = 16 << 20
-PACKET = 128 << 10
+PACKET = 256 << 10
 #: A tunnel that sent nothing (its agent pings every 2 s) for this long is dropped.
 TUNNEL_SILENCE = 15.0
 WATCH_EVERY = 0.1
@@ -169,7 +169,8 @@ class Join:
         self.to_agent(sessionwire.json_frame(sessionwire.OPEN, {
             "session": self.session_id, "engineer": self.engineer, "command": self.command,
             "pty": self.pty, "part": part}))
-        reader = Reader(self.agent.recv)
+        # Read all that is buffered at once: paramiko moves the rest of its buffer on a partial read.
+        reader = Reader(self.agent.recv, chunk=WINDOW)
         first = reader.next()
         if first is None or first[0] != sessionwire.HEADER:
             # The agent refused (its own checks) and said why on the ERR stream, or vanished.
@@ -258,8 +259,9 @@ class Join:
                     if kind == sessionwire.TYPED or engineer_gone:
                         continue
                     try:
+                        # A memoryview: paramiko's sendall re-slices what is left after each packet.
                         if kind == sessionwire.OUT:
-                            channel.sendall(data)
+                            channel.sendall(memoryview(data))
                         else:
                             channel.sendall_stderr(data)
                     except (OSError, EOFError, paramiko.SSHException):
