@@ -313,7 +313,7 @@ def test_pseudonyms_are_consistent_across_the_bundle(world, planted, tmp_path):
 
 
 def test_lint_refuses_an_unredactable_secret_and_names_file_and_line(world, planted, tmp_path):
-    stray = secretkit.make("k") + "9Z"
+    stray = secretkit.make("k") + "9Zq"
     note = tmp_path / "handover.txt"
     note.write_text("handover notes\nthe vault key for the cluster is " + stray + " today\n")
     out = tmp_path / "out"

@@ -59,7 +59,7 @@ def test_error_text_in_the_manifest_is_redacted_too(tmp_path):
 
 
 def test_lint_refuses_an_unredactable_secret_and_names_file_and_line(tmp_path):
-    planted = secrets.token_urlsafe(24)
+    planted = "k" + secrets.token_urlsafe(24) + "9Zq"
     writer = BundleWriter(tmp_path)
     writer.add("logs/error.log", f"line one\nthe service key was {planted} today\n".encode())
     with pytest.raises(SecretFindings) as caught:
@@ -70,7 +70,7 @@ def test_lint_refuses_an_unredactable_secret_and_names_file_and_line(tmp_path):
 
 
 def test_allow_findings_finishes_and_counts_them(tmp_path):
-    planted = secrets.token_urlsafe(24)
+    planted = "k" + secrets.token_urlsafe(24) + "9Zq"
     writer = BundleWriter(tmp_path, allow_findings=True)
     writer.add("logs/error.log", f"the service key was {planted} today\n".encode())
     bundle = writer.finish(_manifest(), "b.tar.zst")
@@ -81,7 +81,7 @@ def test_allow_findings_finishes_and_counts_them(tmp_path):
 def test_lint_shapes_and_what_it_leaves_alone():
     assert lint_line("-----BEGIN OPENSSH PRIVATE KEY-----")
     assert lint_line("id AKIA" + "ABCDEFGHIJKLMNOP")
-    assert lint_line("  \"token\": \"" + secrets.token_urlsafe(20) + "\",")
+    assert lint_line("  \"token\": \"k" + secrets.token_urlsafe(20) + "9Zq\",")
     for line in ('  "sha256": "' + secrets.token_hex(32) + '",',
                  '  "innodb_buffer_pool_size": "134217728",',
                  '  "plugin_dir": "/usr/lib/x86_64-linux-gnu/mariadb19/plugin/",',
@@ -90,7 +90,7 @@ def test_lint_shapes_and_what_it_leaves_alone():
                  '  "password": "<redacted>",',
                  "# User@Host: user-3f2a9c1b7d[user-3f2a9c1b7d] @ host-0a1b2c3d4e key"):
         assert not lint_line(line), line
-    assert random_looking(secrets.token_urlsafe(16) + "A1")
+    assert random_looking("k" + secrets.token_urlsafe(16) + "9Zq")
     assert not random_looking("performance_schema_max_digest_length")
 
 
