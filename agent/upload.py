@@ -3,7 +3,8 @@
 - Each chunk is a PATCH with an `Upload-Checksum`: a chunk cut short is dropped by the
   server whole, so a network cut costs at most one chunk. It is SHA-1, which only guards
   the chunk in transit and is three times cheaper than SHA-256 here; what the bytes are
-  is proven by the whole file's SHA-256, which the server confirms at the end.
+  is proven by the whole file's SHA-256, which the server confirms at the end
+  (`chunk_checksum=False` leaves it out: a cut then keeps what the server received).
 - A journal next to the file (`<file>.upload.json`: upload URL, size, sha256) lets a
   restarted agent ask the server for the offset (HEAD) and send only the rest.
 - The whole file's sha256 goes with the creation request: the same bytes sent twice
@@ -209,8 +210,12 @@ def _held_by_ticket(client: Client, ticket: str, sha256: str) -> Optional[Dict]:
 
 def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CHUNK,
                 progress: Progress = _quiet, backoff: Optional[Backoff] = None,
-                remove: bool = True) -> Outcome:
-    """Send `path` to the ticket, resuming any earlier attempt; see the module docstring."""
+                remove: bool = True, chunk_checksum: bool = True) -> Outcome:
+    """Send `path` to the ticket, resuming any earlier attempt; see the module docstring.
+
+    Without `chunk_checksum`, a cut keeps the bytes the server received (tus core), and
+    only the whole file's SHA-256 and the age envelope's authentication vouch for them.
+    """
     backoff = backoff or Backoff()
     stat = path.stat()
     size = stat.st_size
@@ -268,11 +273,13 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
                         continue
                 source.seek(offset)
                 chunk = source.read(min(chunk_size, size - offset))
-                checksum = base64.b64encode(hashlib.sha1(chunk).digest()).decode()
+                headers = {**TUS, "Upload-Offset": str(offset), "Content-Length": str(len(chunk)),
+                           "Content-Type": "application/offset+octet-stream"}
+                if chunk_checksum:
+                    digest_b64 = base64.b64encode(hashlib.sha1(chunk).digest()).decode()
+                    headers["Upload-Checksum"] = f"sha1 {digest_b64}"
                 reply = client.request(
-                    "PATCH", state["location"],
-                    {**TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream",
-                     "Content-Length": str(len(chunk)), "Upload-Checksum": f"sha1 {checksum}"},
+                    "PATCH", state["location"], headers,
                     _slices(chunk, offset, size, progress),
                     timeout=max(client.timeout, 600.0) if offset + len(chunk) == size else None,
                 )
