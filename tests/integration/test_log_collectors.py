@@ -116,31 +116,35 @@ def test_1gib_error_and_slow_logs_are_tailed_in_bounded_memory_and_time(own_serv
     own_server.sql("SELECT 1")
     _, _, base_rss, base_seconds = _collect_measured(own_server, tmp_path / "small")
     error_log = str(own_server.instance.error_log)
-    _fill(error_log, b"2024-01-05 10:00:01 0 [Note] InnoDB: Buffer pool(s) load completed\n", GIB)
-    _fill(slow, b"# Time: 240105 10:00:01\n# User@Host: app[app] @ web [10.0.0.5]\n"
-                b"# Query_time: 2.0  Lock_time: 0.0  Rows_sent: 1  Rows_examined: 9\n"
-                b"SET timestamp=1704448801;\nSELECT * FROM t WHERE id = 12345;\n", GIB)
-    own_server.instance.restart()  # the server writes its start-up lines after the gigabyte
-    _enable_slow_log(own_server)
-    marker = secrets.token_hex(8)
-    own_server.sql(f"SELECT '{marker}' AS last_one")
-    assert os.path.getsize(error_log) > GIB and os.path.getsize(slow) > GIB
-    os.sync()  # the 2 GiB just written must not be flushed inside the measured run's fsync
-    summary, files, rss, seconds = _collect_measured(own_server, tmp_path / "big")
-    entries = by_name(summary)
-    assert entries["logs.error_log"]["status"] == "ok" and entries["logs.slow_log"]["status"] == "ok"
-    assert len(files["logs/error.log"]) <= 2 << 20 and len(files["logs/slow.log"]) <= 2 << 20
-    assert b"ready for connections" in files["logs/error.log"]
-    slow_copy = files["logs/slow.log"]
-    assert b"SELECT ? AS last_one;" in slow_copy and marker.encode() not in slow_copy
-    assert any("1.0 GiB, only the last 2.0 MiB" in n for n in entries["logs.error_log"]["notes"])
-    took = {n: entries[n]["duration"] for n in ("logs.error_log", "logs.slow_log")}
-    print(f"1 GiB logs: peak RSS {rss} KiB (small logs: {base_rss} KiB), whole run "
-          f"{seconds:.2f}s (small logs: {base_seconds:.2f}s), collectors {took}")
-    assert rss - base_rss < 64 * 1024, (rss, base_rss)
-    # The collectors' own time; the whole run adds redaction and the lint of 2 x 2 MiB.
-    assert all(t < 5 for t in took.values()), took
-    assert seconds < 120, seconds
+    try:
+        _fill(error_log, b"2024-01-05 10:00:01 0 [Note] InnoDB: Buffer pool(s) load completed\n", GIB)
+        _fill(slow, b"# Time: 240105 10:00:01\n# User@Host: app[app] @ web [10.0.0.5]\n"
+                    b"# Query_time: 2.0  Lock_time: 0.0  Rows_sent: 1  Rows_examined: 9\n"
+                    b"SET timestamp=1704448801;\nSELECT * FROM t WHERE id = 12345;\n", GIB)
+        own_server.instance.restart()  # the server writes its start-up lines after the gigabyte
+        _enable_slow_log(own_server)
+        marker = secrets.token_hex(8)
+        own_server.sql(f"SELECT '{marker}' AS last_one")
+        assert os.path.getsize(error_log) > GIB and os.path.getsize(slow) > GIB
+        os.sync()  # the 2 GiB just written must not be flushed inside the measured run's fsync
+        summary, files, rss, seconds = _collect_measured(own_server, tmp_path / "big")
+        entries = by_name(summary)
+        took = {n: entries[n]["duration"] for n in ("logs.error_log", "logs.slow_log")}
+        print(f"1 GiB logs: peak RSS {rss} KiB (small logs: {base_rss} KiB), whole run "
+              f"{seconds:.2f}s (small logs: {base_seconds:.2f}s), collectors {took}")
+        assert entries["logs.error_log"]["status"] == "ok" and entries["logs.slow_log"]["status"] == "ok"
+        assert len(files["logs/error.log"]) <= 2 << 20 and len(files["logs/slow.log"]) <= 2 << 20
+        assert b"ready for connections" in files["logs/error.log"]
+        slow_copy = files["logs/slow.log"]
+        assert b"SELECT ? AS last_one;" in slow_copy and marker.encode() not in slow_copy
+        assert any("1.0 GiB, only the last 2.0 MiB" in n for n in entries["logs.error_log"]["notes"])
+        assert rss - base_rss < 64 * 1024, (rss, base_rss)
+        # The collectors' own time; the whole run adds redaction and the lint of 2 x 2 MiB.
+        assert all(t < 5 for t in took.values()), took
+        assert seconds < 120, seconds
+    finally:
+        for path in (error_log, slow):  # two gigabytes are not left behind
+            os.truncate(path, 0)
 
 
 def test_error_log_is_found_from_the_command_line_when_access_is_denied(own_server, tmp_path):

@@ -68,18 +68,21 @@ def test_a_1gib_log_is_tailed_in_bounded_memory_and_time(tmp_path):
     line = b"2024-01-05 10:00:01 0 [Note] InnoDB: Buffer pool(s) load completed, padding padding\n"
     chunk = line * ((1 << 20) // len(line))
     big = tmp_path / "big.log"
-    with open(big, "wb") as handle:
-        while handle.tell() < GIB:
-            handle.write(chunk)
-        handle.write(b"2024-01-05 10:00:02 0 [ERROR] the very last line\n")
-    small = tmp_path / "small.log"
-    small.write_bytes(line * 10)
-    base_rss, _, _ = _tail_in_child(small)
-    rss, seconds, out = _tail_in_child(big)
-    assert big.stat().st_size > GIB and big.stat().st_blocks * 512 > GIB  # real data, not sparse
-    last, size = out.rsplit("|", 1)
-    assert last.endswith("the very last line\n") and 0 < int(size) <= LIMIT
-    # Bounded: the 2 MiB read plus its slice, nowhere near the 1 GiB file.
-    assert rss - base_rss < 3 * LIMIT // 1024 + 8 * 1024, (rss, base_rss)
-    assert seconds < 5, seconds
-    print(f"1 GiB tail: peak RSS {rss} KiB (baseline {base_rss} KiB), {seconds:.2f}s")
+    try:
+        with open(big, "wb") as handle:
+            while handle.tell() < GIB:
+                handle.write(chunk)
+            handle.write(b"2024-01-05 10:00:02 0 [ERROR] the very last line\n")
+        small = tmp_path / "small.log"
+        small.write_bytes(line * 10)
+        base_rss, _, _ = _tail_in_child(small)
+        rss, seconds, out = _tail_in_child(big)
+        print(f"1 GiB tail: peak RSS {rss} KiB (baseline {base_rss} KiB), {seconds:.2f}s")
+        assert big.stat().st_size > GIB and big.stat().st_blocks * 512 > GIB  # real data, not sparse
+        last, size = out.rsplit("|", 1)
+        assert last.endswith("the very last line\n") and 0 < int(size) <= LIMIT
+        # Bounded: the 2 MiB read plus its slice, nowhere near the 1 GiB file.
+        assert rss - base_rss < 3 * LIMIT // 1024 + 8 * 1024, (rss, base_rss)
+        assert seconds < 5, seconds
+    finally:
+        big.unlink()  # a gigabyte is not left behind in the temp folder
