@@ -4,7 +4,7 @@
 <home>/sessions/<id>/session.json   the grant (who, until when, mode, purpose, server,
                                     ticket), its state, who holds the tunnel, its parts
 <home>/sessions/<id>/revoked        written by `mydiag session revoke`: the holder cuts
-                                    the session within a poll (0.1 s), server or not
+                                    the session within a poll (0.05 s), server or not
 <home>/sessions/<id>/hold.json      a grant handed to the scheduled agent (--via-agent):
                                     what it needs to dial the gateway, mode 0600, removed
                                     when the session ends

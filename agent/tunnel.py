@@ -6,7 +6,7 @@ announced), asks for a reverse forward and opens a control channel. Each enginee
 channel arrives as a forwarded channel and is served by `session_host.Host`.
 
 The end is enforced here, on the customer's host, whatever the server does: at the
-deadline, when `mydiag session revoke` leaves its mark (polled every 0.1 s), on Ctrl-C,
+deadline, when `mydiag session revoke` leaves its mark (polled every 0.05 s), on Ctrl-C,
 or when the server says so. A lost tunnel cuts every channel at once and is dialled
 again (with backoff) until the session ends; engineers are refused meanwhile.
 """
@@ -29,7 +29,8 @@ from agent.session_host import Host
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 WINDOW = 16 << 20
 PACKET = 256 << 10
-POLL = 0.1
+#: How often the holder looks for a revocation mark, the deadline and the tunnel (a stat()).
+POLL = 0.05
 PING_EVERY = 2.0
 #: No answer from the gateway for this long: the tunnel is taken for lost.
 SILENCE = 8.0
