@@ -53,7 +53,9 @@ _KEY_FILE_PATH = re.compile(
     r"|\.(?:key|p12|pfx|jks|keystore|kdbx)$|(?:^|/)id_(?:rsa|dsa|ecdsa|ed25519)$",
     re.I,
 )
-_SLOW_LOG_PATH = re.compile(r"(?:^|/)[^/]*slow[^/]*$", re.I)
+_SLOW_LOG_PATH = re.compile(r"^logs/(?:.*/)?[^/]*slow[^/]*$", re.I)
+#: Option files stay text for the rules even when their name says key (`keyring.cnf`).
+_OPTION_FILE = re.compile(r"\.(?:cnf|conf|ini|service)$", re.I)
 #: The lines a server writes around each statement (MySQL, MariaDB, Percona): the
 #: `# Key: value` headers, `SET timestamp=…;`, `use db;` and the banner when it opens the
 #: file. Consecutive ones form one match; any other line (a `# comment` inside a
@@ -87,7 +89,7 @@ def kind_of(path: str) -> str:
         return "json"
     if name.endswith(".jsonl"):
         return "jsonl"
-    if _KEY_FILE_PATH.search(path):
+    if _KEY_FILE_PATH.search(path) and not _OPTION_FILE.search(path):
         return "keyfile"
     if _SLOW_LOG_PATH.search(path):
         return "slowlog"

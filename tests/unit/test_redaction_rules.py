@@ -202,6 +202,9 @@ def test_key_files_lose_their_contents():
         assert kind_of(path) == "keyfile"
         out, counts = redact_text(f"1;{key}\n", path)
         assert key not in out and counts == {"key_file": 1}
+    assert kind_of("config/extra/etc/mysql/conf.d/keyring.cnf") == "text"
+    assert kind_of("config/extra/etc/mysql/conf.d/slow-log.cnf") == "text"
+    assert kind_of("logs/slow.log") == "slowlog"
     out, counts = redact_text(f"1;{key}\n2;{secrets.token_hex(32)}\n", "config/extra/etc/enc.txt")
     assert key not in out and counts == {"encryption_key_file": 2}
 
