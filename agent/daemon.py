@@ -312,6 +312,11 @@ class Agent:
             if result.bundle is None:
                 self.spool.abandon(seq)
                 reason = result.connect_error.reason if result.connect_error else "nothing was collected"
+                findings = getattr(result, "findings", None)
+                if findings:
+                    shown = ", ".join(f"{f.path}:{f.line} ({f.what})" for f in findings[:5])
+                    reason = (f"{len(findings)} place(s) still looked like a secret after redaction "
+                              f"({shown}), so nothing was written")
                 self.error(f"{what} capture wrote no bundle: {reason}")
                 return
             entry = self.spool.commit(seq, result.bundle, job.kind, job.profile,

@@ -194,6 +194,8 @@ class Shipper(threading.Thread):
             self.last_error = ""
             self.last_ok = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             self.uploaded += 1
+            note = f" ({shipped.status}: {shipped.reason})" if shipped.reason else ""
+            self.log(f"uploaded {entry.file} to bundle {shipped.bundle or '?'}{note}")
             try:
                 self.spool.mark(entry.seq, uploaded=True)
             except OSError as exc:
@@ -201,6 +203,4 @@ class Shipper(threading.Thread):
                 self.log(f"uploaded {entry.file} but cannot record it: {exc.strerror}")
                 return False
             self.uploader.forget(self.spool.path(entry))
-            note = f" ({shipped.status}: {shipped.reason})" if shipped.reason else ""
-            self.log(f"uploaded {entry.file} to bundle {shipped.bundle or '?'}{note}")
         return False

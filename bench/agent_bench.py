@@ -11,8 +11,9 @@ How each number is measured:
 - CPU, % of one core: (utime + stime) of the agent process over the window, from
   /proc/PID/stat; for pt-stalk the same plus cutime + cstime, the CPU of the mysqladmin,
   date, sleep … processes it starts and reaps every second.
-- RSS: the agent's VmRSS sampled every second (mean and peak) and its VmHWM at the end;
-  for pt-stalk the summed VmRSS of its process tree at each sample (mean and peak).
+- RSS: the agent's VmRSS sampled every second (mean and peak) and its VmHWM at the end
+  of the idle window, and once more after its first capture; for pt-stalk the summed
+  VmRSS of its process tree at each sample (mean and peak).
 - statements per minute: the change of SUM(COUNT_STAR) for the tool's user in
   performance_schema.events_statements_summary_by_user_by_event_name over the window,
   SQL statements (statement/sql/*) and protocol commands (statement/com/*: Connect,
@@ -230,6 +231,12 @@ def main(argv: Optional[List[str]] = None) -> int:
             if "pt" not in seen and has_entries(run / "pt-stalk-dest"):
                 seen["pt"] = time.monotonic() - load_at
             time.sleep(0.01)
+        # The agent's memory once a capture has run (the collectors are imported then).
+        deadline = time.monotonic() + 30
+        while not has_entries(spool / "bundles") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.0)
+        after_capture = rss_kib(agent.pid)
         with instance.connect() as conn, conn.cursor() as cur:
             cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO = 'SELECT SLEEP(30)'")
             for (victim,) in cur.fetchall():
@@ -257,6 +264,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "cpu_pct_of_one_core": round(100.0 * (cpu1["agent"] - cpu0["agent"]) / wall, 3),
             "rss_mib_mean": round(sum(agent_rss) / len(agent_rss) / 1024, 1),
             "rss_mib_peak": round(max(agent_rss) / 1024, 1), "vmhwm_mib": round(hwm / 1024, 1),
+            "rss_mib_after_capture": round(after_capture / 1024, 1),
             "sql_per_min": per_minute("bench_agent", "sql"),
             "com_per_min": per_minute("bench_agent", "com"),
             "connections": after["bench_agent"]["connections"] - before["bench_agent"]["connections"],
@@ -289,6 +297,7 @@ def table(result: Dict) -> str:
         ("CPU, % of one core (idle)", a["cpu_pct_of_one_core"], p["cpu_pct_of_one_core"]),
         ("RSS MiB, mean / peak", f"{a['rss_mib_mean']} / {a['rss_mib_peak']}",
          f"{p['rss_mib_mean']} / {p['rss_mib_peak']}"),
+        ("RSS MiB after one capture", a["rss_mib_after_capture"], "-"),
         ("SQL statements per minute", a["sql_per_min"], p["sql_per_min"]),
         ("protocol commands per minute (Connect, Quit …)", a["com_per_min"], p["com_per_min"]),
         ("new connections in the window", a["connections"], p["connections"]),

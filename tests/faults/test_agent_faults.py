@@ -9,6 +9,7 @@ import re
 import subprocess
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Dict, List, Optional, Set, Tuple
 
@@ -43,13 +44,19 @@ def _captured(log: str) -> Set[str]:
     return set(CAPTURED.findall(log))
 
 
+def _started(proc) -> bool:
+    return f"started (pid {proc.process.pid})" in proc.log() or proc.process.poll() is not None
+
+
 def _kill_repeatedly(config: Path, folder: Path, spool: Path, times: int, identities: Optional[List[str]],
                      seed: int) -> Set[str]:
     rng = random.Random(seed)
     seen: Dict[Tuple[str, int], bool] = {}
     for _ in range(times):
         proc = agent(config, folder).start()
-        time.sleep(rng.uniform(0.4, 2.6))
+        # Kill it at a random moment of its work, not of Python's start-up.
+        wait_for(partial(_started, proc), 30, step=0.02, message="the agent started")
+        time.sleep(rng.uniform(0.0, 1.8))
         proc.kill()
         _check_spool(spool, identities, seen)
     return _captured(agent(config, folder).log())
@@ -57,7 +64,7 @@ def _kill_repeatedly(config: Path, folder: Path, spool: Path, times: int, identi
 
 @pytest.mark.server
 def test_sigkill_50_times_during_spool_writes_and_uploads_loses_and_corrupts_nothing(
-        private_server, tmp_path):
+        server, tmp_path):
     from tests.serverkit import Proxy
 
     support = SupportServer.create(tmp_path)
@@ -66,7 +73,7 @@ def test_sigkill_50_times_during_spool_writes_and_uploads_loses_and_corrupts_not
     proxy = Proxy(support.port, rate=30_000)
     ticket = support.ticket()
     folder = tmp_path / "agent"
-    config = write_config(folder, private_server, schedule="1s", server={
+    config = write_config(folder, server, schedule="1s", server={
         "url": proxy.url, "ticket": ticket["id"], "token": ticket["upload_token"], "backoff_max": "1s"})
     spool = folder / "spool"
     try:
@@ -93,23 +100,31 @@ def test_sigkill_50_times_during_spool_writes_and_uploads_loses_and_corrupts_not
     assert captured <= names, f"lost: {captured - names}"
     assert all(e["uploaded"] for e in entries)
     _check_spool(spool, support.identity, {})
-    on_server = [_plain(b["filename"]) for b in received]
-    assert len(on_server) == len(set(on_server)), "a bundle arrived twice"
-    assert sorted(on_server) == sorted(_plain(f.split("/")[1]) for f in names)
+    ids = _bundle_ids(log)
+    assert set(ids) == {e["seq"] for e in entries}
+    assert all(len(found) == 1 for found in ids.values()), "one bundle was stored twice"
+    assert sorted(b["id"] for b in received) == sorted(i for found in ids.values() for i in found)
     assert {b["status"] for b in received} <= {"accepted", "received"}
-    seq_of = {_plain(e["file"].split("/")[1]): e["seq"] for e in entries}
-    order = [seq_of[name] for name in on_server]
+    seq_of = {i: seq for seq, found in ids.items() for i in found}
+    order = [seq_of[b["id"]] for b in received]
     assert order == sorted(order), "uploaded out of order"
 
 
-def _plain(name: str) -> str:
-    return name[:-len(".age")] if name.endswith(".age") else name
+UPLOADED = re.compile(r"uploaded (\d{8})/\S+ to bundle (\S+)")
 
 
-def test_sigkill_during_spool_writes_without_a_server_loses_nothing(private_server, tmp_path):
-    config = write_config(tmp_path, private_server, schedule="1s")
+def _bundle_ids(log: str) -> Dict[int, Set[str]]:
+    """Spool seq -> the server bundle ids the agent was told (a re-sent bundle keeps its id)."""
+    found: Dict[int, Set[str]] = {}
+    for seq, bundle in UPLOADED.findall(log):
+        found.setdefault(int(seq), set()).add(bundle)
+    return found
+
+
+def test_sigkill_during_spool_writes_without_a_server_loses_nothing(server, tmp_path):
+    config = write_config(tmp_path, server, schedule="1s")
     spool = tmp_path / "spool"
-    captured = _kill_repeatedly(config, tmp_path, spool, 15, None, seed=9)
+    captured = _kill_repeatedly(config, tmp_path, spool, 10, None, seed=9)
     assert captured and captured <= {e["file"] for e in journal(spool)}
 
 
@@ -140,9 +155,9 @@ def _fill(path: Path, leave: int) -> None:
 
 
 def test_a_nearly_full_disk_stops_collecting_says_why_and_keeps_what_it_has(
-        private_server, tmp_path, tiny_disk):
+        server, tmp_path, tiny_disk):
     spool = tiny_disk / "spool"
-    config = write_config(tmp_path, private_server, schedule="1s", spool=spool, min_free_pct=20)
+    config = write_config(tmp_path, server, schedule="1s", spool=spool, min_free_pct=20)
     filler = tiny_disk / "filler"
     proc = agent(config, tmp_path).start()
     try:
@@ -169,9 +184,9 @@ def test_a_nearly_full_disk_stops_collecting_says_why_and_keeps_what_it_has(
     assert "would drop below min_free_pct 20%" in line
 
 
-def test_a_disk_that_fills_up_during_a_capture_stops_it_cleanly(private_server, tmp_path, tiny_disk):
+def test_a_disk_that_fills_up_during_a_capture_stops_it_cleanly(server, tmp_path, tiny_disk):
     spool = tiny_disk / "spool"
-    config = write_config(tmp_path, private_server, schedule="1s", spool=spool, min_free_pct=0)
+    config = write_config(tmp_path, server, schedule="1s", spool=spool, min_free_pct=0)
     proc = agent(config, tmp_path).start()
     filler = tiny_disk / "filler"
     try:
@@ -181,13 +196,12 @@ def test_a_disk_that_fills_up_during_a_capture_stops_it_cleanly(private_server, 
         def fill_when_the_next_capture_starts() -> None:
             wait_for(lambda: {p.name for p in (spool / "work").iterdir()} - known, 10, step=0.005,
                      message="the next capture")
-            with open(filler, "wb") as handle:
-                try:
+            try:
+                with open(filler, "wb", buffering=0) as handle:
                     while True:
                         handle.write(b"\0" * (1 << 16))
-                        handle.flush()
-                except OSError:
-                    pass
+            except OSError:
+                pass  # full
 
         filling = threading.Thread(target=fill_when_the_next_capture_starts, daemon=True)
         filling.start()

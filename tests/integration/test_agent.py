@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import threading
 import time
 
@@ -16,13 +18,17 @@ from tests.helpers import mydiag
 pytestmark = pytest.mark.mysql
 
 
-def test_a_schedule_produces_snapshots_and_status_shows_them(private_server, tmp_path):
-    config = write_config(tmp_path, private_server, schedule="2s")
+def test_a_schedule_produces_snapshots_and_status_shows_them(server, tmp_path):
+    config = write_config(tmp_path, server, schedule="2s")
     spool = tmp_path / "spool"
     proc = agent(config, tmp_path).start()
     try:
         wait_for(lambda: len(journal(spool)) >= 3, 20, message="three snapshots")
         running = status(config, proc.home)
+        with open(f"/proc/{proc.process.pid}/stat") as handle:
+            nice = int(handle.read().rsplit(")", 1)[1].split()[16])
+        io_class = subprocess.run(["ionice", "-p", str(proc.process.pid)], capture_output=True,
+                                  text=True).stdout.strip()
     finally:
         assert proc.stop() == 0, proc.log()
     entries = journal(spool)
@@ -33,6 +39,7 @@ def test_a_schedule_produces_snapshots_and_status_shows_them(private_server, tmp
         assert entry["kind"] == "schedule"
     created = [time.mktime(time.strptime(e["created"], "%Y-%m-%dT%H:%M:%SZ")) for e in entries]
     assert all(b - a >= 1 for a, b in zip(created, created[1:]))
+    assert nice == 10 and io_class == "idle", (nice, io_class)
     assert running["running"] and running["pid"] == proc.process.pid
     assert running["schedule"]["every"] == 2.0 and running["schedule"]["last"]
     assert running["backlog"]["bundles"] >= 3 and running["uploads"] is None
@@ -56,10 +63,10 @@ def _load(target, connections: int, seconds: float) -> list:
     return threads
 
 
-def test_a_trigger_fires_on_real_load_and_not_without_it(private_server, tmp_path):
+def test_a_trigger_fires_on_real_load_and_not_without_it(server, tmp_path):
     trigger = {"name": "busy", "when": "Threads_running > 10", "for": 2, "check_every": "0.5s",
                "cooldown": "1h", "max_per_day": 5, "capture": "quick"}
-    config = write_config(tmp_path, private_server, triggers=[trigger])
+    config = write_config(tmp_path, server, triggers=[trigger])
     spool = tmp_path / "spool"
     proc = agent(config, tmp_path).start()
     try:
@@ -71,7 +78,7 @@ def test_a_trigger_fires_on_real_load_and_not_without_it(private_server, tmp_pat
         assert quiet["last_result"] is False and quiet["fired_today"] == 0
         assert quiet["last_values"]["Threads_running"] <= 10
         loaded = time.monotonic()
-        load = _load(private_server, 15, 6)
+        load = _load(server, 15, 6)
         entries = wait_for(lambda: journal(spool), 15, message="a trigger capture")
         latency = time.monotonic() - loaded
         for thread in load:
@@ -88,10 +95,10 @@ def test_a_trigger_fires_on_real_load_and_not_without_it(private_server, tmp_pat
     assert "trigger busy fired: Threads_running > 10 held for 2 check(s)" in proc.log()
 
 
-def test_cooldown_and_the_daily_cap_hold_across_a_restart(private_server, tmp_path):
+def test_cooldown_and_the_daily_cap_hold_across_a_restart(server, tmp_path):
     trigger = {"name": "always", "when": "Uptime > 0", "for": 1, "check_every": "0.2s",
                "cooldown": "1.5s", "max_per_day": 3, "capture": "quick"}
-    config = write_config(tmp_path, private_server, triggers=[trigger])
+    config = write_config(tmp_path, server, triggers=[trigger])
     spool = tmp_path / "spool"
     proc = agent(config, tmp_path).start()
     try:
@@ -116,10 +123,10 @@ def test_cooldown_and_the_daily_cap_hold_across_a_restart(private_server, tmp_pa
     assert len(journal(spool)) == 3, again.log()
 
 
-def test_once_takes_a_snapshot_checks_triggers_and_exits(private_server, tmp_path):
+def test_once_takes_a_snapshot_checks_triggers_and_exits(server, tmp_path):
     trigger = {"name": "up", "when": "Uptime > 0 AND rate(Questions) >= 0", "for": 2,
                "check_every": "0.3s", "cooldown": "1h", "capture": "quick"}
-    config = write_config(tmp_path, private_server, schedule="1h", triggers=[trigger])
+    config = write_config(tmp_path, server, schedule="1h", triggers=[trigger])
     started = time.monotonic()
     done = mydiag("agent", "once", "--config", str(config), timeout=120,
                   env={**os.environ, "MYDIAG_HOME": str(tmp_path / "home")})
@@ -130,9 +137,9 @@ def test_once_takes_a_snapshot_checks_triggers_and_exits(private_server, tmp_pat
     assert "trigger up fired" in done.stderr
 
 
-def test_a_misspelt_status_variable_is_refused_at_start(private_server, tmp_path):
+def test_a_misspelt_status_variable_is_refused_at_start(server, tmp_path):
     trigger = {"name": "typo", "when": "Threads_runing > 5", "capture": "quick"}
-    config = write_config(tmp_path, private_server, triggers=[trigger])
+    config = write_config(tmp_path, server, triggers=[trigger])
     done = mydiag("agent", "run", "--config", str(config), timeout=60,
                   env={**os.environ, "MYDIAG_HOME": str(tmp_path / "home")})
     assert done.returncode == 2
@@ -141,8 +148,8 @@ def test_a_misspelt_status_variable_is_refused_at_start(private_server, tmp_path
     assert "Traceback" not in done.stderr
 
 
-def test_a_second_agent_on_the_same_spool_refuses_to_start(private_server, tmp_path):
-    config = write_config(tmp_path, private_server, schedule="1h")
+def test_a_second_agent_on_the_same_spool_refuses_to_start(server, tmp_path):
+    config = write_config(tmp_path, server, schedule="1h")
     proc = agent(config, tmp_path).start()
     try:
         wait_for(lambda: journal(tmp_path / "spool"), 20, message="the first snapshot")
@@ -154,14 +161,15 @@ def test_a_second_agent_on_the_same_spool_refuses_to_start(private_server, tmp_p
         proc.stop()
 
 
-def test_no_password_or_token_reaches_the_log_or_the_status(private_server, tmp_path):
-    private_server.sql("CREATE USER 'diag'@'127.0.0.1' IDENTIFIED BY 'Pw-4u9XkZ1r7'",
-                       "GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'diag'@'127.0.0.1'")
+def test_no_password_or_token_reaches_the_log_or_the_status(server, tmp_path):
+    server.sql("DROP USER IF EXISTS 'agent_diag'@'127.0.0.1'",
+               "CREATE USER 'agent_diag'@'127.0.0.1' IDENTIFIED BY 'Pw-4u9XkZ1r7'",
+               "GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'agent_diag'@'127.0.0.1'")
     folder = tmp_path / "cfg"
-    config = write_config(folder, private_server, schedule="1h", server={
+    config = write_config(folder, server, schedule="1h", server={
         "url": "http://127.0.0.1:9", "ticket": "tk-x", "token": "tok-SECRET-abcdef"})
-    private_server.defaults_file(folder, user="diag", password="Pw-4u9XkZ1r7")
-    text = config.read_text().replace("my-root.cnf", "my-diag.cnf")
+    server.defaults_file(folder, user="agent_diag", password="Pw-4u9XkZ1r7")
+    text = config.read_text().replace("my-root.cnf", "my-agent_diag.cnf")
     config.write_text(text)
     proc = agent(config, tmp_path).start()
     try:
@@ -177,10 +185,10 @@ def test_no_password_or_token_reaches_the_log_or_the_status(private_server, tmp_
 
 
 @pytest.mark.server
-def test_backlog_uploads_in_order_after_the_server_comes_back(private_server, tmp_path):
+def test_backlog_uploads_in_order_after_the_server_comes_back(server, tmp_path):
     support = SupportServer.create(tmp_path)
     ticket = support.ticket()
-    config = write_config(tmp_path / "agent", private_server, schedule="1s", server={
+    config = write_config(tmp_path / "agent", server, schedule="1s", server={
         "url": support.url, "ticket": ticket["id"], "token": ticket["upload_token"], "backoff_max": "1s"})
     spool = tmp_path / "agent" / "spool"
     proc = agent(config, tmp_path / "agent").start()
@@ -196,12 +204,14 @@ def test_backlog_uploads_in_order_after_the_server_comes_back(private_server, tm
     finally:
         proc.stop()
         support.stop()
-    entries = journal(spool)
-    assert all(e["uploaded"] for e in entries)
+    entries = [e for e in journal(spool) if e["uploaded"]]
+    later = [e for e in journal(spool) if not e["uploaded"]]
+    assert len(entries) >= 4 and all(e["seq"] > entries[-1]["seq"] for e in later)
     received = support.bundles(ticket["id"])
-    order = {e["file"].split("/")[1]: e["seq"] for e in entries}
-    seqs = [order[b["filename"]] if b["filename"] in order else order[b["filename"][:-4]]
-            for b in received]
+    # Bundle names have one-second precision; the agent's log names the server's bundle ids.
+    seq_of = {bundle: int(seq) for seq, bundle in re.findall(r"uploaded (\d{8})/\S+ to bundle (\S+)",
+                                                             proc.log())}
+    seqs = [seq_of[b["id"]] for b in received]
     assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)) == len(entries)
     assert {b["status"] for b in received} <= {"accepted", "received"}, received
     # The first bundles were plain in the spool and sealed on the way; once the ticket's
