@@ -154,8 +154,9 @@ def run_grant(args: argparse.Namespace) -> int:
     if not args.yes:
         if not sys.stdin.isatty():
             return _fail("confirm the grant with --yes (standard input is not a terminal)", exitcodes.USAGE)
-        print(summary, file=sys.stderr)
-        answer = input("Grant this session? [y/N] ").strip().lower()
+        # Questions go to stderr: with --json, stdout carries JSON only.
+        print(summary + "\nGrant this session? [y/N] ", end="", file=sys.stderr, flush=True)
+        answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             return _fail("not granted", exitcodes.USAGE)
     spec = None

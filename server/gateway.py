@@ -42,6 +42,7 @@ PACKET = 256 << 10
 TUNNEL_SILENCE = 15.0
 WATCH_EVERY = 0.1
 DB_POLL_EVERY = 0.5
+EXPIRY_SWEEP_EVERY = 5.0
 
 
 def load_host_key(path: Path) -> paramiko.PKey:
@@ -445,8 +446,11 @@ class Gateway:
             self.drop_tunnel(conn.tunnel, "the connection closed")
 
     def _watch(self) -> None:
-        polled = 0.0
+        polled = swept = 0.0
         while not self._stop.wait(WATCH_EVERY):
+            if time.monotonic() - swept >= EXPIRY_SWEEP_EVERY:
+                swept = time.monotonic()
+                self._sweep_expired()
             now = time.time()
             with self._lock:
                 expires = dict(self._expires)
@@ -461,6 +465,17 @@ class Gateway:
             if time.monotonic() - polled >= DB_POLL_EVERY and watched:
                 polled = time.monotonic()
                 self._poll(watched)
+
+    def _sweep_expired(self) -> None:
+        """Grants whose host never connected (or left) expire in the record too."""
+        try:
+            with self.state.db.tx(write=False) as tx:
+                due = [r["id"] for r in tx.all(
+                    "SELECT id FROM sessions WHERE state = 'live' AND expires <= ?", (time.time(),))]
+            for session_id in due:
+                self._expire(session_id)
+        except Exception as exc:  # noqa: BLE001 - the database may blink; the next sweep retries
+            log.warning("cannot sweep expired sessions: %s", exc)
 
     def _expire(self, session_id: str) -> None:
         with self.state.db.tx() as tx:

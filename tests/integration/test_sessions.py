@@ -319,3 +319,26 @@ def test_refusals_are_one_line_without_traceback(gateway, ticket, tmp_path):
     no_tty = subprocess.run(base[:-1] + ["--engineer", "alice", "--for", "1m"], env=env, capture_output=True,
                             text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert no_tty.returncode == 2 and "--yes" in no_tty.stderr
+
+
+def test_the_customer_confirms_the_grant_on_the_terminal(gateway, ticket, tmp_path):
+    env = grant_env(tmp_path / "home", ticket)
+    command = [sys.executable, "-m", "agent.cli", "session", "grant", "--server", gateway.url, "--ticket",
+               ticket["id"], "--engineer", "alice", "--for", "90s", "--purpose", "see the lock waits",
+               "--json"]
+    for answer, code in ((b"n\n", 2), (b"y\n", 0)):
+        master, slave = os.openpty()
+        grant = subprocess.Popen(command, env=env, stdin=slave, stdout=subprocess.PIPE, stderr=slave)
+        os.close(slave)
+        shown = b""
+        while b"[y/N]" not in shown:
+            shown += os.read(master, 4096)
+        assert b"grant alice a diag session on this host until" in shown
+        assert b"purpose: see the lock waits" in shown and b"read-only diagnostics" in shown
+        os.write(master, answer)
+        if code == 0:
+            first = json.loads(grant.stdout.readline())
+            assert first["engineer"] == "alice" and first["id"].startswith("ss-")
+            grant.send_signal(2)
+        assert grant.wait(20) == code
+        os.close(master)
