@@ -59,7 +59,8 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _PSEUDONYM = re.compile(r"(?:host|ip|user|schema)-[0-9a-f]{10}")
 _HEX = re.compile(r"[0-9a-fA-F]+")
 #: A written word of an identifier or a path (`Innodb`, `have`, `bzip2`, `UTF8`, `e2e`).
-_WORD = re.compile(r"[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+")
+#: Written words: lower, Capitalized, UPPER, CamelCase of a few humps ("MariaDB"), numbers.
+_WORD = re.compile(r"[A-Z]?[a-z]+[0-9]*|[A-Z]+[0-9]*|[0-9]+|(?:[A-Z]?[a-z]+){1,3}[A-Z]{1,3}")
 _SHORT = re.compile(r"[a-z0-9]{1,8}")
 
 

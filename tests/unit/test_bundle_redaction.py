@@ -148,3 +148,12 @@ def test_pseudonyms_are_consistent_across_files_keys_values_paths_and_the_manife
 def test_unknown_pseudonym_kinds_are_refused():
     with pytest.raises(ValueError, match="unknown: tables"):
         parse_kinds("hosts,tables")
+
+
+def test_lint_passes_a_server_version_next_to_a_secret_word():
+    """The error log's start-up banner, in a data directory whose path says 'private'."""
+    from bundle.lint import lint_line
+
+    line = ("Version: '10.11.19-MariaDB-0+deb12u1'  socket: '/srv/private5/mysqld.sock'"
+            "  port: 53705  Debian 12")
+    assert lint_line(line) == []
