@@ -44,7 +44,7 @@ class Gateway:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "server.cli", "run", "--data", str(server.data), "--listen",
                  f"127.0.0.1:{server.port}", "--ssh-listen", f"127.0.0.1:{self.ssh_port}",
-                 "--log-level", "warning"],
+                 "--log-level", "warning", *(["--database", server.database] if server.database else [])],
                 cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         server.processes.append(self.process)
         wait_ready(server.url, self.process)
@@ -87,8 +87,8 @@ class Gateway:
         return self.server.data / "sessions" / session_id
 
 
-def make_gateway(base: Path) -> Gateway:
-    server = make_server(base, None)
+def make_gateway(base: Path, database: Optional[str] = None) -> Gateway:
+    server = make_server(base, database)
     gateway = Gateway(server, 0, base)
     gateway.start()
     return gateway

@@ -342,3 +342,23 @@ def test_the_customer_confirms_the_grant_on_the_terminal(gateway, ticket, tmp_pa
             grant.send_signal(2)
         assert grant.wait(20) == code
         os.close(master)
+
+
+@pytest.mark.parametrize("own_backend", ["postgresql"], indirect=True)
+def test_a_session_on_postgresql(own_backend, tmp_path):
+    gateway = make_gateway(tmp_path / "pg", own_backend)
+    try:
+        gateway.engineer("alice")
+        ticket = gateway.server.ticket()
+        grant = Grant(gateway, ticket, tmp_path / "home").ready()
+        assert gateway.ssh("alice", grant.id, "echo", "on postgres").stdout == "on postgres\n"
+        grant.stop()
+        assert grant.process.returncode == 0
+        assert gateway.session(ticket["id"], grant.id)["state"] == "revoked"
+        trail = actions(gateway, ticket, grant.id)
+        assert trail[0] == "session.grant"
+        assert {"session.join", "session.part", "session.revoke"} <= set(trail)
+        local, remote = grant.folder / "1.cast", gateway.recordings(grant.id) / "1.cast"
+        assert local.read_bytes() == remote.read_bytes()
+    finally:
+        gateway.server.stop()
