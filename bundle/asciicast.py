@@ -87,7 +87,7 @@ class Recorder:
     recorder's own (a slow disk never stalls the session's data path), in the order
     `event` was called: callers serialize their calls in the order they send."""
 
-    QUEUE = 16
+    QUEUE = 4
 
     def __init__(self, base: Path, header: bytes) -> None:
         self.cast_path = base.with_suffix(CAST)

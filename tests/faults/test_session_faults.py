@@ -104,3 +104,26 @@ def test_revoke_cuts_on_this_host_while_the_server_is_frozen(gateway, tmp_path):
     refused = gateway.ssh("alice", grant.id, "id")
     assert refused.returncode == 1
     assert "has ended (revoked by the customer" in refused.stderr or "not connected" in refused.stderr
+
+
+def test_a_session_that_cannot_be_recorded_here_is_closed(gateway, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    home = tmp_path / "tiny"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(home)], check=True)
+    try:
+        ticket = gateway.server.ticket()
+        grant = Grant(gateway, ticket, home).ready()
+        flood = gateway.ssh("alice", grant.id, "head -c 30000000 /dev/zero | tr '\\0' a; sleep 30")
+        assert flood.returncode == 255
+        assert "the recording on the customer's host failed (No space left on device)" in flood.stderr
+        # Cut within the few events the recorder may have queued (up to 1 MiB each).
+        assert len(flood.stdout) < 8_000_000
+        grant.wait_for("is incomplete")
+        wait_until(lambda: not _sleepers("sleep 30"), timeout=5)
+        grant.stop()
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
+    parts = [e for e in gateway.audit(ticket["id"]) if e["action"] == "session.part"]
+    assert parts and parts[0]["detail"]["agent_head_matches"] is False
