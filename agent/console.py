@@ -34,11 +34,11 @@ LOGS = {"error": "log_error", "slow": "slow_query_log_file", "general": "general
 
 HELP = """\
 diag commands (read-only; no shell, no programs):
-  sql STATEMENT         run one read-only statement (SELECT, SHOW, EXPLAIN, DESCRIBE, WITH … SELECT);
-                        end it with \\G for one column per line
+  sql STATEMENT         run one read-only statement (SELECT, SHOW, EXPLAIN,
+                        DESCRIBE, WITH … SELECT); end with \\G for rows as lists
   sql                   a SQL prompt; `exit` leaves it
   collectors            the collectors this host has
-  collect NAME [NAME…]  run these collectors and show what they return (redacted)
+  collect NAME [NAME…]  run these collectors, show what they return (redacted)
   collect [--profile quick|standard|full]
                         a whole collection into a bundle on the customer's host
   tail error|slow|general [LINES]
