@@ -184,16 +184,16 @@ def cmd_bundle_list(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return exitcodes.OK
     table = Table()
-    for column in ("bundle", "status", "bytes", "sha256", "signer", "host", "received"):
-        table.add_column(column, no_wrap=column in ("bundle", "status", "bytes", "sha256"))
+    for column in ("bundle", "status", "bytes", "host", "received"):
+        table.add_column(column, no_wrap=column != "host")
     for row in rows:
-        table.add_row(row["id"], row["status"], str(row["size"]), row["sha256"][:12],
-                      row["signer"] or "", row["host"] or "", row["received"])
+        table.add_row(row["id"], row["status"], str(row["size"]), row["host"] or "", row["received"])
     console = Console()
     console.print(table)
     for row in rows:
-        if row["reason"]:
-            console.print(f"{row['id']} {row['status']}: {row['reason']}", markup=False)
+        console.print(f"{row['id']}: sha256 {row['sha256']}, signer {row['signer'] or '-'}"
+                      + (f"\n  {row['status']}: {row['reason']}" if row["reason"] else ""),
+                      markup=False, highlight=False, soft_wrap=True)
     return exitcodes.OK
 
 
