@@ -98,6 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     host, _, port_text = args.listen.rpartition(":")
     if not host or not port_text.isdigit():
         raise Failure(exitcodes.USAGE, f"--listen must be HOST:PORT, not {args.listen!r}")
+    if args.ssh_listen:
+        from server.session_cli import parse_listen, start_gateway
+
+        parse_listen(args.ssh_listen, "--ssh-listen")
     state = _open(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     print(f"mydiag-server {__version__}: http://{args.listen}/api/v1 "
@@ -107,8 +111,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     gateway = None
     try:
         if args.ssh_listen:
-            from server.session_cli import start_gateway
-
             gateway = app.state.gateway = start_gateway(args.ssh_listen, state)
         uvicorn.run(app, host=host.strip("[]"), port=int(port_text),
                     log_level=args.log_level, access_log=args.log_level in ("info", "debug"),
