@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -360,6 +361,9 @@ def run_revoke(args: argparse.Namespace) -> int:
     if not session_state.holder_alive(data):
         session_state.update(args.session_id, state="ended", end_reason="revoked by the customer",
                              ended=time.time(), server_told=False)
+        with contextlib.suppress(OSError):
+            # A grant never taken by the agent: its tunnel key goes too.
+            (session_state.folder(args.session_id) / session_state.HOLD).unlink()
         print(f"session {args.session_id} revoked; no process was holding it, so nobody could join; "
               "the support server ends it at its deadline")
         return exitcodes.OK
