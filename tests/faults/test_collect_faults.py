@@ -13,11 +13,33 @@ import time
 from tests.helpers import ROOT, bundle_files, bundle_json, by_name, collect_json
 
 
+def _after_status_samples(target, count: int, action) -> threading.Thread:
+    """Run `action` once the server has run `count` SHOW STATUS (identity takes one, then samples)."""
+
+    def watch() -> None:
+        with target.connect() as conn, conn.cursor() as cur:
+            query = ("SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS"
+                     " WHERE VARIABLE_NAME = 'COM_SHOW_STATUS'")
+            cur.execute(query)
+            start = int(cur.fetchone()[0])
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                cur.execute(query)
+                if int(cur.fetchone()[0]) - start >= count:
+                    break
+                time.sleep(0.05)
+        action()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_collect_survives_server_killed_midway(private_server, tmp_path):
     args = ["--host", "127.0.0.1", "--port", str(private_server.port), "--user", "root",
             "--output", str(tmp_path), "--samples", "8", "--interval", "0.5", "--max-time", "30"]
     # Kill the server once the sampling window has begun (after the snapshot collectors).
-    threading.Timer(2.0, private_server.instance.kill).start()
+    _after_status_samples(private_server, 3, private_server.instance.kill)
     started = time.monotonic()
     done, summary = collect_json(*args)
     wall = time.monotonic() - started
@@ -76,7 +98,7 @@ def test_statement_blocked_by_a_metadata_lock_times_out_and_the_rest_continue(
 def test_frozen_server_is_cut_by_the_client_timeout(private_server, tmp_path):
     """SIGSTOP the server mid-sampling: no server-side limit can help; the client's does."""
     pid = private_server.instance.process.pid
-    threading.Timer(1.2, os.kill, (pid, signal.SIGSTOP)).start()
+    _after_status_samples(private_server, 3, lambda: os.kill(pid, signal.SIGSTOP))
     started = time.monotonic()
     try:
         done, summary = collect_json(
