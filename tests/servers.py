@@ -95,7 +95,7 @@ class Instance:
         self.base.mkdir(parents=True, exist_ok=True)
         command = [install, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
                    "--auth-root-authentication-method=normal", "--skip-test-db"]
-        for attempt in (1, 2):
+        for _attempt in (1, 2):
             done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True)
             if done.returncode == 0:
