@@ -92,9 +92,9 @@ def _agent(args: argparse.Namespace) -> Agent:
     return Agent(config, spec, _uploader(config))
 
 
-def _start(agent: Agent) -> Optional[int]:
+def _start(agent: Agent, background_uploads: bool = True) -> Optional[int]:
     try:
-        agent.start()
+        agent.start(background_uploads)
     except AlreadyRunning as exc:
         return _fail(str(exc), exitcodes.USAGE)
     except ConfigError as exc:
@@ -135,7 +135,7 @@ def run_once(args: argparse.Namespace) -> int:
         agent = _agent(args)
     except ConfigError as exc:
         return _fail(str(exc), exitcodes.USAGE)
-    failed = _start(agent)
+    failed = _start(agent, background_uploads=False)
     if failed is not None:
         return failed
     try:

@@ -201,6 +201,7 @@ class Shipper(threading.Thread):
             except OSError as exc:
                 # Sent but not recorded: the next pass sends it again, and the server knows it.
                 self.log(f"uploaded {entry.file} but cannot record it: {exc.strerror}")
+                self.stop.wait(self.backoff_max)
                 return False
             self.uploader.forget(self.spool.path(entry))
         return False
