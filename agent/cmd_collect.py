@@ -161,10 +161,11 @@ def run(args: argparse.Namespace) -> int:
     if upload_code != exitcodes.OK:
         return upload_code
     if result.connect_error is not None:
+        # The host's side (OS, config, logs) may still be in a bundle: it is often what
+        # explains a server that is down. The exit code says the server was not reached.
         if not args.json:
             print(f"mydiag: {result.connect_error.reason}", file=sys.stderr)
-        if result.bundle is None:
-            if isinstance(result.connect_error, AccessDenied):
-                return exitcodes.ACCESS_DENIED
-            return exitcodes.CANNOT_CONNECT
+        if isinstance(result.connect_error, AccessDenied):
+            return exitcodes.ACCESS_DENIED
+        return exitcodes.CANNOT_CONNECT
     return exitcodes.OK if result.all_ok else exitcodes.PARTIAL
