@@ -9,6 +9,7 @@ serialize instead of corrupting each other.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -193,7 +194,7 @@ class PostgresDatabase(Database):
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, size: int = 8) -> None:
+    def __init__(self, url: str, size: int = 16) -> None:
         import psycopg
 
         self._psycopg = psycopg
@@ -221,7 +222,9 @@ class PostgresDatabase(Database):
                 conn = self._connect()
             healthy = True
             try:
-                with conn.transaction(), conn.cursor() as cursor:
+                # Reads run as single autocommitted statements: no BEGIN/COMMIT round trips.
+                with (conn.transaction() if write else contextlib.nullcontext()), \
+                        conn.cursor() as cursor:
                     yield Tx(cursor, self.dialect)
             except (self._psycopg.OperationalError, self._psycopg.InterfaceError):
                 healthy = False
