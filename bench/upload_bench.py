@@ -178,6 +178,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--pg", default="postgresql://root@127.0.0.1:5432")
+    parser.add_argument("--concurrent-only", action="store_true",
+                        help="only the concurrent small uploads (part 3)")
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="mydiag-upload-bench-"))
     results: dict = {"size_bytes": args.size_mib << 20}
@@ -187,30 +189,9 @@ def main() -> int:
         support = make_server(base / "sqlite", None)
         support.start()
         servers.append(support)
-        print(f"making a {args.size_mib} MiB sealed bundle ...", file=sys.stderr)
-        work = base / "work"
-        big = big_bundle(work, args.size_mib << 20, support.recipient)
-        results["sealed_bytes"] = big.stat().st_size
-        mine, bare, theirs = [], [], []
-        results["load_before"] = [round(x, 2) for x in os.getloadavg()]
-        for run in range(args.runs):
-            theirs.append(curl(support, big))
-            mine.append(ours(support, big))
-            bare.append(ours(support, big, "--no-chunk-checksum"))
-            print(f"run {run + 1}: curl {theirs[-1]:.2f}s, mydiag {mine[-1]:.2f}s, "
-                  f"mydiag --no-chunk-checksum {bare[-1]:.2f}s", file=sys.stderr)
-        results["load_after"] = [round(x, 2) for x in os.getloadavg()]
-        size_mb = big.stat().st_size / 1e6
-        results["curl_s"] = [round(t, 2) for t in theirs]
-        results["mydiag_s"] = [round(t, 2) for t in mine]
-        results["mydiag_no_chunk_checksum_s"] = [round(t, 2) for t in bare]
-        results["curl_MBps"] = round(size_mb / statistics.median(theirs), 1)
-        results["mydiag_MBps"] = round(size_mb / statistics.median(mine), 1)
-        results["mydiag_no_chunk_checksum_MBps"] = round(size_mb / statistics.median(bare), 1)
-        results["ratio"] = round(statistics.median(theirs) / statistics.median(mine), 3)
-        results["ratio_no_chunk_checksum"] = round(statistics.median(theirs) / statistics.median(bare), 3)
-        results["cut_at_50pct"] = cut_at_half(support, big)
-        big.unlink()
+        if not args.concurrent_only:
+            results.update(throughput(support, base / "work", args))
+        results["load_before_concurrent"] = [round(x, 2) for x in os.getloadavg()]
         files = small_bundles(base / "small", args.small, support.recipient)
         results["concurrent_sqlite"] = concurrent(support, files)
         import psycopg
@@ -223,6 +204,7 @@ def main() -> int:
         servers.append(pg)
         files = small_bundles(base / "small-pg", args.small, pg.recipient)
         results["concurrent_postgresql"] = concurrent(pg, files)
+        results["load_after_concurrent"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         for srv in servers:
             srv.stop()
@@ -234,6 +216,34 @@ def main() -> int:
         shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(results, indent=2))
     return 0
+
+
+def throughput(support: Server, work: Path, args: argparse.Namespace) -> dict:
+    """Parts 1 and 2: the big upload against curl, and the cut at 50%."""
+    print(f"making a {args.size_mib} MiB sealed bundle ...", file=sys.stderr)
+    big = big_bundle(work, args.size_mib << 20, support.recipient)
+    results: dict = {"sealed_bytes": big.stat().st_size}
+    mine, bare, theirs = [], [], []
+    results["load_before"] = [round(x, 2) for x in os.getloadavg()]
+    for run in range(args.runs):
+        theirs.append(curl(support, big))
+        mine.append(ours(support, big))
+        bare.append(ours(support, big, "--no-chunk-checksum"))
+        print(f"run {run + 1}: curl {theirs[-1]:.2f}s, mydiag {mine[-1]:.2f}s, "
+              f"mydiag --no-chunk-checksum {bare[-1]:.2f}s", file=sys.stderr)
+    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    size_mb = big.stat().st_size / 1e6
+    results["curl_s"] = [round(t, 2) for t in theirs]
+    results["mydiag_s"] = [round(t, 2) for t in mine]
+    results["mydiag_no_chunk_checksum_s"] = [round(t, 2) for t in bare]
+    results["curl_MBps"] = round(size_mb / statistics.median(theirs), 1)
+    results["mydiag_MBps"] = round(size_mb / statistics.median(mine), 1)
+    results["mydiag_no_chunk_checksum_MBps"] = round(size_mb / statistics.median(bare), 1)
+    results["ratio"] = round(statistics.median(theirs) / statistics.median(mine), 3)
+    results["ratio_no_chunk_checksum"] = round(statistics.median(theirs) / statistics.median(bare), 3)
+    results["cut_at_50pct"] = cut_at_half(support, big)
+    big.unlink()
+    return results
 
 
 if __name__ == "__main__":
