@@ -349,3 +349,25 @@ def test_a_large_duplicate_stops_once_its_hash_is_known(support, tmp_path):
     assert first.returncode == 16 and second.returncode == 16, second.stderr
     assert two["duplicate"] and two["bundle"] == one["bundle"] and two["sent"] < two["bytes"] // 2
     assert len(support.bundles(ticket["id"])) == 1
+
+
+def test_an_untouched_upload_expires(tmp_path, own_backend):
+    support = make_server(tmp_path, own_backend)
+    config = json.loads((support.data / "config.json").read_text())
+    config["limits"]["upload_expiry_hours"] = 1 / 3600
+    (support.data / "config.json").write_text(json.dumps(config))
+    support.start()
+    try:
+        ticket = support.ticket()
+        location = create(support, ticket, 100)
+        status, headers, _ = raw(support.url, "HEAD", location, ticket["upload_token"])
+        assert status == 200 and "upload-expires" in headers
+        import time
+
+        time.sleep(1.5)
+        status, _, _ = raw(support.url, "HEAD", location, ticket["upload_token"])
+        assert status == 410
+        status, _, _ = patch(support, ticket["upload_token"], location, 0, b"x" * 10)
+        assert status == 410
+    finally:
+        support.stop()
