@@ -157,3 +157,18 @@ def test_lint_passes_a_server_version_next_to_a_secret_word():
     line = ("Version: '10.11.19-MariaDB-0+deb12u1'  socket: '/srv/private5/mysqld.sock'"
             "  port: 53705  Debian 12")
     assert lint_line(line) == []
+
+
+def test_pseudonyms_lookup_says_which_token_is_unknown(tmp_path, monkeypatch, capsys):
+    from agent import exitcodes
+    from agent.cli import main
+
+    monkeypatch.setenv("MYDIAG_HOME", str(tmp_path))
+    store = PseudonymStore(tmp_path / "pseudonyms")
+    pseudo = Pseudonymizer(store.key(), ["schemas"])
+    token = pseudo.token("schemas", "shopdb")
+    store.save(pseudo.mapping)
+    assert main(["pseudonyms", "lookup", token]) == exitcodes.OK
+    assert capsys.readouterr().out == f"{token}\tschemas\tshopdb\n"
+    assert main(["pseudonyms", "lookup", token, "user-0000000000"]) == exitcodes.UNKNOWN_TOKEN
+    assert "user-0000000000\tunknown on this host" in capsys.readouterr().out
