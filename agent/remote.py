@@ -45,9 +45,9 @@ def add_transfer_options(parser: argparse.ArgumentParser) -> None:
                         help="MiB per request; a network cut re-sends at most one (default 16)")
     parser.add_argument("--retries", type=int, default=10, metavar="N",
                         help="retries in a row before giving up (default 10; run again to resume)")
-    parser.add_argument("--no-chunk-checksum", action="store_true",
-                        help="send chunks without a SHA-1 each (less CPU; the whole file's "
-                        "SHA-256 is still confirmed)")
+    parser.add_argument("--chunk-checksum", action="store_true",
+                        help="send a SHA-1 with each chunk, so a chunk cut short is dropped "
+                        "whole (more CPU; the whole file's SHA-256 is confirmed either way)")
 
 
 def client_from(args: argparse.Namespace) -> Client:
@@ -116,7 +116,7 @@ def send(path: Path, args: argparse.Namespace, show_progress: bool) -> Dict[str,
 
 def _upload(target: Path, client: Client, args: argparse.Namespace, show_progress: bool) -> Outcome:
     options = dict(chunk_size=max(1, args.chunk_size) << 20, backoff=Backoff(args.retries),
-                   remove=not args.keep, chunk_checksum=not args.no_chunk_checksum)
+                   remove=not args.keep, chunk_checksum=args.chunk_checksum)
     if not show_progress:
         return upload_file(target, client, args.ticket, **options)
     from rich.console import Console
