@@ -5,7 +5,7 @@ the stock `age` tool. pyrage only works on whole in-memory buffers, so the forma
 implemented here over `cryptography`: the header (X25519 stanzas, HKDF-SHA-256, an
 HMAC-SHA-256 over the header) and the STREAM payload (ChaCha20-Poly1305 in 64 KiB
 chunks, an 11-byte big-endian counter and a last-chunk flag in each nonce). Memory
-stays constant whatever the size: one chunk in flight, one block of input.
+stays constant whatever the size: two chunks in flight at most.
 
 Only native X25519 recipients and identities are supported: no passphrases (scrypt),
 no ASCII armor, no plugins or post-quantum keys. Plaintext is released one
@@ -47,10 +47,6 @@ _COLUMNS = 64
 #: post-quantum share is about 1,500 characters) must still parse so they can be skipped.
 _MAX_LINE = 16 * 1024
 _MAX_HEADER = 1024 * 1024
-#: Plaintext read per call while sealing: many chunks per system call, bounded memory.
-_BLOCK = 16 * CHUNK
-#: Bytes written between two hand-overs to the kernel's write-back (see _Sink).
-_ADVISE = 16 * 1024 * 1024
 
 RECIPIENT_HRP = "age"
 IDENTITY_HRP = "age-secret-key-"
@@ -611,79 +607,41 @@ class AgeReader:
 # -- public streaming API --------------------------------------------------------------
 
 
-class _Sink:
-    """Where sealed or opened chunks go: `dst`, with the page cache kept in check.
-
-    On a regular file, every `_ADVISE` bytes written are handed to the kernel for
-    write-back and dropped from the page cache (POSIX_FADV_DONTNEED): sealing a big
-    bundle on a database host does not push the server's own data out of the cache, and
-    the caller's final fsync finds little left to write. (A writer thread was tried and
-    measured slower: the AEAD holds the GIL, and the hand-offs cost more than they hid.)
-    """
-
-    def __init__(self, dst: BinaryIO) -> None:
-        self._dst = dst
-        self._fd: Optional[int] = None
-        self._written: Optional[int] = None
-        try:
-            fd = dst.fileno()
-        except (OSError, AttributeError, ValueError):
-            return
-        dst.flush()
-        self._fd = fd
-        self._written = _seek_position(fd)
-        self._advised = self._written
-
-    def write(self, data: Union[bytes, bytearray, memoryview]) -> int:
-        written = self._dst.write(data)
-        if self._written is not None:
-            self._written += len(data)
-            if self._written - self._advised >= _ADVISE:
-                self._advise()
-        return written
-
-    def flush(self) -> None:
-        self._dst.flush()
-
-    def _advise(self) -> None:
-        assert self._fd is not None and self._written is not None
-        try:
-            self._dst.flush()
-            os.posix_fadvise(self._fd, self._advised, self._written - self._advised,
-                             os.POSIX_FADV_DONTNEED)
-            self._advised = self._written
-        except OSError:
-            self._written = None
-
-
-def _seek_position(fd: int) -> Optional[int]:
-    """Where a regular file's offset stands; None for pipes, or where fadvise is missing."""
-    if not hasattr(os, "posix_fadvise"):
-        return None
-    try:
-        return os.lseek(fd, 0, os.SEEK_CUR)
-    except OSError:
-        return None
-
-
 def encrypt(src: BinaryIO, dst: BinaryIO, recipients: Sequence[str]) -> None:
     """Seal everything read from `src` to `recipients` (age1… strings), writing to `dst`."""
-    writer = AgeWriter(_Sink(dst), recipients)  # type: ignore[arg-type]
-    block = bytearray(_BLOCK)
-    view = memoryview(block)
-    readinto = getattr(src, "readinto", None)
-    while True:
-        if readinto is not None:
-            got = readinto(block)
-            if not got:
-                break
-            writer.write(view[:got])
-        else:
-            data = src.read(_BLOCK)
-            if not data:
-                break
-            writer.write(data)
+    writer = AgeWriter(dst, recipients)
+    # Chunk-sized reads into two buffers in turn, one chunk ahead (the last chunk is
+    # sealed differently): nothing is copied, and each chunk stays in the CPU's cache
+    # between read(2) and the cipher: this measured about a sixth less CPU than reading
+    # a MiB at a time (and opening, likewise, reads chunk by chunk).
+    current, following = bytearray(CHUNK), bytearray(CHUNK)
+    size = _fill(src, current)
+    while size == CHUNK:
+        more = _fill(src, following)
+        if not more:
+            break
+        writer._seal(current, last=False)
+        current, following, size = following, current, more
+    writer.write(memoryview(current)[:size])
     writer.close()
+
+
+def _fill(src: BinaryIO, buffer: bytearray) -> int:
+    """Read until `buffer` is full or the input ends; how many bytes were read."""
+    view = memoryview(buffer)
+    got = 0
+    readinto = getattr(src, "readinto", None)
+    while got < len(buffer):
+        if readinto is not None:
+            count = readinto(view[got:])
+        else:
+            data = src.read(len(buffer) - got)
+            count = len(data)
+            view[got:got + count] = data
+        if not count:
+            break
+        got += count
+    return got
 
 
 def decrypt(src: BinaryIO, dst: BinaryIO, identities: Sequence[str]) -> None:
@@ -693,9 +651,8 @@ def decrypt(src: BinaryIO, dst: BinaryIO, identities: Sequence[str]) -> None:
     plaintext of the chunks before the damage (use `unseal_file` for all-or-nothing).
     """
     key, _ = _open_header(src, identities)
-    sink = _Sink(dst)
     for chunk in _plain_chunks(src, key):
-        sink.write(chunk)
+        dst.write(chunk)
 
 
 def seal_file(src_path: Union[str, os.PathLike], dst_path: Union[str, os.PathLike],
@@ -710,7 +667,7 @@ def seal_file(src_path: Union[str, os.PathLike], dst_path: Union[str, os.PathLik
 def unseal_file(src_path: Union[str, os.PathLike], dst_path: Union[str, os.PathLike],
                 identities: Sequence[str]) -> Path:
     """Open a sealed file; a failure leaves no output (not even a partial one)."""
-    with open(src_path, "rb", buffering=_BLOCK) as src:
+    with open(src_path, "rb") as src:
         return _atomic_write(Path(dst_path), lambda dst: decrypt(src, dst, identities))
 
 
