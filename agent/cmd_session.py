@@ -11,6 +11,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 from typing import Any, Dict, List, Optional
@@ -160,6 +161,11 @@ def run_grant(args: argparse.Namespace) -> int:
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
             return _fail("not granted", exitcodes.USAGE)
+    interrupt = Interrupt()
+    if not args.via_agent:
+        # From here on, Ctrl-C means: revoke (the holder, once running, does it).
+        signal.signal(signal.SIGINT, interrupt.handle)
+        signal.signal(signal.SIGTERM, interrupt.handle)
     spec = None
     if args.mode == "diag" and not args.via_agent:
         spec = _spec(args)
@@ -185,7 +191,23 @@ def run_grant(args: argparse.Namespace) -> int:
     if args.via_agent:
         client.close()
         return _hand_to_agent(grant, key, args.json)
-    return _hold(grant, key, spec, client, args.json)
+    return _hold(grant, key, spec, client, args.json, interrupt)
+
+
+class Interrupt:
+    """Ctrl-C or SIGTERM while a grant is made or held: remembered, acted on by the holder."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.reason = "revoked by the customer (Ctrl-C)"
+        self.holder: Any = None
+
+    def handle(self, signum: int, _frame: Any) -> None:
+        if signum != signal.SIGINT:
+            self.reason = f"revoked by the customer ({signal.Signals(signum).name})"
+        if self.holder is not None:
+            self.holder.stop_reason = self.reason
+        self.event.set()
 
 
 def _span(seconds: float) -> str:
@@ -260,7 +282,7 @@ def _printer(as_json: bool):
     return log
 
 
-def _hold(grant: Any, key: Any, spec: Any, client: Any, as_json: bool) -> int:
+def _hold(grant: Any, key: Any, spec: Any, client: Any, as_json: bool, interrupt: Interrupt) -> int:
     from agent.transport import API, Transient
     from agent.tunnel import Holder
 
@@ -275,14 +297,7 @@ def _hold(grant: Any, key: Any, spec: Any, client: Any, as_json: bool) -> int:
 
     log = _printer(as_json)
     holder = Holder(grant, key, spec, log, notify)
-
-    def stop(signum: int, _frame: Any) -> None:
-        holder.stop_reason = ("revoked by the customer (Ctrl-C)" if signum == signal.SIGINT
-                              else f"revoked by the customer ({signal.Signals(signum).name})")
-        holder.stop.set()
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    holder.stop, holder.stop_reason, interrupt.holder = interrupt.event, interrupt.reason, holder
     if not as_json:
         log(f"holding session {grant.id}; Ctrl-C ends it")
     try:

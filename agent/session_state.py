@@ -41,7 +41,11 @@ def folder(session_id: str) -> Path:
 
 
 def write_json(path: Path, data: Dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    """Replace `path` whole (readers never see half a file), mode 0600."""
+    # The state directory may not exist yet; sessions/ and sessions/<id>/ are for us alone.
+    path.parent.parent.parent.mkdir(parents=True, exist_ok=True)
+    for folder_ in (path.parent.parent, path.parent):
+        folder_.mkdir(mode=0o700, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -82,11 +86,7 @@ def all_sessions() -> List[Dict[str, Any]]:
 
 
 def revoke(session_id: str, by: str) -> None:
-    path = folder(session_id) / REVOKED
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"at": time.time(), "by": by}, handle)
+    write_json(folder(session_id) / REVOKED, {"at": time.time(), "by": by})
 
 
 def revoked(session_id: str) -> bool:

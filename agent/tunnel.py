@@ -97,6 +97,8 @@ class Holder:
         self._heard = time.monotonic()
         self._server_end: Optional[str] = None
         self._acked = threading.Event()
+        self._save_lock = threading.Lock()
+        self._state: Dict[str, Any] = session_state.load(grant.id) or {**grant.to_dict(), "id": grant.id}
 
     # -- what hosts ask ---------------------------------------------------------------
 
@@ -130,10 +132,13 @@ class Holder:
         self._save()
 
     def _save(self, **changes: Any) -> None:
-        with self._lock:
-            parts = list(self.parts)
-        with contextlib.suppress(OSError):
-            session_state.update(self.grant.id, parts=parts, **changes)
+        """Write session.json from what this holder knows: one writer, whole files, in order."""
+        with self._save_lock:
+            self._state.update(changes)
+            with self._lock:
+                self._state["parts"] = list(self.parts)
+            with contextlib.suppress(OSError):
+                session_state.save(self.grant.id, self._state)
 
     def cut_all(self, reason: str) -> None:
         with self._lock:

@@ -3,6 +3,7 @@ and a revocation while the support server is frozen."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -87,9 +88,13 @@ def test_revoke_cuts_on_this_host_while_the_server_is_frozen(gateway, tmp_path):
         revoke = subprocess.Popen([sys.executable, "-m", "agent.cli", "session", "revoke", grant.id],
                                   env=grant.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         wait_until(lambda: not _sleepers("sleep 4343"), timeout=5, step=0.01)
-        cut = time.monotonic() - began
-        print(f"\nrevoke with the server frozen: the engineer's command was gone after {cut:.3f}s")
-        assert cut < 1.0
+        gone, cut = time.time(), time.monotonic() - began
+        marked = json.loads((grant.folder / "revoked").read_text())["at"]
+        print(f"\nrevoke with the server frozen: the engineer's command was gone {cut:.3f}s after "
+              f"`mydiag session revoke` started, {gone - marked:.3f}s after its mark")
+        # The holder's part is held to a second; the command's own start-up (a Python
+        # process) is given slack for a loaded machine (bench/README.md has the figures).
+        assert gone - marked < 1.0 and cut < 2.0
         out, _ = revoke.communicate(timeout=30)
         assert revoke.returncode == 0 and "revoked" in out
         assert grant.process.wait(15) == 0
