@@ -266,6 +266,10 @@ def test_diag_mode_refuses_writes_and_shell_escapes(gateway, ticket, private_ser
         assert console.stdout.count("refused:") == 3, console.stdout
         os_state = gateway.ssh("alice", grant.id, "os")
         assert os_state.returncode == 0 and "busiest processes" in os_state.stdout
+        one = gateway.ssh("alice", grant.id, "collect mysql.variables")
+        assert one.returncode == 0 and "== mysql/" in one.stdout and "max_connections" in one.stdout
+        log = gateway.ssh("alice", grant.id, "tail error 5")
+        assert log.returncode == 0 and "error.log (last 5 lines)" in log.stdout, log.stdout + log.stderr
     finally:
         grant.stop()
     assert not marker.exists()
