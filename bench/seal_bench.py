@@ -266,14 +266,22 @@ def main() -> int:
                         help="run the measured commands at this niceness (negative needs root): "
                         "on a machine shared with other work, both tools then get the CPU first")
     args = parser.parse_args()
+    autogroup = Path("/proc/self/autogroup")
+    before = None
     if args.nice:
         # With the kernel's autogroup scheduling, niceness only ranks processes inside one
-        # session; this session's own weight among the others is set here.
+        # session; this session's own weight among the others is set here, and restored.
         try:
-            Path("/proc/self/autogroup").write_text(str(args.nice))
-        except OSError as exc:
-            print(f"note: autogroup niceness not set ({exc.strerror})", file=sys.stderr)
-    results = bench(args)
+            before = autogroup.read_text().split()[-1]
+            autogroup.write_text(str(args.nice))
+        except (OSError, IndexError) as exc:
+            before = None
+            print(f"note: autogroup niceness not set ({exc})", file=sys.stderr)
+    try:
+        results = bench(args)
+    finally:
+        if before is not None:
+            autogroup.write_text(before)
     print(table(results))
     worst_ratio = min(
         d["tools"]["mydiag"][op]["mib_per_s"] / d["tools"]["age"][op]["mib_per_s"]
