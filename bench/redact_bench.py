@@ -112,7 +112,10 @@ def generate(path: Path, size: int, marker: str, seed: int = 7) -> int:
 
 
 def _measure(command: List[str], env: Dict[str, str], cwd: Path) -> Dict[str, float]:
-    """Run `command`; wall seconds and the peak RSS (MiB) of its process, from wait4."""
+    """Run `command`; wall and CPU seconds and the peak RSS (MiB) of its process, from wait4.
+
+    CPU seconds (user + system) say more than wall time on a machine shared with other
+    work: they are what the run cost, whatever else was running."""
     start = time.monotonic()
     child = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
@@ -122,7 +125,8 @@ def _measure(command: List[str], env: Dict[str, str], cwd: Path) -> Dict[str, fl
     errors = child.stderr.read().decode(errors="replace") if child.stderr else ""
     if child.returncode != 0:
         raise SystemExit(f"redact_bench: {command[0]} exited {child.returncode}: {errors[-500:]}")
-    return {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
 _MYDIAG = (
@@ -137,8 +141,13 @@ _MYDIAG = (
 def run_mydiag(source: Path, target: Path) -> Dict[str, float]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = _measure([sys.executable, "-c", _MYDIAG, str(source), str(target)], env, ROOT)
-    result["mib_per_s"] = round(source.stat().st_size / MIB / result["wall_s"], 1)
+    _rates(result, source.stat().st_size)
     return result
+
+
+def _rates(result: Dict[str, float], size: int) -> None:
+    result["mib_per_s"] = round(size / MIB / result["wall_s"], 2)
+    result["mib_per_cpu_s"] = round(size / MIB / result["cpu_s"], 2)
 
 
 def run_sos(source: Path, work: Path) -> Dict[str, float]:
@@ -154,7 +163,7 @@ def run_sos(source: Path, work: Path) -> Dict[str, float]:
         raise SystemExit("redact_bench: `sos` not found: apt-get install -y sosreport")
     result = _measure([sos, "clean", "--batch", "--tmp-dir", str(tmp), "--domains", "example.com",
                        str(report)], dict(os.environ), work)
-    result["mib_per_s"] = round(size / MIB / result["wall_s"], 1)
+    _rates(result, size)
     return result
 
 
