@@ -103,9 +103,10 @@ def _collect_measured(target, out) -> tuple:
          "--host", target.host, "--port", str(target.port), "--user", target.user,
          "--output", str(out)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout = child.stdout.read()
-    child.stderr.read()
-    _, _, usage = os.wait4(child.pid, 0)
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
     seconds = time.monotonic() - started
+    assert stdout.strip(), f"mydiag collect wrote no summary (status {status}): {stderr!r}"
     summary = json.loads(stdout)
     return summary, bundle_files(summary["bundle"]), usage.ru_maxrss, seconds
 
