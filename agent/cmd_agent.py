@@ -9,7 +9,6 @@ import errno
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any, Dict, Optional
 
@@ -17,6 +16,7 @@ from agent import exitcodes
 from agent.config import Config, ConfigError, load
 from agent.connect import OptionError, resolve
 from agent.daemon import STATE, Agent, AlreadyRunning, running_pid
+from agent.say import fail, usage
 from agent.service import DEFAULT_CONFIG, DEFAULT_UNIT_DIR, UNIT_NAME, default_exec, render
 from agent.spool import JOURNAL
 
@@ -55,17 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="how the service starts mydiag (default: this installation)")
     install.add_argument("--stdout", action="store_true", help="print the unit instead of writing it")
     install.set_defaults(run=run_install_service)
-    parser.set_defaults(run=lambda args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return exitcodes.USAGE
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"mydiag: {message}", file=sys.stderr)
-    return code
+    parser.set_defaults(run=lambda args: usage(parser, exitcodes.USAGE))
 
 
 def _setup(args: argparse.Namespace) -> tuple:
@@ -96,13 +86,13 @@ def _start(agent: Agent, background_uploads: bool = True) -> Optional[int]:
     try:
         agent.start(background_uploads)
     except AlreadyRunning as exc:
-        return _fail(str(exc), exitcodes.USAGE)
+        return fail(str(exc), exitcodes.USAGE)
     except ConfigError as exc:
         agent.close()
-        return _fail(str(exc), exitcodes.USAGE)
+        return fail(str(exc), exitcodes.USAGE)
     except OSError as exc:
         agent.close()
-        return _fail(f"cannot use the spool {agent.config.spool.dir}: {_os_text(exc)}",
+        return fail(f"cannot use the spool {agent.config.spool.dir}: {_os_text(exc)}",
                      exitcodes.OUTPUT_ERROR)
     return None
 
@@ -111,7 +101,7 @@ def run_run(args: argparse.Namespace) -> int:
     try:
         agent = _agent(args)
     except ConfigError as exc:
-        return _fail(str(exc), exitcodes.USAGE)
+        return fail(str(exc), exitcodes.USAGE)
     failed = _start(agent)
     if failed is not None:
         return failed
@@ -134,7 +124,7 @@ def run_once(args: argparse.Namespace) -> int:
     try:
         agent = _agent(args)
     except ConfigError as exc:
-        return _fail(str(exc), exitcodes.USAGE)
+        return fail(str(exc), exitcodes.USAGE)
     failed = _start(agent, background_uploads=False)
     if failed is not None:
         return failed
@@ -149,7 +139,7 @@ def run_status(args: argparse.Namespace) -> int:
     try:
         config = load(Path(args.config))
     except ConfigError as exc:
-        return _fail(str(exc), exitcodes.USAGE)
+        return fail(str(exc), exitcodes.USAGE)
     report = status_report(config)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -290,7 +280,7 @@ def run_install_service(args: argparse.Namespace) -> int:
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except OSError as exc:
-        return _fail(f"cannot write {target}: {_os_text(exc)} (run as root, or use --unit-dir or "
+        return fail(f"cannot write {target}: {_os_text(exc)} (run as root, or use --unit-dir or "
                      "--stdout)", exitcodes.OUTPUT_ERROR)
     print(f"wrote {target}")
     if not os.path.exists(config):

@@ -17,6 +17,7 @@ import urllib.parse
 from typing import Any, Dict, List, Optional
 
 from agent import exitcodes, session_state
+from agent.say import fail, usage
 
 EXIT_CODES = ("Exit codes: 0 done, 2 bad arguments or not confirmed, 10 (replay) a recording does not "
               "verify, 13 the server could not be reached, 14 the server refused the grant, 130 interrupted.")
@@ -88,17 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     replay.add_argument("--speed", type=float, default=1.0, help="play faster (2) or slower (0.5)")
     replay.add_argument("--instant", action="store_true", help="no pauses: print everything at once")
     replay.set_defaults(run=run_replay)
-    parser.set_defaults(run=lambda args: _usage(parser))
-
-
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return exitcodes.USAGE
-
-
-def _fail(message: str, code: int) -> int:
-    print(f"mydiag: {message}", file=sys.stderr)
-    return code
+    parser.set_defaults(run=lambda args: usage(parser, exitcodes.USAGE))
 
 
 def parse_duration(text: str) -> float:
@@ -138,13 +129,13 @@ def run_grant(args: argparse.Namespace) -> int:
         engineer = _clean(args.engineer, "--engineer", 64)
         gateway = _gateway_option(args.gateway)
     except ValueError as exc:
-        return _fail(str(exc), exitcodes.USAGE)
+        return fail(str(exc), exitcodes.USAGE)
     if args.via_agent and args.ask_pass:
-        return _fail("--via-agent uses the agent's own MySQL settings: leave out --ask-pass", exitcodes.USAGE)
+        return fail("--via-agent uses the agent's own MySQL settings: leave out --ask-pass", exitcodes.USAGE)
     try:
         client = client_from(args)
     except RemoteError as exc:
-        return _fail(str(exc), exc.code)
+        return fail(str(exc), exc.code)
     until = time.time() + seconds
     summary = (f"grant {engineer} a {args.mode} session on this host until {_local(until)} "
                f"({_span(seconds)}), through {client.server}, ticket {args.ticket}\n  purpose: {purpose}\n  "
@@ -155,12 +146,12 @@ def run_grant(args: argparse.Namespace) -> int:
                "or Ctrl-C ends it at once")
     if not args.yes:
         if not sys.stdin.isatty():
-            return _fail("confirm the grant with --yes (standard input is not a terminal)", exitcodes.USAGE)
+            return fail("confirm the grant with --yes (standard input is not a terminal)", exitcodes.USAGE)
         # Questions go to stderr: with --json, stdout carries JSON only.
         print(summary + "\nGrant this session? [y/N] ", end="", file=sys.stderr, flush=True)
         answer = sys.stdin.readline().strip().lower()
         if answer not in ("y", "yes"):
-            return _fail("not granted", exitcodes.USAGE)
+            return fail("not granted", exitcodes.USAGE)
     interrupt = Interrupt()
     if not args.via_agent:
         # From here on, Ctrl-C means: revoke (the holder, once running, does it).
@@ -175,7 +166,7 @@ def run_grant(args: argparse.Namespace) -> int:
         grant, key = _request_grant(client, args, engineer, seconds, purpose, gateway)
     except RemoteError as exc:
         client.close()
-        return _fail(str(exc), exc.code)
+        return fail(str(exc), exc.code)
     state = {**grant.to_dict(), "state": "granted", "created": _iso(time.time()),
              "via": "agent" if args.via_agent else "foreground", "parts": []}
     session_state.save(grant.id, state)
@@ -241,7 +232,7 @@ def _spec(args: argparse.Namespace) -> Any:
     try:
         return dataclasses.asdict(connect_spec(args))
     except OptionError as exc:
-        return _fail(str(exc), exitcodes.USAGE)
+        return fail(str(exc), exitcodes.USAGE)
 
 
 def _request_grant(client: Any, args: argparse.Namespace, engineer: str, seconds: float, purpose: str,
@@ -365,9 +356,9 @@ def run_revoke(args: argparse.Namespace) -> int:
     try:
         data = session_state.load(args.session_id)
     except ValueError as exc:
-        return _fail(str(exc), exitcodes.USAGE)
+        return fail(str(exc), exitcodes.USAGE)
     if data is None:
-        return _fail(f"no session {args.session_id} on this host (see `mydiag session list`)",
+        return fail(f"no session {args.session_id} on this host (see `mydiag session list`)",
                      exitcodes.USAGE)
     if data.get("state") == "ended":
         print(f"session {args.session_id} had already ended ({data.get('end_reason')})")
@@ -408,14 +399,14 @@ def run_replay(args: argparse.Namespace) -> int:
     try:
         folder = session_state.folder(args.session_id)
     except ValueError as exc:
-        return _fail(str(exc), exitcodes.USAGE)
+        return fail(str(exc), exitcodes.USAGE)
     data = session_state.load(args.session_id) or {}
     anchors = {p.get("file"): p.get("chain_head") for p in data.get("parts") or [] if p.get("file")}
     casts: List[Any] = asciicast.parts(folder) if folder.is_dir() else []
     if args.part is not None:
         casts = [c for c in casts if c.stem == str(args.part)]
     if not casts:
-        return _fail(f"no recording of session {args.session_id} on this host", exitcodes.USAGE)
+        return fail(f"no recording of session {args.session_id} on this host", exitcodes.USAGE)
     failed = False
     for cast in casts:
         verdict = asciicast.verify(cast, anchors.get(cast.name))
