@@ -18,7 +18,7 @@ COMMANDS = ("collect", "inspect", "grants", "seal", "unseal", "verify", "keys", 
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(exitcodes.USAGE, f"mydiag: {message} (see `mydiag {self.prog.split()[-1]} --help`)\n")
+        self.exit(exitcodes.USAGE, f"mydiag: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:

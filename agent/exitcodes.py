@@ -1,4 +1,4 @@
-"""The documented exit codes of `mydiag` (docs/exit-codes.md lists them for users)."""
+"""The documented exit codes of `mydiag` (the README lists them for users)."""
 
 OK = 0
 #: An unexpected error: a bug; the message says where to report it.
