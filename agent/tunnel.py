@@ -25,10 +25,8 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from agent import session_state
 from agent.session_host import Host
+from bundle.sessionwire import CIPHERS, PACKET, WINDOW
 
-CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
-WINDOW = 16 << 20
-PACKET = 256 << 10
 #: How often the holder looks for a revocation mark, the deadline and the tunnel (a stat()).
 POLL = 0.05
 PING_EVERY = 2.0

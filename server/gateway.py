@@ -26,18 +26,13 @@ from typing import Any, Dict, List, Optional, Set
 import paramiko
 
 from bundle import asciicast, sessionwire
-from bundle.sessionwire import Reader, WireError
+from bundle.sessionwire import CIPHERS, PACKET, WINDOW, Reader, WireError
 from server import sessions
 from server.state import State
 
 log = logging.getLogger("mydiag.gateway")
 
 HOST_KEY = "ssh_host_ed25519_key"
-#: AES-GCM only: OpenSSH then picks it (its first choice, chacha20, is not in paramiko), and
-#: one AEAD pass per packet is what makes a session's throughput comparable to OpenSSH's.
-CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
-WINDOW = 16 << 20
-PACKET = 256 << 10
 #: A tunnel that sent nothing (its agent pings every 2 s) for this long is dropped.
 TUNNEL_SILENCE = 15.0
 WATCH_EVERY = 0.1
