@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Customer hosts are old: the agent's tests also run on Python 3.9 when one is found.
-PY39 ?= $(shell command -v python3.9 2>/dev/null || ls -1 $$HOME/.pyenv/versions/3.9*/bin/python3.9 2>/dev/null | head -n 1)
+# A pyenv shim named python3.9 exists even when 3.9 is not active, so each candidate must run.
+PY39 ?= $(shell for p in "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.9*/bin/python3.9 /usr/bin/python3.9 /usr/local/bin/python3.9 "$$(command -v python3.9)"; do \
+	  [ -x "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 9)' 2>/dev/null && { echo "$$p"; break; }; done)
 
 .PHONY: demo test test-py39 system-deps lint bench clean
 
