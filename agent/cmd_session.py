@@ -407,18 +407,6 @@ def run_replay(args: argparse.Namespace) -> int:
         casts = [c for c in casts if c.stem == str(args.part)]
     if not casts:
         return fail(f"no recording of session {args.session_id} on this host", exitcodes.USAGE)
-    failed = False
-    for cast in casts:
-        verdict = asciicast.verify(cast, anchors.get(cast.name))
-        failed = failed or not verdict.ok
-        print(f"mydiag: {verdict.describe()}", file=sys.stderr, flush=True)
-        head = asciicast.header(cast).get("mydiag") or {}
-        if args.commands:
-            print(f"# part {cast.stem}: {head.get('engineer')} ({head.get('mode')}), {head.get('purpose')}",
-                  flush=True)
-            for moment, line in asciicast.commands(cast):
-                whole = int(moment)
-                print(f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}  {line}")
-        else:
-            asciicast.play(cast, sys.stdout.buffer, speed=args.speed, instant=args.instant)
-    return exitcodes.NOT_VERIFIED if failed else exitcodes.OK
+    verified = asciicast.replay(casts, anchors, "mydiag", list_commands=args.commands,
+                                speed=args.speed, instant=args.instant)
+    return exitcodes.OK if verified else exitcodes.NOT_VERIFIED

@@ -368,3 +368,32 @@ def parts(folder: Path) -> List[Path]:
     """The recordings of one session, in the order they were made."""
     found = [p for p in folder.glob(f"*{CAST}") if p.stem.isdigit()]
     return sorted(found, key=lambda p: int(p.stem))
+
+
+def clock(seconds_in: float) -> str:
+    """`HH:MM:SS` of a moment in a recording."""
+    whole = int(seconds_in)
+    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def replay(casts: List[Path], anchors: Dict[str, str], prog: str, *, list_commands: bool = False,
+           speed: float = 1.0, instant: bool = False) -> bool:
+    """Verify every part (each verdict to stderr, after `prog: `), then play it to stdout
+    or list what was typed; True when every part verified. Shared by `mydiag session
+    replay` (the customer's copy) and `mydiag-server session replay` (the server's)."""
+    import sys
+
+    verified = True
+    for cast in casts:
+        verdict = verify(cast, anchors.get(cast.name))
+        verified = verified and verdict.ok
+        print(f"{prog}: {verdict.describe()}", file=sys.stderr, flush=True)
+        head = header(cast).get("mydiag") or {}
+        if list_commands:
+            print(f"# part {cast.stem}: {head.get('engineer')} ({head.get('mode')}), {head.get('purpose')}",
+                  flush=True)
+            for moment, line in commands(cast):
+                print(f"{clock(moment)}  {line}", flush=True)
+        else:
+            play(cast, sys.stdout.buffer, speed=speed, instant=instant)
+    return verified

@@ -147,24 +147,9 @@ def replay(casts: List[Path], args: argparse.Namespace, anchors: Dict[str, str])
     if not casts:
         raise Failure(exitcodes.NOT_FOUND, f"no recording of session {args.session_id}"
                       + (f" part {args.part}" if args.part is not None else ""))
-    tampered = False
-    for cast in casts:
-        verdict = asciicast.verify(cast, anchors.get(cast.name))
-        tampered = tampered or not verdict.ok
-        print(f"mydiag-server: {verdict.describe()}", file=sys.stderr, flush=True)
-        head = asciicast.header(cast).get("mydiag") or {}
-        if args.commands:
-            print(f"# part {cast.stem}: {head.get('engineer')} ({head.get('mode')}), {head.get('purpose')}")
-            for moment, line in asciicast.commands(cast):
-                print(f"{_clock(moment)}  {line}")
-        else:
-            asciicast.play(cast, sys.stdout.buffer, speed=args.speed, instant=args.instant)
-    return exitcodes.NOT_VERIFIED if tampered else exitcodes.OK
-
-
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole // 3600:02d}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+    verified = asciicast.replay(casts, anchors, "mydiag-server", list_commands=args.commands,
+                                speed=args.speed, instant=args.instant)
+    return exitcodes.OK if verified else exitcodes.NOT_VERIFIED
 
 
 def register(sub: argparse._SubParsersAction, data_arg: Callable[..., None], parser_class: Any) -> None:
