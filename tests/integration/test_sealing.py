@@ -134,7 +134,9 @@ def subprocess_list(plain: Path):
         return list(tar)
 
 
-@pytest.mark.parametrize("size", [0, 1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, 5 * MIB + 3])
+# Around the chunk (64 KiB) and around the batch `seal_file` hands between its threads.
+@pytest.mark.parametrize("size", [0, 1, 64 * 1024 - 1, 64 * 1024, 64 * 1024 + 1, MIB - 1, MIB, MIB + 1,
+                                  2 * MIB, 5 * MIB + 3])
 def test_round_trip_both_ways_with_stock_age(age_tool, keygen, tmp_path, size):
     keyfile, recipient = keygen
     original = tmp_path / "data.bin"

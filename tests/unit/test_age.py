@@ -213,6 +213,23 @@ def test_writer_output_does_not_depend_on_how_the_input_is_split(keypair, size, 
     assert _open(out.getvalue(), [identity]) == data
 
 
+BATCH = age._BATCH_CHUNKS * CHUNK
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK, CHUNK + 1, BATCH - 1, BATCH, BATCH + 1, 2 * BATCH,
+                                  3 * BATCH + CHUNK, 7 * BATCH + 5])
+def test_sealing_a_file_on_two_threads_gives_the_stream_format(keypair, tmp_path, size):
+    identity, recipient = keypair
+    data = os.urandom(size)
+    (tmp_path / "plain").write_bytes(data)
+    sealed = age.seal_file(tmp_path / "plain", tmp_path / "plain.age", [recipient]).read_bytes()
+    chunks = max(1, -(-size // CHUNK))
+    header = sealed.index(b"\n---") + len("\n--- ") + 43 + 1
+    assert len(sealed) == header + 16 + size + 16 * chunks
+    assert _open(sealed, [identity]) == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain", "plain.age"]
+
+
 def test_several_recipients_each_open_the_same_file():
     keys = [age.generate_identity() for _ in range(3)]
     data = os.urandom(CHUNK + 5)
