@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from bundle.age import AgeWriter
 from bundle.lint import Finding, SecretFindings, lint_bytes, lint_file
 from bundle.manifest import MANIFEST_PATH, FileEntry, Manifest
-from bundle.paths import member_ok
+from bundle.paths import SUFFIX, member_ok
 from bundle.redact import Redactor, dump_json, json_documents, kind_of
 from bundle.sign import SIGNATURE_PATH, signature_document
 
@@ -230,7 +230,7 @@ class BundleWriter:
                     sealer.close()
                 raw.flush()
                 os.fsync(raw.fileno())
-            os.rename(partial, final)
+            final = _publish(partial, final)
             _fsync_dir(self.output_dir)
         except BaseException:
             _unlink(partial)
@@ -273,6 +273,37 @@ def _parse_epoch(stamp: str) -> float:
         ).timestamp()
     except ValueError:
         return 0.0
+
+
+def _publish(partial: Path, final: Path) -> Path:
+    """Give the finished file its name without ever replacing another bundle: two
+    collections in the same second get `…Z.tar.zst` and `…Z-2.tar.zst`. A hard link
+    claims the name atomically; where the filesystem has none, the name is checked first."""
+    base, suffix = final.name, ""
+    for ending in (SUFFIX + ".age", SUFFIX):
+        if base.endswith(ending):
+            base, suffix = base[: -len(ending)], ending
+            break
+    for number in range(1, 1000):
+        stem = base + (f"-{number}" if number > 1 else "")
+        candidate = final.with_name(stem + suffix)
+        # The plain and the sealed form of one name belong to one collection (the sealed
+        # copy of a --keep-plain bundle is the plain name plus .age).
+        if any(final.with_name(stem + other).exists() for other in (SUFFIX, SUFFIX + ".age")
+               if other != suffix):
+            continue
+        try:
+            os.link(partial, candidate)
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here (some network and FUSE filesystems)
+            if candidate.exists():
+                continue
+            os.rename(partial, candidate)
+            return candidate
+        _unlink(partial)
+        return candidate
+    raise FileExistsError(f"{final}: 999 bundles of this name already exist in {final.parent}")
 
 
 def _fsync_dir(path: Path) -> None:
