@@ -54,6 +54,9 @@ def run_measured(cmd: List[str], nice: int = 0) -> Tuple[float, float, float]:
     if TIME is None:
         raise SystemExit("GNU time is missing (apt-get install time): it measures the peak RSS")
     prefix = ["nice", "-n", str(nice)] if nice else []
+    # Nothing left to write back from the run before (age leaves its output dirty in the
+    # page cache): otherwise whichever tool comes next pays for that write-back.
+    subprocess.run(["sync"], check=True)
     with tempfile.NamedTemporaryFile(dir="/tmp") as report, tempfile.TemporaryFile() as errors:
         started = time.perf_counter()
         done = subprocess.run([*prefix, TIME, "-f", "%U %S %M", "-o", report.name, *cmd], cwd=ROOT,

@@ -724,12 +724,31 @@ def _encrypt_fd(src: int, dst: int, recipients: Sequence[str]) -> None:
     GiB than doing them in turn). Same output format as `encrypt`; what is written is
     handed to the kernel's write-back as it goes, as `_WriteBehind` does."""
     aead, head = _new_payload(recipients)
-    _write_all(dst, [head])
+    _write_all(dst, memoryview(head))
     spare: queue.Queue = queue.Queue()
     for _ in range(_BATCHES):
         spare.put(bytearray(_BATCH_CHUNKS * CHUNK))
     ready: queue.Queue = queue.Queue()
     failure: List[BaseException] = []
+
+    # Sealed into one reused buffer: no allocation per chunk (a batch of fresh 64 KiB
+    # objects made the allocator return and fault in memory all the time).
+    into = getattr(aead, "encrypt_into", None)  # cryptography 45 and later
+    sealed = memoryview(bytearray(_BATCH_CHUNKS * ENC_CHUNK))
+
+    def seal(buffer: bytearray, size: int, last: bool, counter: int) -> Tuple[int, int]:
+        view, start, filled = memoryview(buffer), 0, 0
+        while True:
+            end = min(start + CHUNK, size)
+            final = last and end == size
+            nonce, piece = _chunk_nonce(counter, final), sealed[filled:filled + end - start + TAG]
+            if into is not None:
+                into(nonce, view[start:end], None, piece)
+            else:
+                piece[:] = aead.encrypt(nonce, view[start:end], None)
+            counter, start, filled = counter + 1, end, filled + len(piece)
+            if final or start == size:
+                return filled, counter
 
     def seal_and_write() -> None:
         counter, advised = 0, os.lseek(dst, 0, os.SEEK_CUR)
@@ -739,27 +758,22 @@ def _encrypt_fd(src: int, dst: int, recipients: Sequence[str]) -> None:
             if batch is None:
                 return
             buffer, size, last = batch
-            if failure:  # keep handing buffers back until the reader stops
-                spare.put(buffer)
-                continue
             try:
-                view, sealed, start = memoryview(buffer), [], 0
-                while True:
-                    end = min(start + CHUNK, size)
-                    final = last and end == size
-                    sealed.append(aead.encrypt(_chunk_nonce(counter, final), view[start:end], None))
-                    counter, start = counter + 1, end
-                    if final or start == size:
-                        break
+                if failure:  # keep handing buffers back until the reader stops
+                    continue
+                filled, counter = seal(buffer, size, last, counter)
                 spare.put(buffer)
-                written += _write_all(dst, sealed)
+                buffer = None
+                written += _write_all(dst, sealed[:filled])
                 if written - advised >= _WRITE_BEHIND and hasattr(os, "posix_fadvise"):
                     with contextlib.suppress(OSError):
                         os.posix_fadvise(dst, advised, written - advised, os.POSIX_FADV_DONTNEED)
                     advised = written
             except BaseException as exc:  # handed to the reading thread, which raises it
                 failure.append(exc)
-                spare.put(buffer)
+            finally:
+                if buffer is not None:
+                    spare.put(buffer)
 
     sealer = threading.Thread(target=seal_and_write, name="age-seal", daemon=True)
     sealer.start()
@@ -794,15 +808,12 @@ def _fill_fd(fd: int, buffer: bytearray) -> int:
     return got
 
 
-def _write_all(fd: int, pieces: List[bytes]) -> int:
-    """Write every piece to `fd` (gathered, resuming after a short write); bytes written."""
-    total = sum(len(p) for p in pieces)
-    done = os.writev(fd, pieces)
-    if done < total:
-        rest = memoryview(b"".join(pieces))[done:]
-        while rest:
-            rest = rest[os.write(fd, rest):]
-    return total
+def _write_all(fd: int, data: memoryview) -> int:
+    """Write all of `data` to `fd`, resuming after a short write; bytes written."""
+    rest = data
+    while rest:
+        rest = rest[os.write(fd, rest):]
+    return len(data)
 
 
 def seal_file(src_path: Union[str, os.PathLike], dst_path: Union[str, os.PathLike],
