@@ -19,6 +19,7 @@ from collections import Counter
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
 from bundle.fingerprint import fingerprint
+from bundle.innodb_status import InnodbStatus
 from bundle.pseudonym import Pseudonymizer
 from bundle.rules import MASK, NEEDLES, PROBE_RULES, RULES, Rule, benign_value, is_secret_name
 
@@ -54,6 +55,7 @@ _KEY_FILE_PATH = re.compile(
     re.I,
 )
 _SLOW_LOG_PATH = re.compile(r"^logs/(?:.*/)?[^/]*slow[^/]*$", re.I)
+_INNODB_STATUS_PATH = re.compile(r"^mysql/(?:.*/)?innodb_status[^/]*\.txt$")
 #: Option files stay text for the rules even when their name says key (`keyring.cnf`).
 _OPTION_FILE = re.compile(r"\.(?:cnf|conf|ini|service)$", re.I)
 #: The lines a server writes around each statement (MySQL, MariaDB, Percona): the
@@ -83,7 +85,7 @@ Count = Callable[[str, int], None]
 
 
 def kind_of(path: str) -> str:
-    """How a member is redacted: json, jsonl, keyfile, slowlog or text."""
+    """How a member is redacted: json, jsonl, keyfile, slowlog, innodb or text."""
     name = path.rsplit("/", 1)[-1].lower()
     if name.endswith(".json"):
         return "json"
@@ -93,6 +95,8 @@ def kind_of(path: str) -> str:
         return "keyfile"
     if _SLOW_LOG_PATH.search(path):
         return "slowlog"
+    if _INNODB_STATUS_PATH.search(path):
+        return "innodb"
     return "text"
 
 
@@ -304,7 +308,8 @@ class Redactor:
             dst.write(body)
             return len(body)
         learn = self.pseudonymizer.learn_text if self.pseudonymizer is not None else None
-        return _stream(src, dst, count, statements=kind == "slowlog", learn=learn)
+        return _stream(src, dst, count, statements=kind == "slowlog", innodb=kind == "innodb",
+                       learn=learn)
 
     def text(self, text: str, path: str = "manifest.json") -> str:
         """Redact a piece of text (an error message, a note) counted under `path`."""
@@ -419,10 +424,12 @@ def _scalar(value: Any) -> bool:
 
 def _stream(
     src: IO[bytes], dst: IO[bytes], count: Count, *, statements: bool = False,
-    learn: Optional[Callable[[str], None]] = None,
+    innodb: bool = False, learn: Optional[Callable[[str], None]] = None,
 ) -> int:
     lines = Lines(count)
-    slow = SlowLogStatements(count) if statements else None
+    # What reduces statements (and InnoDB's record dumps) before the line rules run.
+    slow: Optional[Any] = (SlowLogStatements(count) if statements
+                           else InnodbStatus(count) if innodb else None)
     written = 0
     buffer = b""
     skipping = False

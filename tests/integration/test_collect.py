@@ -124,7 +124,7 @@ def test_processlist_holds_the_sleeper_as_a_fingerprint(standard):
     assert sum(1 for r in rows if r["mydiag"]) == 1
 
 
-def test_innodb_status_is_verbatim(standard):
+def test_innodb_status_is_whole(standard):
     _, _, files, _, _ = standard
     text = files["mysql/innodb_status.txt"].decode()
     assert "INNODB MONITOR OUTPUT" in text and "END OF INNODB MONITOR OUTPUT" in text
