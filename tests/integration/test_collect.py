@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -9,6 +10,7 @@ import secrets
 import threading
 import time
 
+import pymysql
 import pytest
 
 from tests.helpers import bundle_files, bundle_json, bundle_members, by_name, collect_json, mydiag
@@ -37,18 +39,23 @@ def standard(server, admin, tmp_path_factory):
         "INSERT IGNORE INTO shop.orders VALUES (1, 'first'), (2, 'second')",
     )
     sleeper = server.connect()
+    sleeper_id = sleeper.thread_id()
     literal = f"card-{secrets.token_hex(6)}"
-    thread = threading.Thread(
-        target=lambda: sleeper.cursor().execute(f"SELECT SLEEP(20), '{literal}' AS marker"),
-        daemon=True,
-    )
+
+    def sleep() -> None:
+        with contextlib.suppress(pymysql.MySQLError):  # ended by KILL QUERY below
+            sleeper.cursor().execute(f"SELECT SLEEP(20), '{literal}' AS marker")
+
+    thread = threading.Thread(target=sleep, daemon=True)
     thread.start()
     time.sleep(0.3)
     out = tmp_path_factory.mktemp("bundles")
     started = time.monotonic()
     done, summary = collect_json("--defaults-file", str(defaults), "--output", str(out))
     wall = time.monotonic() - started
-    sleeper.close()  # ends the SLEEP early: the server notices the closed client
+    server.sql(f"KILL QUERY {sleeper_id}")
+    thread.join(timeout=30)
+    sleeper.close()
     assert summary is not None, done.stderr
     return done, summary, bundle_files(summary["bundle"]), literal, wall
 
