@@ -383,10 +383,25 @@ RULES: List[Rule] = [
         ),
         _named,
     ),
+    # The statement quoted by a replication error: the whole Last_SQL_Error, or an error
+    # log line where `', Gtid …` (MariaDB) or `', Error_code: …` (MySQL) follows it.
     Rule(
         "error_statement", ("query: '",),
-        re.compile(r"(?<=Query: ')(?P<v>.+)(?='$)"),
+        re.compile(r"(?<=Query: ')(?P<v>.+)(?='$|', (?:Gtid |Error_code|Internal MariaDB error code))"),
         _error_statement,
+    ),
+    # The statement of an "Unsafe statement written to the binary log" warning.
+    Rule(
+        "error_statement", ("unsafe",),
+        re.compile(r"(?<=[Uu]nsafe)(?P<pre>.*?\bStatement: )(?P<v>.+)$"),
+        lambda m: None if fingerprint(m.group("v")) == m.group("v")
+        else m.group("pre") + fingerprint(m.group("v")),
+    ),
+    # The key value a duplicate-key error quotes is row data (an e-mail, a card number).
+    Rule(
+        "duplicate_entry_value", ("duplicate entry '",),
+        re.compile(r"(?<=Duplicate entry ')(?P<v>.+)(?=' for key )"),
+        lambda m: MASK,
     ),
 ]
 

@@ -18,6 +18,7 @@ import threading
 import time
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from tests import secretkit, servers
@@ -344,3 +345,58 @@ def test_review_no_leaves_nothing_and_yes_writes(world, planted, tmp_path):
     assert secretkit.leaks(planted.values, {"stdout": (declined.stdout + accepted.stdout).encode(),
                                             "stderr": (declined.stderr + accepted.stderr).encode()}
                            ) == []
+
+
+def _pair(base: Path, stack: contextlib.ExitStack) -> tuple:
+    """A primary and a replica of this test's own (this one breaks replication)."""
+    made = []
+    try:
+        for name, server_id in (("p", 31), ("r", 32)):
+            instance = servers.create(base / name, ["--log-bin=binlog", f"--server-id={server_id}"])
+            stack.callback(instance.stop)
+            made.append(instance)
+    except servers.ServerUnavailable as exc:
+        if REQUIRE:
+            pytest.fail(f"real server required (MYDIAG_REQUIRE_SERVER=1): {exc}")
+        pytest.skip(str(exc))
+    servers.make_replica(made[0], made[1], secretkit.make("r"))
+    return made[0], made[1]
+
+
+def _replica_status(replica) -> dict:
+    with replica.connect(cursorclass=pymysql.cursors.DictCursor) as conn, conn.cursor() as cur:
+        cur.execute("SHOW SLAVE STATUS")
+        return cur.fetchone() or {}
+
+
+def test_a_broken_replica_s_error_quotes_no_row_data(tmp_path):
+    """A real duplicate-key stop on a replica: the error log line and Last_SQL_Error quote
+    the key value and the statement; the bundle holds neither."""
+    with contextlib.ExitStack() as stack:
+        primary, replica = _pair(tmp_path, stack)
+        key, literal = secretkit.make("k"), secretkit.make("l")
+        primary.sql("CREATE DATABASE shop",
+                    "CREATE TABLE shop.users (email VARCHAR(64) PRIMARY KEY, note TEXT)")
+        deadline = time.monotonic() + 30
+        while not replica.sql("SHOW DATABASES LIKE 'shop'") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.3)  # the CREATE TABLE after the CREATE DATABASE
+        replica.sql("SET sql_log_bin = 0", f"INSERT INTO shop.users VALUES ('{key}', 'replica only')")
+        primary.sql(f"INSERT INTO shop.users VALUES ('{key}', '{literal}')")
+        status = _replica_status(replica)
+        while status.get("Last_SQL_Errno") != 1062 and time.monotonic() < deadline:
+            time.sleep(0.1)
+            status = _replica_status(replica)
+        assert status.get("Last_SQL_Errno") == 1062, status
+        assert key in status["Last_SQL_Error"] and literal in status["Last_SQL_Error"]
+        assert key in replica.error_log.read_text(errors="replace")
+        done = mydiag("collect", "--host", "127.0.0.1", "--port", str(replica.port), "--user", "root",
+                      "--samples", "1", "--interval", "0.2", "--output", str(tmp_path / "out"), "--json",
+                      env=dict(os.environ, MYDIAG_HOME=str(tmp_path / "home")), timeout=120)
+    assert done.returncode in (0, 3), done.stderr
+    files = bundle_files(Path(json.loads(done.stdout)["bundle"]))
+    assert "1062" in files["logs/error.log"].decode()
+    blobs = dict(files, stdout=done.stdout.encode(), stderr=done.stderr.encode())
+    assert secretkit.leaks({"duplicate key": key, "statement literal": literal}, blobs) == []
+    report = json.loads(files["manifest.json"])["redaction"]
+    assert report.get("duplicate_entry_value", 0) >= 2 and report.get("error_statement", 0) >= 2

@@ -155,6 +155,39 @@ def test_a_replication_error_keeps_the_statement_shape_only():
     assert "INSERT INTO t VALUES (?+)" in out and counts.get("error_statement") == 1
 
 
+def test_replication_errors_in_the_error_log_lose_statement_literals_and_key_values():
+    literal, key = _secret(), _secret()
+    lines = (
+        # MariaDB 10.11, as its error log writes it.
+        f"2026-11-27  3:00:00 12 [ERROR] Slave SQL: Error 'Duplicate entry '{key}' for key "
+        f"'PRIMARY'' on query. Default database: 'shop'. Query: 'INSERT INTO users VALUES "
+        f"('{literal}', 1)', Gtid 0-1-5, Internal MariaDB error code: 1062\n"
+        # MySQL 8.0.
+        f"2026-11-27T03:00:00.000000Z 14 [ERROR] [MY-010584] [Repl] Replica SQL for channel '': "
+        f"Worker 1 failed executing transaction 'ANONYMOUS' at source log binlog.000002, "
+        f"end_log_pos 900; Error 'Duplicate entry '{key}' for key 'users.PRIMARY'' on query. "
+        f"Default database: 'shop'. Query: 'insert into users values ('{literal}')', "
+        f"Error_code: MY-001062\n"
+    )
+    out, counts = redact_text(lines, "logs/error.log")
+    assert_gone(literal, out)
+    assert_gone(key, out)
+    assert "Query: 'INSERT INTO users VALUES (?+)', Gtid 0-1-5" in out
+    assert "Query: 'insert into users values (?)', Error_code: MY-001062" in out
+    assert counts.get("error_statement") == 2 and counts.get("duplicate_entry_value") == 2
+
+
+def test_an_unsafe_statement_warning_keeps_the_statement_shape_only():
+    literal = _secret()
+    line = ("2026-11-27  3:00:00 5 [Note] Unsafe statement written to the binary log using "
+            "statement format since BINLOG_FORMAT = STATEMENT. The statement is unsafe because "
+            f"it uses a LIMIT clause. Statement: UPDATE users SET email='{literal}' LIMIT 1\n")
+    out, counts = redact_text(line, "logs/error.log")
+    assert_gone(literal, out)
+    assert "Statement: UPDATE users SET email=? LIMIT ?" in out
+    assert counts.get("error_statement") == 1
+
+
 # --- keys, URLs, cloud, tokens -----------------------------------------------------------
 
 def _pem(kind: str) -> str:
