@@ -183,7 +183,10 @@ def status_report(config: Config) -> Dict[str, Any]:
                   "lost": journal.get("lost", [])},
         "backlog": {"bundles": len(pending), "bytes": sum(e.get("bytes", 0) for e in pending),
                     "oldest": pending[0]["created"] if pending else None,
-                    "files": [e["file"] for e in pending]},
+                    "files": [e["file"] for e in pending],
+                    # Refused for good by the server (over its size limit): kept, not retried.
+                    "set_aside": [{"file": e["file"], "reason": e["rejected"]}
+                                  for e in entries if e.get("rejected") and not e.get("uploaded")]},
         "uploads": state.get("uploads") if config.server else None,
         "mysql": state.get("mysql"),
         "errors": state.get("errors", [])[-10:],
@@ -242,6 +245,8 @@ def _status_text(report: Dict[str, Any]) -> str:
     backlog = report["backlog"]
     lines.append(f"upload backlog: {backlog['bundles']} bundle(s), {_mib(backlog['bytes'])}"
                  + (f", oldest {_local(backlog['oldest'])}" if backlog["oldest"] else ""))
+    for aside in backlog.get("set_aside", []):
+        lines.append(f"  set aside: {aside['file']}: {aside['reason']}")
     uploads = report["uploads"]
     if uploads:
         lines.append(f"uploads: to {uploads.get('server')} ticket {uploads.get('ticket')}; "

@@ -24,7 +24,7 @@ from agent import pins
 from agent.config import ServerConfig
 from agent.spool import Spool
 from agent.transport import Client, Transient
-from agent.upload import Backoff, Refused, UploadError, fetch_ticket, upload_file
+from agent.upload import Backoff, Refused, TooLarge, UploadError, fetch_ticket, upload_file
 from bundle import age
 
 
@@ -34,6 +34,10 @@ class Retry(Exception):
 
 class Blocked(Exception):
     """The server refused; retrying soon will not help."""
+
+
+class SetAside(Exception):
+    """The server will never take this bundle (over its size limit); the next ones still go."""
 
 
 @dataclass
@@ -104,6 +108,8 @@ class TicketUploader(Uploader):
             # between, the next attempt sends the same bytes, which the server recognizes.
             outcome = upload_file(target, self.client, self.server.ticket,
                                   backoff=Backoff(attempts=2, base=0.2, cap=1.0), remove=False)
+        except TooLarge as exc:
+            raise SetAside(str(exc)) from None
         except Refused as exc:
             raise Blocked(str(exc)) from None
         except (UploadError, Transient) as exc:
@@ -174,6 +180,20 @@ class Shipper(threading.Thread):
             first = entry.attempts == 0
             try:
                 shipped = self.uploader.upload(self.spool.path(entry))
+            except SetAside as exc:
+                # Kept in the spool (never evicted: it was not uploaded) and shown by status;
+                # the queue goes on rather than waiting for what will never change.
+                self.last_error = str(exc)
+                try:
+                    self.spool.mark(entry.seq, rejected=str(exc))
+                except OSError as err:
+                    self.log(f"upload of {entry.file} refused ({exc}) but cannot record it: "
+                             f"{err.strerror}")
+                    self.stop.wait(self.backoff_max)
+                    return False
+                self.log(f"upload of {entry.file} set aside: {exc}; it stays in the spool, "
+                         "the next bundles go on")
+                continue
             except (Retry, Blocked) as exc:
                 blocked = isinstance(exc, Blocked)
                 self.pause = self.backoff_max if blocked else min(

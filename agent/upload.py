@@ -50,6 +50,10 @@ class Refused(UploadError):
     """The server said no (token, ticket, size): retrying will not help."""
 
 
+class TooLarge(Refused):
+    """This one file is over the server's limit per upload; smaller ones still go."""
+
+
 @dataclass
 class Outcome:
     bundle: str
@@ -93,6 +97,8 @@ def refusal(reply: Reply, ticket: str) -> Refused:
                        "ask support for a new upload token")
     if reply.status == 404:
         return Refused(f"no ticket {ticket} on this server for this token")
+    if reply.status == 413 and reply.headers.get("tus-max-size"):
+        return TooLarge(f"the server refused this bundle: {reply.error()}")
     return Refused(f"the server refused: {reply.error()}")
 
 

@@ -65,8 +65,10 @@ def create(state: State, who: Principal, ticket_id: str, length: int,
     if length <= 0:
         raise TusError(400, "an empty upload cannot be a bundle")
     if length > limits.max_upload_bytes:
+        # Tus-Max-Size (tus 1.0) tells a client that this upload, not the ticket, is too big.
         raise TusError(413, f"the upload is {length} bytes; the limit per upload is "
-                            f"{limits.max_upload_bytes} bytes")
+                            f"{limits.max_upload_bytes} bytes",
+                       {"Tus-Max-Size": str(limits.max_upload_bytes)})
     declared = metadata.get("sha256")
     if declared is not None and not _SHA256.match(declared):
         raise TusError(400, "Upload-Metadata sha256 must be 64 lowercase hex digits")

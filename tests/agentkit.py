@@ -174,6 +174,15 @@ class SupportServer:
         return json.loads(cli(["bundle", "list", "--data", str(self.data), "--ticket", ticket,
                                "--json"]).stdout)
 
+    def limit_uploads(self, max_bytes: int) -> None:
+        """Set the largest single upload (as `init --max-upload-bytes` does); applies at start."""
+        from server.config import DataDir
+
+        data = DataDir(self.data)
+        config = data.load()
+        config.limits.max_upload_bytes = max_bytes
+        data.save(config)
+
     def start(self) -> None:
         with open(self.data.parent / "server.log", "ab") as log:
             process = subprocess.Popen(

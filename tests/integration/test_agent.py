@@ -220,3 +220,36 @@ def test_backlog_uploads_in_order_after_the_server_comes_back(server, tmp_path):
     for entry in entries:
         read_bundle(spool / "bundles" / entry["file"], support.identity)
     assert not [p for p in spool.rglob("*.age") if not p.name.endswith(".tar.zst.age")]
+
+
+def test_a_bundle_over_the_servers_size_limit_is_set_aside_and_the_next_ones_go(server, tmp_path):
+    support = SupportServer.create(tmp_path)
+    ticket = support.ticket()
+    config = write_config(tmp_path / "agent", server, schedule="1h", server={
+        "url": support.url, "ticket": ticket["id"], "token": ticket["upload_token"], "backoff_max": "1s"})
+    env = {**os.environ, "MYDIAG_HOME": str(tmp_path / "home")}
+    spool = tmp_path / "agent" / "spool"
+    support.limit_uploads(2000)  # smaller than any bundle
+    support.start()
+    try:
+        first = mydiag("agent", "once", "--config", str(config), timeout=120, env=env)
+    finally:
+        support.stop()
+    assert first.returncode == 0, first.stderr
+    [entry] = journal(spool)
+    assert entry["rejected"] and "limit per upload" in entry["rejected"] and not entry["uploaded"]
+    assert "set aside" in first.stderr
+    support.limit_uploads(4 << 30)
+    support.start()
+    try:
+        second = mydiag("agent", "once", "--config", str(config), timeout=120, env=env)
+        report = status(config, tmp_path / "home")
+    finally:
+        support.stop()
+    assert second.returncode == 0, second.stderr
+    entries = journal(spool)
+    assert len(entries) == 2 and entries[1]["uploaded"] and entries[0]["rejected"]
+    assert [b["status"] for b in support.bundles(ticket["id"])] == ["accepted"]
+    assert report["backlog"]["bundles"] == 0
+    assert [a["file"] for a in report["backlog"]["set_aside"]] == [entries[0]["file"]]
+    assert (spool / "bundles" / entries[0]["file"]).exists()  # kept, never evicted
