@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from tests import secretkit
 from tests.agentkit import SupportServer, agent, journal, read_bundle, status, wait_for, write_config
 from tests.helpers import mydiag
 
@@ -162,13 +163,14 @@ def test_a_second_agent_on_the_same_spool_refuses_to_start(server, tmp_path):
 
 
 def test_no_password_or_token_reaches_the_log_or_the_status(server, tmp_path):
+    password, token = secretkit.make("pw-"), secretkit.make("tok-")
     server.sql("DROP USER IF EXISTS 'agent_diag'@'127.0.0.1'",
-               "CREATE USER 'agent_diag'@'127.0.0.1' IDENTIFIED BY 'Pw-4u9XkZ1r7'",
+               f"CREATE USER 'agent_diag'@'127.0.0.1' IDENTIFIED BY '{password}'",
                "GRANT PROCESS, REPLICATION CLIENT ON *.* TO 'agent_diag'@'127.0.0.1'")
     folder = tmp_path / "cfg"
     config = write_config(folder, server, schedule="1h", server={
-        "url": "http://127.0.0.1:9", "ticket": "tk-x", "token": "tok-SECRET-abcdef"})
-    server.defaults_file(folder, user="agent_diag", password="Pw-4u9XkZ1r7")
+        "url": "http://127.0.0.1:9", "ticket": "tk-x", "token": token})
+    server.defaults_file(folder, user="agent_diag", password=password)
     text = config.read_text().replace("my-root.cnf", "my-agent_diag.cnf")
     config.write_text(text)
     proc = agent(config, tmp_path).start()
@@ -178,7 +180,7 @@ def test_no_password_or_token_reaches_the_log_or_the_status(server, tmp_path):
         shown = json.dumps(status(config, proc.home))
     finally:
         proc.stop()
-    for secret in ("Pw-4u9XkZ1r7", "tok-SECRET-abcdef"):
+    for secret in (password, token):
         assert secret not in proc.log() and secret not in shown
         assert secret not in (tmp_path / "cfg" / "spool" / "state.json").read_text()
     assert "refused the connection" in proc.log()
@@ -222,6 +224,7 @@ def test_backlog_uploads_in_order_after_the_server_comes_back(server, tmp_path):
     assert not [p for p in spool.rglob("*.age") if not p.name.endswith(".tar.zst.age")]
 
 
+@pytest.mark.server
 def test_a_bundle_over_the_servers_size_limit_is_set_aside_and_the_next_ones_go(server, tmp_path):
     support = SupportServer.create(tmp_path)
     ticket = support.ticket()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ from agent.config import ConfigError, load, parse_duration, parse_size
 from tests.helpers import ROOT, mydiag
 
 EXAMPLE = ROOT / "docs" / "agent.example.toml"
+#: Made per run: a password put in the config must be refused without being echoed.
+PASSWORD = secrets.token_urlsafe(12)
 
 
 def _write(folder: Path, text: str, mode: int = 0o600) -> Path:
@@ -46,7 +49,7 @@ def test_the_documented_example_loads(tmp_path):
     ('[schedule]\nevery = "10x"\n', "schedule.every", "is not a duration"),
     ('[schedule]\nevery = "15m"\nprofile = "huge"\n', "schedule.profile", "is not a profile"),
     ('[schedule]\nprofile = "quick"\n', "schedule.every", "is required"),
-    ('[mysql]\npassword = "hunter2"\n', "mysql.password", "not allowed here"),
+    (f'[mysql]\npassword = "{PASSWORD}"\n', "mysql.password", "not allowed here"),
     ('[mysql]\nport = "3306"\n', "mysql.port", "is not a whole number"),
     ('[mysql]\ndefaults_file = "/nonexistent/my.cnf"\n', "mysql.defaults_file", "no such file"),
     ('[spool]\nsize = 1\n', "spool.size", "unknown key"),
@@ -73,6 +76,7 @@ def test_a_bad_config_names_the_file_the_key_and_the_problem(tmp_path, text, whe
     assert message.startswith(f"{path}: {where}"), message
     assert words in message
     assert "\n" not in message
+    assert PASSWORD not in message
 
 
 def test_a_token_in_a_file_readable_by_others_is_refused(tmp_path):
