@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import subprocess
 import threading
 import time
 from functools import partial
@@ -126,18 +125,6 @@ def test_sigkill_during_spool_writes_without_a_server_loses_nothing(server, tmp_
     spool = tmp_path / "spool"
     captured = _kill_repeatedly(config, tmp_path, spool, 10, None, seed=9)
     assert captured and captured <= {e["file"] for e in journal(spool)}
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 4 MiB filesystem: writes past it fail with ENOSPC."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def _fill(path: Path, leave: int) -> None:

@@ -19,18 +19,6 @@ from tests.helpers import ROOT, mydiag
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A real 4 MiB filesystem: writes past it fail with ENOSPC."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 @pytest.fixture(scope="module")
 def keys():
     return age.generate_identity()
