@@ -186,13 +186,19 @@ def test_no_password_or_token_reaches_the_log_or_the_status(server, tmp_path):
     assert "refused the connection" in proc.log()
 
 
-@pytest.mark.server
-def test_backlog_uploads_in_order_after_the_server_comes_back(server, tmp_path):
+def _uploading_agent(mysql, tmp_path, schedule: str) -> tuple:
+    """A support server (not started yet) with a ticket, and an agent config that uploads
+    to it: (server, ticket, config, spool)."""
     support = SupportServer.create(tmp_path)
     ticket = support.ticket()
-    config = write_config(tmp_path / "agent", server, schedule="1s", server={
+    config = write_config(tmp_path / "agent", mysql, schedule=schedule, server={
         "url": support.url, "ticket": ticket["id"], "token": ticket["upload_token"], "backoff_max": "1s"})
-    spool = tmp_path / "agent" / "spool"
+    return support, ticket, config, tmp_path / "agent" / "spool"
+
+
+@pytest.mark.server
+def test_backlog_uploads_in_order_after_the_server_comes_back(server, tmp_path):
+    support, ticket, config, spool = _uploading_agent(server, tmp_path, "1s")
     proc = agent(config, tmp_path / "agent").start()
     try:
         wait_for(lambda: len(journal(spool)) >= 4, 30, message="a backlog while the server is away")
@@ -226,12 +232,8 @@ def test_backlog_uploads_in_order_after_the_server_comes_back(server, tmp_path):
 
 @pytest.mark.server
 def test_a_bundle_over_the_servers_size_limit_is_set_aside_and_the_next_ones_go(server, tmp_path):
-    support = SupportServer.create(tmp_path)
-    ticket = support.ticket()
-    config = write_config(tmp_path / "agent", server, schedule="1h", server={
-        "url": support.url, "ticket": ticket["id"], "token": ticket["upload_token"], "backoff_max": "1s"})
+    support, ticket, config, spool = _uploading_agent(server, tmp_path, "1h")
     env = {**os.environ, "MYDIAG_HOME": str(tmp_path / "home")}
-    spool = tmp_path / "agent" / "spool"
     support.limit_uploads(2000)  # smaller than any bundle
     support.start()
     try:
