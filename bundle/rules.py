@@ -221,6 +221,11 @@ def _error_statement(match: re.Match[str]) -> Optional[str]:
     return None if reduced == statement else reduced
 
 
+def _after(prefix: str, replaced: Optional[str]) -> Optional[str]:
+    """`replaced` behind the part of the match that stays, or None when nothing changed."""
+    return None if replaced is None else prefix + replaced
+
+
 _MYSQL_TOOL = re.compile(
     r"mysql|mariadb|xtrabackup|mariabackup|innobackupex|mydumper|myloader|pt-[a-z]|mydiag",
     re.I,
@@ -394,8 +399,7 @@ RULES: List[Rule] = [
     Rule(
         "error_statement", ("unsafe",),
         re.compile(r"(?<=[Uu]nsafe)(?P<pre>.*?\bStatement: )(?P<v>.+)$"),
-        lambda m: None if fingerprint(m.group("v")) == m.group("v")
-        else m.group("pre") + fingerprint(m.group("v")),
+        lambda m: _after(m.group("pre"), _error_statement(m)),
     ),
     # The key value a duplicate-key error quotes is row data (an e-mail, a card number).
     Rule(
