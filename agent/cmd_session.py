@@ -394,7 +394,7 @@ def run_revoke(args: argparse.Namespace) -> int:
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    from bundle import asciicast
+    from recording import asciicast
 
     try:
         folder = session_state.folder(args.session_id)

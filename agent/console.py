@@ -132,13 +132,14 @@ class Console:
     # -- collectors -----------------------------------------------------------------------
 
     def collectors(self, _rest: str) -> None:
-        from collectors.registry import all_collectors
+        from collectors.catalog import all_collectors
 
         for item in all_collectors():
             self.out(f"  {item.name:<24} {','.join(item.profiles):<20} {item.doc}\n")
 
     def collect(self, rest: str) -> None:
-        from collectors.registry import PROFILES, all_collectors
+        from collectors.catalog import all_collectors
+        from collectors.registry import PROFILES
 
         words = shlex.split(rest)
         profile = "quick"
@@ -242,13 +243,13 @@ class Failed(Exception):
 
 
 def _redacted(text: str) -> str:
-    from bundle.redact import Redactor
+    from privacy.redact import Redactor
 
     return Redactor().text(text, "console.txt")
 
 
 def _redact_member(path: str, data: bytes) -> bytes:
-    from bundle.redact import Redactor
+    from privacy.redact import Redactor
 
     return Redactor().apply(path, data)
 

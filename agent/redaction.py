@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Callable, List
 
-from bundle.lint import Finding
 from bundle.manifest import FileEntry
-from bundle.pseudonym import parse_kinds
+from privacy.lint import Finding
+from privacy.pseudonym import parse_kinds
 
 #: How many findings the message lists before it says "and N more".
 SHOWN = 10

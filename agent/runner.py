@@ -19,23 +19,15 @@ from typing import Any, Callable, Dict, List, Optional
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.home import home
-from bundle.lint import Finding, SecretFindings
 from bundle.manifest import CollectorEntry, FileEntry, Manifest, iso, utc_now
 from bundle.paths import bundle_name
-from bundle.pseudonym import Pseudonymizer, PseudonymStore
-from bundle.redact import Redactor
 from bundle.writer import BundleWriter
+from collectors.catalog import collectors_for
 from collectors.mysql.session import AccessDenied, ConnectSpec, ServerDown, Session
-from collectors.registry import (
-    Artifact,
-    Collector,
-    CollectorError,
-    Context,
-    Need,
-    Notes,
-    Skip,
-    collectors_for,
-)
+from collectors.registry import Artifact, Collector, CollectorError, Context, Need, Notes, Skip
+from privacy.lint import Finding, SecretFindings
+from privacy.pseudonym import Pseudonymizer, PseudonymStore
+from privacy.redact import Redactor
 
 #: How long a collector gets after its deadline to notice the interrupt and stop.
 GRACE = 1.0

@@ -4,7 +4,7 @@ The gateway opens a channel through the tunnel for each engineer channel and sen
 OPEN (who, the command if any, the terminal if any). The host starts, in a session of
 its own, the diag console (`diag`) or the granting user's login shell (`shell`), in a
 pseudo-terminal when the engineer has one or works interactively, with pipes for a
-one-command channel. Every byte either way is recorded here (bundle/asciicast.py) and
+one-command channel. Every byte either way is recorded here (recording/asciicast.py) and
 sent to the gateway with its time, which writes the same recording on the server.
 
 The shell gets a fresh environment (HOME, USER, SHELL, PATH, LANG, TERM): nothing of
@@ -27,8 +27,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
-from bundle import asciicast, sessionwire
-from bundle.sessionwire import Reader, WireError
+from recording import asciicast, sessionwire
+from recording.sessionwire import Reader, WireError
 
 if TYPE_CHECKING:
     from agent.tunnel import Holder

@@ -24,7 +24,7 @@ class LiveProgress:
 
     def __enter__(self) -> LiveProgress:
         if self.enabled:
-            from collectors.registry import all_collectors
+            from collectors.catalog import all_collectors
 
             self._progress = Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

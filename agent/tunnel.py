@@ -25,7 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from agent import session_state
 from agent.session_host import Host
-from bundle.sessionwire import CIPHERS, PACKET, WINDOW
+from recording.sessionwire import CIPHERS, PACKET, WINDOW
 
 #: How often the holder looks for a revocation mark, the deadline and the tunnel (a stat()).
 POLL = 0.05

@@ -10,7 +10,7 @@ made for this run, so one search of the output proves none survived.
 Then, one after another on the same file and in the same run, each in its own process
 (wall time from start to exit, peak RSS of that process from wait4):
 
-- mydiag: `bundle.redact.redact_stream(statements=True)`: the always-on rules plus the
+- mydiag: `privacy.redact.redact_stream(statements=True)`: the always-on rules plus the
   slow log's statements reduced to fingerprints, what `mydiag collect` does to a log;
 - `sos clean --batch --domains example.com` on a directory holding the same file (sos
   needs an sos-report-shaped target: a `sos_logs` folder marks one; it moves the folder
@@ -131,7 +131,7 @@ def _measure(command: List[str], env: Dict[str, str], cwd: Path) -> Dict[str, fl
 
 _MYDIAG = (
     "import sys\n"
-    "from bundle.redact import redact_stream\n"
+    "from privacy.redact import redact_stream\n"
     "with open(sys.argv[1], 'rb') as src, open(sys.argv[2], 'wb') as dst:\n"
     "    counts = redact_stream(src, dst, statements=True)\n"
     "print(sum(counts.values()), file=sys.stderr)\n"

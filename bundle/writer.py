@@ -28,11 +28,11 @@ import zstandard
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bundle.age import AgeWriter
-from bundle.lint import Finding, SecretFindings, lint_bytes, lint_file
 from bundle.manifest import MANIFEST_PATH, FileEntry, Manifest
 from bundle.paths import SUFFIX, member_ok
-from bundle.redact import Redactor, dump_json, json_documents, kind_of
 from bundle.sign import SIGNATURE_PATH, signature_document
+from privacy.lint import Finding, SecretFindings, lint_bytes, lint_file
+from privacy.redact import Redactor, dump_json, json_documents, kind_of
 
 PARTIAL_SUFFIX = ".partial"
 ZSTD_LEVEL = 6

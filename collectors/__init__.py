@@ -1,1 +1,4 @@
-"""Sources of diagnostics: one module per source, each collector a short declaration."""
+"""Sources of diagnostics: one module per source, each collector a short declaration.
+
+May import: bundle and privacy (manifest values, fingerprints); never agent or server.
+"""

@@ -1,9 +1,13 @@
 # isort: skip_file
-"""Every collector module, imported once so their declarations register.
+"""Every collector module, imported once so their declarations register; the full list.
 
 The import order is the run order (and the order of the manifest and summary):
-who the server is first, then what it is doing, then the heavier overviews.
+who the server is first, then what it is doing, then the heavier overviews. Whoever
+needs every collector (the runner, the summary, the diag console) asks this module;
+the registry itself imports no collector.
 """
+
+from typing import List
 
 from collectors.mysql import identity  # noqa: F401
 from collectors.mysql import variables  # noqa: F401
@@ -36,3 +40,14 @@ from collectors.config import extra  # noqa: F401
 from collectors.config import effective  # noqa: F401
 from collectors.logs import error_log  # noqa: F401
 from collectors.logs import slow_log  # noqa: F401
+from collectors.registry import Collector, registered
+
+
+def all_collectors() -> List[Collector]:
+    """Every collector, in run order."""
+    return registered()
+
+
+def collectors_for(profile: str) -> List[Collector]:
+    """The collectors of `profile`, in run order."""
+    return [c for c in registered() if profile in c.profiles]

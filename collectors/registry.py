@@ -112,20 +112,12 @@ def collector(
     return register
 
 
-def collectors_for(profile: str) -> List[Collector]:
-    """The registered collectors of `profile`, in registration order."""
-    load_all()
-    return [c for c in _REGISTRY.values() if profile in c.profiles]
+def registered() -> List[Collector]:
+    """The collectors registered so far, in registration order.
 
-
-def all_collectors() -> List[Collector]:
-    load_all()
+    Only those whose modules were imported: `collectors.catalog` imports them all.
+    """
     return list(_REGISTRY.values())
-
-
-def load_all() -> None:
-    """Import every collector module so their decorators run."""
-    from collectors import catalog  # noqa: F401  (import registers)
 
 
 @dataclass

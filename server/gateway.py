@@ -6,7 +6,7 @@ with the key it registered in the grant, asks for a reverse forward (paramiko's
 engineer connects with stock OpenSSH as `NAME@gateway SESSION [-- COMMAND…]`, with the
 key registered for NAME. The gateway checks the grant (that engineer, live, before its
 deadline, tunnel up), opens a `forwarded-tcpip` channel back to the agent and relays
-(bundle/sessionwire.py), writing its own copy of the recording from the agent's
+(recording/sessionwire.py), writing its own copy of the recording from the agent's
 timestamped events as they pass. Revocation, expiry and a lost tunnel close every
 engineer channel of the session at once; each step is in the audit log.
 """
@@ -25,8 +25,8 @@ from typing import Any, Dict, List, Optional, Set
 
 import paramiko
 
-from bundle import asciicast, sessionwire
-from bundle.sessionwire import CIPHERS, PACKET, WINDOW, Reader, WireError
+from recording import asciicast, sessionwire
+from recording.sessionwire import CIPHERS, PACKET, WINDOW, Reader, WireError
 from server import sessions
 from server.state import State
 

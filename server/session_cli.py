@@ -113,7 +113,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from bundle import asciicast
+    from recording import asciicast
     from server import sessions
 
     state = _open(args)
@@ -140,7 +140,7 @@ def _anchors(tx: Any, ticket_id: str, session_id: str) -> Dict[str, str]:
 
 def replay(casts: List[Path], args: argparse.Namespace, anchors: Dict[str, str]) -> int:
     """Verify every part, then play it or list what was typed."""
-    from bundle import asciicast
+    from recording import asciicast
 
     if args.part is not None:
         casts = [c for c in casts if c.stem == str(args.part)]

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from typing import Iterator, List, Tuple
 
-from bundle.fingerprint import fingerprint
 from collectors.config.settings import UnknownSettings, resolve, setting
 from collectors.config.values import TRUE
 from collectors.logs.tail import NotRegularFile, read_tail
 from collectors.registry import Artifact, CollectorError, Context, Skip, collector
+from privacy.fingerprint import fingerprint
 
 _HEADER_KEYS = (
     "Time", "User@Host", "Thread_id", "Schema", "QC_hit", "QC_Hit", "Query_time", "Lock_time",

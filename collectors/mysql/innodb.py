@@ -12,7 +12,7 @@ from collectors.registry import PROFILES, Artifact, Context, Need, Skip, collect
 @collector("mysql.innodb_status", profiles=PROFILES, needs=[Need.MYSQL], timeout=5)
 def innodb_status(ctx: Context) -> Iterator[Artifact]:
     """SHOW ENGINE INNODB STATUS, whole (the pipeline takes the statements and record bytes
-    out of it: bundle/innodb_status.py)."""
+    out of it: privacy/innodb_status.py)."""
     rows = ctx.session.query(INNODB_STATUS)
     if not rows:
         raise Skip("InnoDB is not enabled on this server")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from bundle.fingerprint import fingerprint
 from collectors.mysql.common import optional
 from collectors.mysql.sql import PS_DIGESTS, PS_FILE_IO, PS_MEMORY, PS_TABLE_IO, PS_WAITS
 from collectors.registry import Artifact, Context, Need, Skip, collector
+from privacy.fingerprint import fingerprint
 
 _PARTS = (
     (PS_DIGESTS, "statement_digests"),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from bundle.fingerprint import fingerprint
 from collectors.mysql.sql import PROCESSLIST
 from collectors.registry import PROFILES, Artifact, Context, Need, collector
+from privacy.fingerprint import fingerprint
 
 
 @collector("mysql.processlist", profiles=PROFILES, needs=[Need.MYSQL], timeout=5)

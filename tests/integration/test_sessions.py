@@ -222,7 +222,7 @@ def test_a_tampered_recording_is_detected_on_both_sides(gateway, ticket, tmp_pat
     assert cut_short.returncode == 10 and "removed" in cut_short.stderr
 
     # Rewriting the chain beside the cast is not enough: the head is also kept apart.
-    from bundle import asciicast
+    from recording import asciicast
 
     forged = original.replace(b"line-2", b"line-X")
     cast.write_bytes(forged)

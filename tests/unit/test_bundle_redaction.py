@@ -8,12 +8,12 @@ import secrets
 
 import pytest
 
-from bundle.lint import SecretFindings, lint_line, random_looking
 from bundle.manifest import CollectorEntry, Manifest
-from bundle.pseudonym import Pseudonymizer, PseudonymStore, parse_kinds
 from bundle.reader import members
-from bundle.redact import Redactor
 from bundle.writer import BundleWriter
+from privacy.lint import SecretFindings, lint_line, random_looking
+from privacy.pseudonym import Pseudonymizer, PseudonymStore, parse_kinds
+from privacy.redact import Redactor
 
 
 def _manifest(**kwargs) -> Manifest:
@@ -152,7 +152,7 @@ def test_unknown_pseudonym_kinds_are_refused():
 
 def test_lint_passes_a_server_version_next_to_a_secret_word():
     """The error log's start-up banner, in a data directory whose path says 'private'."""
-    from bundle.lint import lint_line
+    from privacy.lint import lint_line
 
     line = ("Version: '10.11.19-MariaDB-0+deb12u1'  socket: '/srv/private5/mysqld.sock'"
             "  port: 53705  Debian 12")

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bundle.fingerprint import fingerprint
+from privacy.fingerprint import fingerprint
 
 
 def test_literals_and_comments_become_placeholders():

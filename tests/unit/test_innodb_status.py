@@ -10,8 +10,8 @@ import random
 import secrets
 from collections import Counter
 
-from bundle.innodb_status import InnodbStatus
-from bundle.redact import Redactor, kind_of
+from privacy.innodb_status import InnodbStatus
+from privacy.redact import Redactor, kind_of
 
 LOCKS = ("RECORD LOCKS space id 2 page no 4 n bits 72 index PRIMARY of table `bank`.`accounts` "
          "trx id 1801 lock_mode X locks rec but not gap")

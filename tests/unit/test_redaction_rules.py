@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bundle.redact import Redactor, kind_of, redact_stream
-from bundle.rules import NEEDLES, RULES, is_secret_name
+from privacy.redact import Redactor, kind_of, redact_stream
+from privacy.rules import NEEDLES, RULES, is_secret_name
 from tests import secretkit
 
 
@@ -208,7 +208,7 @@ def test_pem_blocks_go_whole(kind):
 
 
 def test_a_pem_block_split_across_stream_blocks(monkeypatch):
-    import bundle.redact as redact
+    import privacy.redact as redact
 
     monkeypatch.setattr(redact, "BLOCK", 97)
     pem = _pem("PRIVATE KEY")
@@ -380,7 +380,7 @@ def test_slow_log_statements_become_fingerprints():
 
 
 def test_an_overlong_line_is_left_out_in_bounded_memory(monkeypatch):
-    import bundle.redact as redact
+    import privacy.redact as redact
 
     monkeypatch.setattr(redact, "MAX_LINE", 1000)
     monkeypatch.setattr(redact, "BLOCK", 256)

@@ -9,7 +9,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bundle import asciicast, sessionwire
+from recording import asciicast, sessionwire
 
 
 def record(folder, events, name="1"):

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Pattern, Tuple
 
-from bundle.fingerprint import fingerprint
+from privacy.fingerprint import fingerprint
 
 MASK = "<redacted>"
 

@@ -18,10 +18,10 @@ import threading
 from collections import Counter
 from typing import IO, Any, Callable, Dict, List, Optional, Tuple
 
-from bundle.fingerprint import fingerprint
-from bundle.innodb_status import InnodbStatus
-from bundle.pseudonym import Pseudonymizer
-from bundle.rules import MASK, NEEDLES, PROBE_RULES, RULES, Rule, benign_value, is_secret_name
+from privacy.fingerprint import fingerprint
+from privacy.innodb_status import InnodbStatus
+from privacy.pseudonym import Pseudonymizer
+from privacy.rules import MASK, NEEDLES, PROBE_RULES, RULES, Rule, benign_value, is_secret_name
 
 __all__ = ["MASK", "Redactor", "redact_stream"]
 

@@ -11,7 +11,7 @@ by what InnoDB prints, so an unexpected line is treated as statement text: the s
 direction.
 
 `InnodbStatus` works block by block (a section, or a statement, may span two blocks), like
-the slow-log statements of `bundle.redact`.
+the slow-log statements of `privacy.redact`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 from typing import Callable, List, Optional
 
-from bundle.fingerprint import fingerprint
-from bundle.rules import MASK
+from privacy.fingerprint import fingerprint
+from privacy.rules import MASK
 
 #: The sections that quote statements and records.
 SECTIONS = frozenset({"TRANSACTIONS", "LATEST DETECTED DEADLOCK", "LATEST FOREIGN KEY ERROR"})
