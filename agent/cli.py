@@ -1,4 +1,4 @@
-"""`mydiag`: the customer-side command. Each subcommand lives in its own `cmd_*` module."""
+"""`mydiag`: the customer-side command. Each subcommand lives in its own module in agent/commands/."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mydiag {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS if only is None else (only,):
-        importlib.import_module(f"agent.cmd_{name}").register(subparsers)
+        importlib.import_module(f"agent.commands.{name}").register(subparsers)
     return parser
 
 

@@ -42,8 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 import zstandard  # noqa: E402
 
-from agent.transport import Client  # noqa: E402
-from agent.upload import Backoff, upload_file  # noqa: E402
+from agent.remote.transport import Client  # noqa: E402
+from agent.remote.upload import Backoff, upload_file  # noqa: E402
 from bundle import age  # noqa: E402
 from bundle.manifest import FileEntry, Manifest, iso, utc_now  # noqa: E402
 from bundle.writer import BundleWriter  # noqa: E402

@@ -118,8 +118,8 @@ def test_binary_log_status_is_read_with_the_flavors_syntax(service: Service, sta
 
 
 def test_lock_waits_come_from_the_flavors_table(service: Service, tmp_path):
-    from agent.runner import Options
-    from agent.runner import collect as run_collection
+    from agent.collect.runner import Options
+    from agent.collect.runner import collect as run_collection
     from collectors.mysql.session import ConnectSpec
 
     service.sql("CREATE DATABASE IF NOT EXISTS matrix_locks",

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import pytest
 
-from agent.spool import is_bundle_name
+from agent.daemon.spool import is_bundle_name
 from tests.agentkit import SupportServer, agent, journal, read_bundle, status, wait_for, write_config
 
 pytestmark = pytest.mark.mysql

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent import service
-from agent.config import ConfigError, load, parse_duration, parse_size
+from agent.daemon import service
+from agent.daemon.config import ConfigError, load, parse_duration, parse_size
 from tests.helpers import ROOT, mydiag
 
 EXAMPLE = ROOT / "docs" / "agent.example.toml"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from agent.spool import Spool
+from agent.daemon.spool import Spool
 
 
 def _capture(spool: Spool, size: int = 1000, name: str = "mydiag-db1-20261126T120000Z.tar.zst"):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.triggers import ExpressionError, Reading, TriggerState, observe, parse
+from agent.daemon.trigger_language import ExpressionError, parse
+from agent.daemon.triggers import Reading, TriggerState, observe
 
 
 @pytest.mark.parametrize("text", [

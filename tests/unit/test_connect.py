@@ -6,7 +6,7 @@ import secrets
 
 import pytest
 
-from agent.connect import OptionError, resolve
+from agent.collect.connection import OptionError, resolve
 from collectors.mysql import optionfile
 
 

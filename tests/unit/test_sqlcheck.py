@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent import sqlcheck
+from agent.session import sqlcheck
 
 ALLOWED = [
     "SELECT 1",

@@ -7,7 +7,13 @@ import sys
 from pathlib import Path
 
 from agent import exitcodes
-from agent.remote import RemoteError, add_server_options, add_transfer_options, report, send
+from agent.commands.ticket_options import (
+    RemoteError,
+    add_server_options,
+    add_transfer_options,
+    report,
+    send,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

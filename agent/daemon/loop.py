@@ -23,13 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from agent import lowprio
-from agent.config import Config, ConfigError, TriggerConfig
-from agent.monitor import Probe
-from agent.session_queue import SessionQueue
-from agent.shipping import Shipper, Uploader
-from agent.spool import Spool, write_atomic
-from agent.triggers import Fire, TriggerState, observe
+from agent.collect import lowprio
+from agent.daemon.config import Config, ConfigError, TriggerConfig
+from agent.daemon.monitor import Probe
+from agent.daemon.shipping import Shipper, Uploader
+from agent.daemon.spool import Spool, write_atomic
+from agent.daemon.triggers import Fire, TriggerState, observe
+from agent.session.queue import SessionQueue
 from collectors.mysql.session import ConnectSpec
 
 STATE = "state.json"
@@ -157,7 +157,7 @@ class Agent:
     def run(self) -> None:
         """Check and capture until `stop` is set."""
         self.log(self._describe())
-        # Remote sessions granted with `mydiag session grant --via-agent` (agent/session_queue.py);
+        # Remote sessions granted with `mydiag session grant --via-agent` (agent/session/queue.py);
         # only the long-running agent holds them (`once` would end them when it exits).
         self.sessions = SessionQueue(self.spec, self.log)
         self.sessions.start()
@@ -284,7 +284,7 @@ class Agent:
                 self._jobs.task_done()
 
     def capture(self, job: Job) -> None:
-        from agent.runner import Options, collect
+        from agent.collect.runner import Options, collect
 
         what = f"{job.kind} {job.fire.name}" if job.fire else job.kind
         why = self.spool.room(job.profile)

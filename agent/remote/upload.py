@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterator, Optional
 
-from agent.transport import API, Client, Reply, Transient
+from agent.remote.transport import API, Client, Reply, Transient
 
 CHUNK = 16 << 20
 #: Files up to this size are hashed before the upload starts.

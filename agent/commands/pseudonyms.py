@@ -7,7 +7,7 @@ import json
 import sys
 
 from agent import exitcodes
-from agent.runner import pseudonym_store
+from agent.collect.runner import pseudonym_store
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 from agent import exitcodes
-from agent.sealing import add_recipient_options, age_exit_code, os_error_text, recipients_from
+from agent.commands.sealing_options import (
+    add_recipient_options,
+    age_exit_code,
+    os_error_text,
+    recipients_from,
+)
 from bundle.age import AgeError, seal_file
 
 

@@ -25,13 +25,11 @@ import sys
 import termios
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
+from agent.session.grant import SessionHolder
 from recording import asciicast, sessionwire
 from recording.sessionwire import Reader, WireError
-
-if TYPE_CHECKING:
-    from agent.tunnel import Holder
 
 READ = 1 << 20
 #: fcntl.F_SETPIPE_SZ (Linux), named in the fcntl module only from Python 3.10.
@@ -48,7 +46,7 @@ def _winsize(fd: int, cols: int, rows: int) -> None:
 
 
 class Host:
-    def __init__(self, holder: Holder, channel: Any) -> None:
+    def __init__(self, holder: SessionHolder, channel: Any) -> None:
         self.holder = holder
         self.channel = channel
         self.grant = holder.grant
@@ -175,8 +173,8 @@ class Host:
             os.write(spec_write, json.dumps(self.holder.spec).encode())
             os.close(spec_write)
             pass_fds.append(spec_read)
-            argv = [sys.executable, "-m", "agent.console", "--session", grant.id, "--engineer", self.engineer,
-                    "--purpose", grant.purpose, "--spec-fd", str(spec_read)]
+            argv = [sys.executable, "-m", "agent.session.console", "--session", grant.id,
+                    "--engineer", self.engineer, "--purpose", grant.purpose, "--spec-fd", str(spec_read)]
             if self.command is not None:
                 argv += ["--command", self.command]
             cwd = str(folder)

@@ -14,7 +14,7 @@ import json
 import threading
 from typing import Any, Callable, Dict, Optional
 
-from agent import session_state
+from agent.session import state as session_state
 
 SCAN_EVERY = 0.5
 
@@ -53,7 +53,8 @@ class SessionQueue:
                     self._holders[session_id] = None
 
     def _take(self, session_id: str, request: Dict[str, Any]) -> None:
-        from agent.tunnel import Grant, Holder, key_from_pem
+        from agent.session.grant import Grant
+        from agent.session.tunnel import Holder, key_from_pem
 
         state = session_state.load(session_id) or {}
         if state.get("state") == "ended" or session_state.revoked(session_id):

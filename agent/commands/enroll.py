@@ -8,9 +8,9 @@ import socket
 import sys
 
 from agent import exitcodes
+from agent.commands.ticket_options import RemoteError, add_server_options, client_from, recipients_for
 from agent.home import host_key_path
-from agent.remote import RemoteError, add_server_options, client_from, recipients_for
-from agent.upload import Refused, UploadError, enroll
+from agent.remote.upload import Refused, UploadError, enroll
 from bundle.sign import SignError, fingerprint, generate_host_key, load_host_key, public_key_text
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agent.connect import resolve
+from agent.collect.connection import resolve
 from collectors.mysql.session import ConnectSpec
 
 

@@ -3,7 +3,7 @@
 The customer's side connects to the gateway (paramiko, as `tunnel:SESSION` with a key
 made for this grant, checking the gateway's host key against the one the server
 announced), asks for a reverse forward and opens a control channel. Each engineer
-channel arrives as a forwarded channel and is served by `session_host.Host`.
+channel arrives as a forwarded channel and is served by `channel.Host`.
 
 The end is enforced here, on the customer's host, whatever the server does: at the
 deadline, when `mydiag session revoke` leaves its mark (polled every 0.05 s), on Ctrl-C,
@@ -19,12 +19,12 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Set
 
-from agent import session_state
-from agent.session_host import Host
+from agent.session import state as session_state
+from agent.session.channel import Host
+from agent.session.grant import Grant
 from recording.sessionwire import CIPHERS, PACKET, WINDOW
 
 #: How often the holder looks for a revocation mark, the deadline and the tunnel (a stat()).
@@ -36,31 +36,6 @@ CONNECT_TIMEOUT = 5.0
 BACKOFF_MAX = 5.0
 
 Log = Callable[[str], None]
-
-
-@dataclass
-class Grant:
-    id: str
-    engineer: str
-    mode: str
-    purpose: str
-    ticket: str
-    server: str
-    host: str
-    expires: float
-    gateway_host: str
-    gateway_port: int
-    host_key: str
-
-    @classmethod
-    def from_dict(cls, data: Dict[str, Any]) -> Grant:
-        return cls(**{k: data[k] for k in cls.__dataclass_fields__})
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-    def join_command(self) -> str:
-        return f"ssh -p {self.gateway_port} {self.engineer}@{self.gateway_host} {self.id}"
 
 
 class Ended(Exception):

@@ -6,7 +6,7 @@ later: the server is away, the network broke) or `Blocked` (the server said no: 
 ticket, a changed recipient; the loop waits its longest pause and says why). Order is
 kept: a bundle is never sent before an older one has been confirmed.
 
-`TicketUploader` is the one implementation: the tus client of agent.upload, sealing a
+`TicketUploader` is the one implementation: the tus client of agent.remote.upload, sealing a
 plain bundle to the ticket's pinned recipients first (beside it in its spool folder, with
 the resume journal, so a restarted agent resumes instead of starting over).
 """
@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
-from agent import pins
-from agent.config import ServerConfig
-from agent.spool import Spool
-from agent.transport import Client, Transient
-from agent.upload import Backoff, Refused, TooLarge, UploadError, fetch_ticket, upload_file
+from agent.daemon.config import ServerConfig
+from agent.daemon.spool import Spool
+from agent.remote import pins
+from agent.remote.transport import Client, Transient
+from agent.remote.upload import Backoff, Refused, TooLarge, UploadError, fetch_ticket, upload_file
 from bundle import age
 
 

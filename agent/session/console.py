@@ -1,14 +1,14 @@
 """The diag console: what an engineer gets in a `diag` session, instead of a shell.
 
-Read-only actions only: SQL statements that pass `agent.sqlcheck` and run in a
+Read-only actions only: SQL statements that pass `agent.session.sqlcheck` and run in a
 read-only, time-limited session; one collector or a whole collection; the tail of the
 server's logs; the OS state. It starts no program and has no escape to a shell: a line
 is one of its commands or it is refused. Output passes through the redaction rules
 before it is shown, like everything that goes into a bundle.
 
-Run by the session host as `python -m agent.console`, in its own process (so a cut
-kills it whole), with the MySQL connection settings on an inherited pipe (`--spec-fd`),
-never on the command line or in the environment.
+Run by the session channel as `python -m agent.session.console`, in its own process (so
+a cut kills it whole), with the MySQL connection settings on an inherited pipe
+(`--spec-fd`), never on the command line or in the environment.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
-from agent import sqlcheck
+from agent.session import sqlcheck
 
 STATEMENT_TIMEOUT = 10.0
 MAX_ROWS = 1000
@@ -197,7 +197,7 @@ class Console:
             raise Failed(f"{item.name}: {type(exc).__name__}: {exc}")
 
     def _collection(self, profile: str) -> None:
-        from agent.runner import Options, collect
+        from agent.collect.runner import Options, collect
 
         if self.spec is None:
             raise Failed("no MySQL connection was configured for this session")

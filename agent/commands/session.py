@@ -16,8 +16,9 @@ import time
 import urllib.parse
 from typing import Any, Dict, List, Optional
 
-from agent import exitcodes, session_state
-from agent.say import fail, usage
+from agent import exitcodes
+from agent.commands.say import fail, usage
+from agent.session import state as session_state
 
 EXIT_CODES = ("Exit codes: 0 done, 2 bad arguments or not confirmed, 10 (replay) a recording does not "
               "verify, 13 the server could not be reached, 14 the server refused the grant, 130 interrupted.")
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # (the MySQL client, the upload code), are not needed and not loaded.
     light = sys.argv[1:2] == ["session"] and sys.argv[2:3] in (["revoke"], ["list"], ["replay"])
     if not light:
-        from agent.remote import add_server_options
+        from agent.commands.ticket_options import add_server_options
 
         add_server_options(grant)
     grant.add_argument("--engineer", required=True, metavar="NAME", help="who may join (their server name)")
@@ -63,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     grant.add_argument("--json", action="store_true",
                        help="print JSON lines; the first is the session with its `id`")
     if not light:
-        from agent.options import add_connection_options
+        from agent.commands.connection_options import add_connection_options
 
         add_connection_options(grant)
     grant.set_defaults(run=run_grant)
@@ -121,7 +122,7 @@ def _clean(text: str, what: str, limit: int) -> str:
 
 
 def run_grant(args: argparse.Namespace) -> int:
-    from agent.remote import RemoteError, client_from
+    from agent.commands.ticket_options import RemoteError, client_from
 
     try:
         seconds = parse_duration(args.duration)
@@ -226,8 +227,8 @@ def _gateway_option(value: Optional[str]) -> Optional[tuple]:
 def _spec(args: argparse.Namespace) -> Any:
     import dataclasses
 
-    from agent.connect import OptionError
-    from agent.options import connect_spec
+    from agent.collect.connection import OptionError
+    from agent.commands.connection_options import connect_spec
 
     try:
         return dataclasses.asdict(connect_spec(args))
@@ -237,9 +238,10 @@ def _spec(args: argparse.Namespace) -> Any:
 
 def _request_grant(client: Any, args: argparse.Namespace, engineer: str, seconds: float, purpose: str,
                    gateway: Optional[tuple]) -> tuple:
-    from agent.remote import RemoteError
-    from agent.transport import API, Transient
-    from agent.tunnel import Grant, new_key, public_line
+    from agent.commands.ticket_options import RemoteError
+    from agent.remote.transport import API, Transient
+    from agent.session.grant import Grant
+    from agent.session.tunnel import new_key, public_line
 
     key = new_key()
     body = {"engineer": engineer, "seconds": seconds, "purpose": purpose, "mode": args.mode,
@@ -274,8 +276,8 @@ def _printer(as_json: bool):
 
 
 def _hold(grant: Any, key: Any, spec: Any, client: Any, as_json: bool, interrupt: Interrupt) -> int:
-    from agent.transport import API, Transient
-    from agent.tunnel import Holder
+    from agent.remote.transport import API, Transient
+    from agent.session.tunnel import Holder
 
     def notify(reason: str) -> bool:
         path = (f"{API}/tickets/{urllib.parse.quote(grant.ticket, safe='')}/sessions/"
@@ -300,7 +302,7 @@ def _hold(grant: Any, key: Any, spec: Any, client: Any, as_json: bool, interrupt
 
 
 def _hand_to_agent(grant: Any, key: Any, as_json: bool) -> int:
-    from agent.tunnel import hold_path, key_pem
+    from agent.session.tunnel import hold_path, key_pem
 
     session_state.write_json(hold_path(grant.id), {"grant": grant.to_dict(), "key": key_pem(key)})
     log = _printer(as_json)

@@ -15,9 +15,10 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from agent import exitcodes, pins
-from agent.transport import API, Client
-from agent.upload import Backoff, Outcome, Refused, UploadError, fetch_ticket, upload_file
+from agent import exitcodes
+from agent.remote import pins
+from agent.remote.transport import API, Client
+from agent.remote.upload import Backoff, Outcome, Refused, UploadError, fetch_ticket, upload_file
 from bundle import age
 
 TOKEN_ENV = "MYDIAG_TOKEN"

@@ -36,7 +36,7 @@ from bundle.paths import SUFFIX
 JOURNAL = "journal.json"
 BUNDLES = "bundles"
 WORK = "work"
-#: The resume journal of agent.upload, beside the file it uploads.
+#: The resume journal of agent.remote.upload, beside the file it uploads.
 UPLOAD_JOURNAL = ".upload.json"
 JOURNAL_VERSION = 1
 #: Assumed size of a capture before any has been taken.

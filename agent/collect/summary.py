@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.runner import Result
+from agent.collect.runner import Result
 from bundle.manifest import CollectorEntry
 
 _STYLE = {"ok": "green", "partial": "yellow", "failed": "red", "skipped": "dim"}

@@ -12,7 +12,7 @@ import os
 import time
 from typing import Dict, Iterable, Optional, Set, Tuple
 
-from agent.triggers import Reading
+from agent.daemon.triggers import Reading
 from collectors.mysql.session import ConnectSpec, Session
 from collectors.mysql.sql import MONITOR_PROCESSLIST, MONITOR_STATUS
 from collectors.registry import CollectorError

@@ -22,8 +22,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised by the Python 3.9 test run
     import tomli as tomllib
 
+from agent.daemon.trigger_language import ExpressionError, parse
+from agent.daemon.triggers import Expression
 from agent.home import home
-from agent.triggers import Expression, ExpressionError, parse
 from collectors.registry import PROFILES
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 from agent import exitcodes
-from agent.config import Config, ConfigError, load
-from agent.connect import OptionError, resolve
-from agent.daemon import STATE, Agent, AlreadyRunning, running_pid
-from agent.say import fail, usage
-from agent.service import DEFAULT_CONFIG, DEFAULT_UNIT_DIR, UNIT_NAME, default_exec, render
-from agent.spool import JOURNAL
+from agent.collect.connection import OptionError, resolve
+from agent.commands.say import fail, usage
+from agent.daemon.config import Config, ConfigError, load
+from agent.daemon.loop import STATE, Agent, AlreadyRunning, running_pid
+from agent.daemon.service import DEFAULT_CONFIG, DEFAULT_UNIT_DIR, UNIT_NAME, default_exec, render
+from agent.daemon.spool import JOURNAL
 
 EXIT_CODES = ("Exit codes: 0 done (run: stopped by SIGTERM or Ctrl-C), 2 a bad configuration or "
               "another agent already runs with this spool, 6 the spool cannot be written.")
@@ -72,7 +72,7 @@ def _setup(args: argparse.Namespace) -> tuple:
 def _uploader(config: Config):
     if config.server is None:
         return None
-    from agent.shipping import TicketUploader
+    from agent.daemon.shipping import TicketUploader
 
     return TicketUploader(config.server)
 

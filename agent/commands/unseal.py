@@ -7,7 +7,12 @@ import sys
 from pathlib import Path
 
 from agent import exitcodes
-from agent.sealing import add_identity_option, age_exit_code, identities_from, os_error_text
+from agent.commands.sealing_options import (
+    add_identity_option,
+    age_exit_code,
+    identities_from,
+    os_error_text,
+)
 from bundle.age import AgeError, unseal_file
 
 

@@ -10,14 +10,24 @@ import sys
 from pathlib import Path
 
 from agent import exitcodes
-from agent.connect import OptionError
+from agent.collect.connection import OptionError
+from agent.collect.runner import Options, collect
+from agent.collect.summary import LiveProgress, print_summary, summary_dict
+from agent.commands.connection_options import add_connection_options, connect_spec
+from agent.commands.redaction_options import add_redaction_options, findings_message, review_prompt
+from agent.commands.sealing_options import (
+    add_recipient_options,
+    age_exit_code,
+    os_error_text,
+    recipients_from,
+)
+from agent.commands.ticket_options import (
+    RemoteError,
+    add_upload_options,
+    pin_before_collect,
+    upload_collected,
+)
 from agent.home import host_key_path
-from agent.options import add_connection_options, connect_spec
-from agent.redaction import add_redaction_options, findings_message, review_prompt
-from agent.remote import RemoteError, add_upload_options, pin_before_collect, upload_collected
-from agent.runner import Options, collect
-from agent.sealing import add_recipient_options, age_exit_code, os_error_text, recipients_from
-from agent.summary import LiveProgress, print_summary, summary_dict
 from bundle.age import AgeError, seal_file
 from bundle.sign import SignError, load_host_key
 from collectors.config.values import to_bytes

@@ -8,7 +8,12 @@ from pathlib import Path
 from typing import List, Optional
 
 from agent import exitcodes
-from agent.sealing import add_identity_option, age_exit_code, identities_from, os_error_text
+from agent.commands.sealing_options import (
+    add_identity_option,
+    age_exit_code,
+    identities_from,
+    os_error_text,
+)
 from bundle.age import AgeError, is_age_file
 from bundle.sign import SignError, fingerprint, normalize_public_key
 from bundle.verify import Verdict, verify_bundle
