@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Optional
 
-from server.db import Tx
+from server.storage.db import Tx
 
 PREFIX = {"admin": "mda_", "engineer": "mde_", "upload": "mdu_"}
 _SHAPE = re.compile(r"^md[aeu]_[A-Za-z0-9_-]{20,100}$")

@@ -304,7 +304,7 @@ def free_port_server(support: Server) -> str:
 
 def test_the_audit_log_is_append_only(support):
     support.ticket()
-    from server.db import open_database
+    from server.storage.db import open_database
 
     url = support.database or f"sqlite:///{support.data / 'server.db'}"
     db = open_database(url)

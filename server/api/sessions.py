@@ -13,9 +13,10 @@ from fastapi import FastAPI, Header, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from server import sessions
-from server.state import State
-from server.tickets import clean_text
+from server.api.errors import ApiError
+from server.gateway import records as sessions
+from server.storage.state import State
+from server.support.tickets import clean_text
 
 API = "/api/v1"
 
@@ -61,8 +62,6 @@ class RevokeIn(BaseModel):
 
 
 def install(app: FastAPI, state: State, who: Callable[..., Any], errors: Dict[int, Dict[str, Any]]) -> None:
-    from server.app import ApiError
-
     def gateway_of(request: Request) -> Any:
         return getattr(request.app.state, "gateway", None)
 

@@ -24,9 +24,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from bundle.version import __version__
-from server import audit, auth, bundles, sessions_api, tickets, uploads
-from server.state import LEASE_SECONDS, State
-from server.uploads import TusError
+from server import auth
+from server.api import sessions as sessions_api
+from server.api.errors import ApiError
+from server.intake import bundles
+from server.intake import tus as uploads
+from server.intake.tus import TusError
+from server.storage import audit
+from server.storage.state import LEASE_SECONDS, State
+from server.support import tickets
 
 API = "/api/v1"
 TUS_VERSION = "1.0.0"
@@ -35,14 +41,6 @@ CHECKSUMS = {"sha256": 32, "sha1": 20, "md5": 16, "sha512": 64}
 SWEEP_SECONDS = 10.0
 
 log = logging.getLogger("mydiag.server")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: Optional[Dict[str, str]] = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 class TicketIn(BaseModel):

@@ -18,9 +18,11 @@ from typing import Any, Dict, List, Optional, Tuple
 from bundle import age
 from bundle.paths import member_ok
 from bundle.reader import BundleError, members
-from server import audit, checks, tickets
-from server.db import Tx
-from server.state import State
+from server.intake import checks
+from server.storage import audit
+from server.storage.db import Tx
+from server.storage.state import State
+from server.support import tickets
 
 _COLUMNS = ("id, ticket_id, sha256, size, filename, status, reason, signer, host, started, finished,"
             " received, verified")

@@ -16,9 +16,9 @@ import secrets
 import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from server import audit
-from server.db import Tx
-from server.tickets import Invalid, clean_name, clean_text, iso
+from server.storage import audit
+from server.storage.db import Tx
+from server.support.tickets import Invalid, clean_name, clean_text, iso
 
 MODES = ("diag", "shell")
 MAX_SECONDS = 24 * 3600

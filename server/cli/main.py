@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -13,47 +12,18 @@ from typing import Any, Callable, Dict, List, Optional
 
 from bundle.version import __version__
 from server import exitcodes
+from server.cli.common import Failure, Parser, _actor, _emit, _open
 from server.config import Config, ConfigError, DataDir, Limits, safe_url, write_private
-from server.db import DatabaseError
+from server.storage.db import DatabaseError
 
 Handler = Callable[[argparse.Namespace], int]
 
 
-class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(exitcodes.USAGE, f"mydiag-server: {message} (see `{self.prog} --help`)\n")
-
-
-class Failure(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-def _open(args: argparse.Namespace):
-    from server.state import State
-
-    return State.open(Path(args.data), getattr(args, "database", None))
-
-
-def _emit(args: argparse.Namespace, data: Any, lines: List[str]) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(data, indent=2))
-    else:
-        print("\n".join(lines))
-
-
 def cmd_init(args: argparse.Namespace) -> int:
     from bundle import age
-    from server import audit, tickets
-    from server.db import open_database
+    from server.storage import audit
+    from server.storage.db import open_database
+    from server.support import tickets
 
     data = DataDir(Path(args.data))
     if data.exists():
@@ -93,13 +63,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from server.app import create_app
+    from server.api.app import create_app
 
     host, _, port_text = args.listen.rpartition(":")
     if not host or not port_text.isdigit():
         raise Failure(exitcodes.USAGE, f"--listen must be HOST:PORT, not {args.listen!r}")
     if args.ssh_listen:
-        from server.session_cli import parse_listen, start_gateway
+        from server.cli.sessions import parse_listen, start_gateway
 
         parse_listen(args.ssh_listen, "--ssh-listen")
     state = _open(args)
@@ -123,7 +93,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket_create(args: argparse.Namespace) -> int:
-    from server import tickets
+    from server.support import tickets
 
     state = _open(args)
     try:
@@ -142,8 +112,8 @@ def cmd_ticket_create(args: argparse.Namespace) -> int:
 
 
 def cmd_engineer_add(args: argparse.Namespace) -> int:
-    from server import tickets
-    from server.session_cli import add_key, read_ssh_key
+    from server.cli.sessions import add_key, read_ssh_key
+    from server.support import tickets
 
     public_key = read_ssh_key(args.ssh_key) if args.ssh_key else None
     state = _open(args)
@@ -160,7 +130,7 @@ def cmd_engineer_add(args: argparse.Namespace) -> int:
 
 
 def _ticket_or_fail(state: Any, ticket_id: str) -> Dict[str, Any]:
-    from server import tickets
+    from server.support import tickets
 
     with state.db.tx(write=False) as tx:
         ticket = tickets.get_ticket(tx, ticket_id)
@@ -173,7 +143,7 @@ def cmd_bundle_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from server import bundles
+    from server.intake import bundles
 
     state = _open(args)
     try:
@@ -201,7 +171,7 @@ def cmd_bundle_list(args: argparse.Namespace) -> int:
 
 def cmd_bundle_open(args: argparse.Namespace) -> int:
     from bundle.age import AgeError
-    from server import bundles
+    from server.intake import bundles
 
     state = _open(args)
     try:
@@ -217,7 +187,7 @@ def cmd_bundle_open(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_import(args: argparse.Namespace) -> int:
-    from server import bundles
+    from server.intake import bundles
 
     path = Path(args.file)
     if not path.is_file():
@@ -306,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_engineer_add)
 
-    from server import session_cli
+    from server.cli import sessions as session_cli
 
     session_cli.register(sub, data_arg, Parser)
     return parser
@@ -319,7 +289,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if handler is None:
         parser.print_help()
         return exitcodes.USAGE
-    from server.tickets import Invalid
+    from server.support.tickets import Invalid
 
     # Everything the server writes (database, blobs, identity) is for its own user only.
     os.umask(0o077)
@@ -353,8 +323,4 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m server.cli`: use the `server.cli` module, so that modules importing
-    # from it (server.session_cli) and this entry point share one `Failure` class.
-    from server import cli
-
-    sys.exit(cli.main())
+    sys.exit(main())

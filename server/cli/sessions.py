@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 from server import exitcodes
-from server.cli import Failure, _actor, _emit, _open
+from server.cli.common import Failure, _actor, _emit, _open
 
 
 def parse_listen(value: str, option: str) -> tuple:
@@ -20,7 +20,7 @@ def parse_listen(value: str, option: str) -> tuple:
 
 
 def start_gateway(value: str, state: Any) -> Any:
-    from server.gateway import Gateway
+    from server.gateway.server import Gateway
 
     host, port = parse_listen(value, "--ssh-listen")
     try:
@@ -35,7 +35,7 @@ def start_gateway(value: str, state: Any) -> Any:
 
 
 def read_ssh_key(path: str) -> str:
-    from server.sessions import parse_public_key
+    from server.gateway.records import parse_public_key
 
     try:
         text = Path(path).read_text(errors="replace").strip()
@@ -48,13 +48,13 @@ def read_ssh_key(path: str) -> str:
 
 
 def add_key(tx: Any, name: str, public_key: str) -> str:
-    from server import sessions
+    from server.gateway import records as sessions
 
     return sessions.add_engineer_key(tx, name, public_key, _actor())
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from server import sessions
+    from server.gateway import records as sessions
 
     state = _open(args)
     try:
@@ -71,7 +71,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """The session and its timeline: every audit entry about it, oldest first."""
-    from server import audit, sessions
+    from server.gateway import records as sessions
+    from server.storage import audit
 
     state = _open(args)
     try:
@@ -97,7 +98,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from server import sessions
+    from server.gateway import records as sessions
 
     state = _open(args)
     try:
@@ -114,7 +115,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from recording import asciicast
-    from server import sessions
+    from server.gateway import records as sessions
 
     state = _open(args)
     try:
@@ -131,7 +132,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def _anchors(tx: Any, ticket_id: str, session_id: str) -> Dict[str, str]:
     """Each part's final chain head as the audit log (append-only) kept it, by file name."""
-    from server import audit
+    from server.storage import audit
 
     return {e["detail"].get("file"): e["detail"].get("chain_head")
             for e in audit.entries(tx, ticket_id, limit=100000)

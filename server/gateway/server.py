@@ -27,8 +27,8 @@ import paramiko
 
 from recording import asciicast, sessionwire
 from recording.sessionwire import CIPHERS, PACKET, WINDOW, Reader, WireError
-from server import sessions
-from server.state import State
+from server.gateway import records as sessions
+from server.storage.state import State
 
 log = logging.getLogger("mydiag.gateway")
 

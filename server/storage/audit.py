@@ -10,7 +10,7 @@ import json
 import time
 from typing import Any, Dict, List, Optional
 
-from server.db import Tx
+from server.storage.db import Tx
 
 
 def record(tx: Tx, actor: str, action: str, ticket_id: Optional[str] = None,

@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from server import audit, bundles
 from server.auth import Principal
-from server.state import State
+from server.intake import bundles
+from server.storage import audit
+from server.storage.state import State
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")

@@ -9,8 +9,9 @@ import time
 from typing import Any, Dict, List, Optional
 
 from bundle import sign
-from server import audit, auth
-from server.db import Tx
+from server import auth
+from server.storage import audit
+from server.storage.db import Tx
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _TICKET = re.compile(r"^tk-[a-z0-9]{10}$")
