@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 from agent.daemon.triggers import (
+    OS_VALUES,
+    PROCESSLIST_FIELDS,
+    PROCESSLIST_VALUES,
     Arith,
     Compare,
     Const,
@@ -27,10 +30,6 @@ from agent.daemon.triggers import (
     Status,
 )
 
-#: Host values by name, read by agent.daemon.monitor.
-OS_VALUES = ("load1", "load5", "load15", "iowait", "cpu_busy", "mem_free_pct", "swap_used_pct")
-PROCESSLIST_VALUES = ("longest_query_seconds",)
-PROCESSLIST_FIELDS = ("state", "command", "user")
 COMPARISONS = ("<=", ">=", "==", "!=", "<", ">", "=")
 
 

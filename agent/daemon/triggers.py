@@ -32,6 +32,12 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 Number = Optional[float]
 Truth = Optional[bool]
 
+#: Host values by name, as a Reading holds them (agent.daemon.monitor reads them).
+OS_VALUES = ("load1", "load5", "load15", "iowait", "cpu_busy", "mem_free_pct", "swap_used_pct")
+PROCESSLIST_VALUES = ("longest_query_seconds",)
+PROCESSLIST_FIELDS = ("state", "command", "user")
+
+
 @dataclass
 class Reading:
     """What one check saw: status values, their rates, host values, the processlist."""
