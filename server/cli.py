@@ -94,6 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.app import create_app
+    from server.httpedge import bounded_protocol
 
     host, _, port_text = args.listen.rpartition(":")
     if not host or not port_text.isdigit():
@@ -113,7 +114,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.ssh_listen:
             gateway = app.state.gateway = start_gateway(args.ssh_listen, state)
         uvicorn.run(app, host=host.strip("[]"), port=int(port_text),
-                    log_level=args.log_level, access_log=args.log_level in ("info", "debug"),
+                    http=bounded_protocol(state.config.limits), log_level=args.log_level,
+                    access_log=args.log_level in ("info", "debug"),
                     timeout_graceful_shutdown=5, server_header=False)
     finally:
         if gateway is not None:
@@ -172,8 +174,10 @@ def _ticket_or_fail(state: Any, ticket_id: str) -> Dict[str, Any]:
 def cmd_bundle_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from server import bundles
+    from server.safetext import visible
 
     state = _open(args)
     try:
@@ -188,13 +192,15 @@ def cmd_bundle_list(args: argparse.Namespace) -> int:
     table = Table()
     for column in ("bundle", "status", "bytes", "host", "received"):
         table.add_column(column, no_wrap=column != "host")
+    # The host, signer and reason come from the customer's bundle: never raw to the terminal.
     for row in rows:
-        table.add_row(row["id"], row["status"], str(row["size"]), row["host"] or "", row["received"])
+        table.add_row(row["id"], row["status"], str(row["size"]), Text(visible(row["host"] or "")),
+                      row["received"])
     console = Console()
-    console.print(table)
+    console.print(table, highlight=False)
     for row in rows:
-        console.print(f"{row['id']}: sha256 {row['sha256']}, signer {row['signer'] or '-'}"
-                      + (f"\n  {row['status']}: {row['reason']}" if row["reason"] else ""),
+        console.print(f"{row['id']}: sha256 {row['sha256']}, signer {visible(row['signer'] or '-')}"
+                      + (f"\n  {row['status']}: {visible(row['reason'])}" if row["reason"] else ""),
                       markup=False, highlight=False, soft_wrap=True)
     return exitcodes.OK
 

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 from bundle import sign
 from server import audit, auth
 from server.db import Tx
+from server.safetext import has_controls
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 _TICKET = re.compile(r"^tk-[a-z0-9]{10}$")
@@ -22,7 +23,7 @@ class Invalid(ValueError):
 
 def clean_text(value: str, what: str, limit: int = 200) -> str:
     value = value.strip()
-    if not value or len(value) > limit or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not value or len(value) > limit or has_controls(value):
         raise Invalid(f"{what} must be 1-{limit} printable characters")
     return value
 
