@@ -90,13 +90,13 @@ def _line_excess(tokens: List[Token]) -> Optional[str]:
     if where[0].upper in ("PROCEDURE", "FUNCTION", "PACKAGE"):
         return f"{_names(privileges)} on {where[0].upper} {_object_text(where[1:])}"
     schema, table, rest = _object(where)
-    tail = [t.upper for t in rest]
-    if any(tail[i:i + 3] == ["WITH", "GRANT", "OPTION"] for i in range(len(tail))):
-        return f"the GRANT OPTION on {_object_text(where)}"
     for name, columns in privileges:
         reason = _judge(name, columns, schema, table)
         if reason:
             return reason
+    tail = [t.upper for t in rest]
+    if any(tail[i:i + 3] == ["WITH", "GRANT", "OPTION"] for i in range(len(tail))):
+        return f"the GRANT OPTION on {_object_text(where)}"
     return None
 
 

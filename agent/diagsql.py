@@ -107,8 +107,9 @@ class DiagSession(Session):
                     self._conn = None
                     conn._force_close()
                     return Result(names, rows, more=True)
+                count = cursor.warning_count
                 cursor.close()
-                warnings = self._warnings(conn)
+                warnings = self._warnings(conn) if count else []
                 return Result(names, rows, more=len(rows) > MAX_ROWS, warnings=warnings)
         except pymysql.err.MySQLError as exc:
             raise self._statement_error(exc, _CONSOLE, conn, None) from None
@@ -118,8 +119,6 @@ class DiagSession(Session):
 
     @staticmethod
     def _warnings(conn: Any) -> List[str]:
-        if not conn.warning_count:
-            return []
         with conn.cursor(pymysql.cursors.Cursor) as cur:
             cur.execute("SHOW WARNINGS")
             return [f"{level} {code}: {message}" for level, code, message in cur.fetchall()]

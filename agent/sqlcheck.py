@@ -172,11 +172,11 @@ def _check_tokens(tokens: List[Token]) -> None:
     if first not in FIRST_WORDS and first != "(":
         raise NotReadOnly(f"{first or tokens[0].text} is not a read-only statement (allowed: SELECT, SHOW, "
                           "EXPLAIN, DESCRIBE, WITH … SELECT)")
+    if any(t.kind == "op" and t.text == ":=" for t in tokens):
+        raise NotReadOnly("assigning user variables (:=) is not allowed")
     for index, token in enumerate(tokens):
         if token.kind == "op" and token.text == ";":
             raise NotReadOnly("one statement at a time")
-        if token.kind == "op" and token.text == ":=":
-            raise NotReadOnly("assigning user variables (:=) is not allowed")
         if token.kind == "op" and token.text == "@":
             raise NotReadOnly("user variables (@name) have no use here: nothing can set them")
         if token.kind == "op" and token.text == "@@" and (
@@ -267,6 +267,11 @@ def _check_statement(tree: exp.Expression) -> None:
         if not isinstance(inner, (exp.Table, exp.Query)):
             raise NotReadOnly("EXPLAIN and DESCRIBE only of a table or a SELECT")
         return
+    if isinstance(tree, exp.Command):
+        rest = tree.args.get("expression")
+        rest = rest.name if isinstance(rest, exp.Expression) else str(rest or "")
+        raise NotReadOnly(f"the console's SQL parser does not fully understand {tree.name.upper()} "
+                          f"{rest.split(' ')[0].upper()} …: not run")
     if not isinstance(tree, exp.Query):
         raise NotReadOnly(f"{tree.key.upper()} is not a read-only statement (allowed: SELECT, SHOW, "
                           "EXPLAIN, DESCRIBE, WITH … SELECT)")
