@@ -31,6 +31,11 @@ from server import sessions
 from server.state import State
 
 log = logging.getLogger("mydiag.gateway")
+#: paramiko logs each client that hangs up before or during the handshake as an ERROR with a
+#: traceback, line by line: a flood of idle sockets would become a flood of the log. The
+#: gateway logs what it refuses itself; paramiko's own lines for its transports go here.
+TRANSPORT_LOG = "mydiag.gateway.ssh"
+logging.getLogger(TRANSPORT_LOG).setLevel(logging.CRITICAL)
 
 HOST_KEY = "ssh_host_ed25519_key"
 #: A tunnel that sent nothing (its agent pings every 2 s) for this long is dropped.
@@ -361,7 +366,8 @@ class Gateway:
         self._listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, port))
-        self._listener.listen(64)
+        # Room for a burst: connections past the accept queue wait in SYN_RECV, unseen by the caps.
+        self._listener.listen(512)
         self.port = self._listener.getsockname()[1]
         self._tunnels: Dict[str, Tunnel] = {}
         self._joins: Dict[str, Set[Join]] = {}
@@ -509,6 +515,7 @@ class Gateway:
         except (OSError, paramiko.SSHException):
             _close_at_once(sock)
             return None
+        transport.set_log_channel(TRANSPORT_LOG)
         transport.local_version = "SSH-2.0-mydiag_gateway"
         transport.get_security_options().ciphers = CIPHERS
         transport.add_server_key(self.key)

@@ -413,7 +413,7 @@ def test_each_control_class_in_a_reason_is_shown_escaped_in_the_header(support, 
         assert (f"\\x{ord(char):02x}" if ord(char) < 256 else f"\\u{ord(char):04x}") in shown
 
 
-def test_bundle_list_shows_customer_fields_with_visible_escapes(support, tmp_path):
+def test_bundle_list_shows_customer_fields_with_visible_escapes(support, tmp_path, monkeypatch):
     ticket = support.ticket(customer="terminal", title="escape sequences")
     host = "db1\x1b]0;owned\x07\x1b[2J\x9b31m\u2028\u202e"
     sealed = hostile_bundle(tmp_path, support.recipient, host, "logs/x\x1b[31m\r\n.log")
@@ -425,11 +425,12 @@ def test_bundle_list_shows_customer_fields_with_visible_escapes(support, tmp_pat
     set_bundle(support, planted_headers["mydiag-bundle"], status="quarantined", host=host,
                signer="db1\x1b[2J SHA256:x", reason="bad\x1b[31m\r\nreason\x85")
     wait_verified(support, ticket)
+    monkeypatch.setenv("COLUMNS", "400")  # one table row per bundle, so the host reads whole
     listed = support.cli("bundle", "list", "--ticket", ticket["id"])
     shown = listed.stdout
     raw_controls = [c for c in shown if c != "\n" and unicodedata.category(c) in ("Cc", "Zl", "Zp", "Cf")]
     assert not raw_controls, ascii(shown)
-    assert "\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u2028\\u202e" in shown.replace("\n", "")
+    assert "db1\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u2028\\u202e" in shown
     assert "bad\\x1b[31m\\x0d\\x0areason\\x85" in shown
     assert "db1\\x1b[2J SHA256:x" in shown
     as_json = json.loads(support.cli("bundle", "list", "--ticket", ticket["id"], "--json").stdout)
@@ -506,6 +507,8 @@ def set_bundle(support: Server, bundle_id: str, **values: str) -> None:
     """Plant values in a bundle's row, as a verification of any kind could have left them."""
     from server.db import open_database
 
+    if support.database and any("\x00" in v for v in values.values()):
+        pytest.skip("a PostgreSQL text column cannot hold NUL at all")
     url = support.database or f"sqlite:///{(support.data / 'server.db').resolve()}"
     db = open_database(url)
     try:
