@@ -342,3 +342,36 @@ def test_a_session_that_spent_its_statement_time_is_refused_on_every_channel(dia
     finally:
         one.close()
         two.close()
+
+
+@pytest.mark.server
+def test_diag_channels_over_the_cap_are_refused(server, diag_account, tmp_path):
+    from agent.session_host import MAX_DIAG_CHANNELS
+    from tests.sessionkit import Grant, make_gateway, wait_until
+
+    gateway = make_gateway(tmp_path / "gateway")
+    consoles: list = []
+    try:
+        gateway.engineer("alice")
+        defaults = server.defaults_file(tmp_path, diag_account.user, diag_account.password)
+        grant = Grant(gateway, gateway.server.ticket(), tmp_path / "home", mode="diag",
+                      extra=["--defaults-file", str(defaults)]).ready()
+        try:
+            for _ in range(MAX_DIAG_CHANNELS):
+                consoles.append(gateway.ssh_popen("alice", grant.id))
+                grant.wait_for("joined, interactive")
+            over = gateway.ssh("alice", grant.id, "sql SELECT 1")
+            assert over.returncode == 1
+            assert f"this session already runs {MAX_DIAG_CHANNELS} diag consoles" in over.stderr
+            consoles[0].stdin.close()
+            consoles[0].wait(15)
+            wait_until(lambda: "| 42 |" in gateway.ssh("alice", grant.id, "sql SELECT 40+2 AS x").stdout,
+                       timeout=15, step=0.3)
+        finally:
+            for process in consoles:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(5)
+            grant.stop()
+    finally:
+        gateway.server.stop()
