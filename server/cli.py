@@ -211,14 +211,21 @@ def cmd_bundle_open(args: argparse.Namespace) -> int:
 
     state = _open(args)
     try:
-        plain, unpacked = bundles.open_bundle(state, args.bundle_id, Path(args.output), _actor())
+        opened = bundles.open_bundle(state, args.bundle_id, Path(args.output), _actor(), force=args.force)
     except LookupError as exc:
         raise Failure(exitcodes.NOT_FOUND, str(exc)) from None
+    except bundles.Refused as exc:
+        raise Failure(exitcodes.QUARANTINED, str(exc)) from None
     except AgeError as exc:
         raise Failure(exitcodes.QUARANTINED, f"cannot unseal {args.bundle_id}: {exc}") from None
+    except OSError as exc:
+        raise Failure(exitcodes.IO_ERROR, f"cannot write {exc.filename or args.output}: "
+                      f"{exc.strerror or exc}; removed what this run had written") from None
     finally:
         state.close()
-    print(f"unsealed: {plain}\nunpacked: {unpacked}")
+    print(f"unsealed: {opened.plain}\nunpacked: {opened.folder} ({opened.files} files)")
+    for name in opened.skipped:
+        print(f"skipped: {name}")
     return exitcodes.OK
 
 
@@ -290,10 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ticket", required=True, metavar="ID")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_bundle_list)
-    p = bundle.add_parser("open", help="unseal and unpack a bundle for reading")
+    p = bundle.add_parser("open", help="unseal and unpack a bundle for reading into a new folder")
     data_arg(p, database=True)
     p.add_argument("bundle_id", metavar="BUNDLE_ID")
-    p.add_argument("--output", required=True, metavar="DIR")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="where to make DIR/<bundle id>-<name>/ and its .tar.zst (never replaced)")
+    p.add_argument("--force", action="store_true",
+                   help="open a quarantined or not yet verified bundle too (the limits still apply)")
     p.set_defaults(run=cmd_bundle_open)
     p = bundle.add_parser("import", help="take a sealed bundle handed over by other means")
     data_arg(p, database=True)
