@@ -313,7 +313,7 @@ def test_a_huge_result_keeps_the_console_small(diag_account, tmp_path):
     took = time.monotonic() - began
     peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     assert shown.returncode == 0 and "1000 rows shown; the server has more" in shown.stdout
-    assert peak_mib < 200, f"the console peaked at {peak_mib:.0f} MiB"
+    assert peak_mib < 120, f"the console peaked at {peak_mib:.0f} MiB"
     assert took < 8
 
 
