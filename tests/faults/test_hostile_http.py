@@ -518,3 +518,19 @@ def set_bundle(support: Server, bundle_id: str, **values: str) -> None:
                 tx.run(f"UPDATE bundles SET {column} = ? WHERE id = ?", (value, bundle_id))
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("name", sorted(set(CONTROLS) - {"zero-width"}))
+def test_one_line_fields_refuse_each_control_class(support, tmp_path, name):
+    from bundle import sign
+
+    body = json.dumps({"customer": "acme", "title": f"lag {CONTROLS[name]} again"}).encode()
+    status, _, reply = api(support, "POST", "/api/v1/tickets", support.admin_token, body,
+                           Content_Type="application/json")
+    assert "printable" in assert_one_line_json_error(status, reply, 400)
+    ticket = support.ticket(customer="controls", title="one-line fields")
+    key = sign.public_key_text(sign.generate_host_key(Path(tmp_path) / "host.key"))
+    body = json.dumps({"public_key": key, "hostname": f"db1{CONTROLS[name]}.example"}).encode()
+    status, _, reply = api(support, "POST", f"/api/v1/tickets/{ticket['id']}/hosts", ticket["upload_token"],
+                           body, Content_Type="application/json")
+    assert "printable" in assert_one_line_json_error(status, reply, 400)
