@@ -11,7 +11,7 @@ changes nothing.
 from __future__ import annotations
 
 import re
-from typing import Pattern, Tuple
+from typing import List, Pattern, Tuple
 
 # Strings, quoted identifiers, optimizer hints and comments, in the order they start.
 # Every branch begins with a fixed character (no group in front of it), so the regex
@@ -21,8 +21,15 @@ _LEXEMES = re.compile(
     r"|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?"
     r"|`[^`]*(?:``[^`]*)*`?"
     r"|/\*.*?(?:\*/|\Z)"
-    r"|--(?=\s|\Z)[^\n]*"
+    # `--` starts a comment only before an ASCII space or control character (not U+00A0).
+    r"|--(?=[\x00-\x20]|\Z)[^\n]*"
     r"|\#[^\n]*",
+    re.S,
+)
+#: Strings as NO_BACKSLASH_ESCAPES (and ANSI_QUOTES) servers read them: `'C:\'` is closed.
+_RAW_STRINGS = re.compile(
+    r"'[^']*(?:''[^']*)*'?|\"[^\"]*(?:\"\"[^\"]*)*\"?|`[^`]*(?:``[^`]*)*`?"
+    r"|/\*.*?(?:\*/|\Z)|--(?=[\x00-\x20]|\Z)[^\n]*|\#[^\n]*",
     re.S,
 )
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
@@ -69,8 +76,31 @@ def _digits(match: re.Match[str]) -> str:
     return match.group()
 
 
+def _string_spans(pattern: Pattern[str], text: str) -> List[Tuple[int, int]]:
+    return [m.span() for m in pattern.finditer(text) if m.group()[0] in "'\""]
+
+
+def _either_lexing(text: str) -> str:
+    """Strings as either lexing sees them become `?`, so a server in either mode cannot
+    read as code what the fingerprint kept (`'C:\' , '…'` is two strings without escapes)."""
+    spans = sorted(_string_spans(_LEXEMES, text) + _string_spans(_RAW_STRINGS, text))
+    out: List[str] = []
+    pos = 0
+    for start, end in spans:
+        if end <= pos:
+            continue
+        if start >= pos:
+            out.append(_LEXEMES.sub(_lexeme, text[pos:start]))
+            out.append("?")
+        pos = end
+    out.append(_LEXEMES.sub(_lexeme, text[pos:]))
+    return "".join(out)
+
+
 def _literals(text: str) -> str:
-    if "'" in text or '"' in text or "/*" in text or "--" in text or "#" in text or "`" in text:
+    if "\\" in text and ("'" in text or '"' in text):
+        text = _either_lexing(text)
+    elif "'" in text or '"' in text or "/*" in text or "--" in text or "#" in text or "`" in text:
         text = _LEXEMES.sub(_lexeme, text)
     return _DIGITS.sub(_digits, text)
 

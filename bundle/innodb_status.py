@@ -19,9 +19,10 @@ gives those lines the same treatment and lets every other line of the log throug
 
 A statement's literal can hold lines that look like InnoDB's own (`*** …`, a section
 rule, a log prefix). While a statement leaves a quote or block comment open
-(`bundle.fingerprint.left_open`), its lines stay statement text whatever they look
-like; InnoDB prints at most about 3,000 bytes of a statement (it cuts longer ones,
-inside a literal too), so after PRINTED_STATEMENT bytes the statement is over.
+(`bundle.fingerprint.left_open`, with backslash escapes as servers lex by default), its
+lines stay statement text whatever they look like, up to what InnoDB prints of a
+session at most (PRINTED_SESSION: it cuts longer statements, inside a literal too);
+the line after that is InnoDB's own.
 
 Both work block by block (a section, or a statement, may span two blocks), like the
 slow-log statements of `bundle.slowlog`.
@@ -81,9 +82,15 @@ _OWN = re.compile(
     r")\s*$"
 )
 
-#: More than InnoDB ever prints of one statement (MariaDB 10.11 and MySQL print up to
-#: 3,000 bytes with the thread line), so a quote open after this many bytes was cut.
+#: What InnoDB prints of a session at most, its thread line, a line end and the statement
+#: together (the buffer of innobase_mysql_print_thd less its NUL): MySQL 1,023 bytes,
+#: MariaDB 10.11 3,071. A statement that reaches it was cut there, inside a literal too,
+#: and the next line is InnoDB's own.
+PRINTED_SESSION = {"MySQL": 1023, "MariaDB": 3071}
+#: More than any of them prints of one statement: where the thread line is unknown (or
+#: an older MariaDB cut at 1,023), a quote still open after this many bytes was cut.
 PRINTED_STATEMENT = 4096
+_THREAD_LINE = re.compile(r"(MySQL|MariaDB) thread id [0-9]+, ")
 
 #: The error log's prefix in front of InnoDB's lines (MariaDB, MySQL 5.6 to 8.4).
 _LOG_PREFIX = re.compile(
@@ -108,10 +115,16 @@ class _Records:
         self.statement: List[str] = []
         self.state = CLOSED
         self.size = 0
+        #: The most InnoDB prints of the current session (thread line included), and what
+        #: its thread line took of that.
+        self.cap = PRINTED_STATEMENT
+        self.thread_line = 0
 
     def inside_statement(self) -> bool:
         """A statement leaves a quote or comment open: the next line is still its text."""
-        return bool(self.statement) and self.state != CLOSED and self.size < PRINTED_STATEMENT
+        # Lexed as the server does by default, with backslash escapes.
+        return (bool(self.statement) and self.state[0] != ""
+                and self.thread_line + self.size < self.cap and self.size < PRINTED_STATEMENT)
 
     def line(self, body: str, out: List[str], line: str) -> None:
         if self.inside_statement():
@@ -124,6 +137,9 @@ class _Records:
             out.append(f"{field.group(1)}{MASK} row data\n")
         elif _OWN.match(body):
             self.end(out)
+            thread = _THREAD_LINE.match(body)
+            self.cap = PRINTED_SESSION[thread.group(1)] if thread else PRINTED_STATEMENT
+            self.thread_line = _bytes(body) if thread else 0
             out.append(line)
         else:
             self._take(body)
@@ -131,7 +147,7 @@ class _Records:
     def _take(self, body: str) -> None:
         self.statement.append(body)
         self.state = left_open(body + "\n", self.state)
-        self.size += len(body.encode("utf-8", "surrogateescape")) + 1
+        self.size += _bytes(body) + 1
 
     def end(self, out: List[str]) -> None:
         if not self.statement:
@@ -142,6 +158,10 @@ class _Records:
         if reduced != " ".join(text.split()):
             self.count("statement_fingerprint", 1)
         out.append(reduced + "\n")
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
 
 
 class InnodbStatus:

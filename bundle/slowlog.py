@@ -6,13 +6,16 @@ client sent it, which the server closes with `;` (after a trailing `-- comment` 
 statement's string literal or comment may hold lines that look exactly like headers;
 taken for headers they would leave the host as written. So header lines count only
 where a record can end: nothing is pending, or the pending statement ends with `;`
-outside any quote or block comment, lexed with and without backslash escapes
-(`bundle.fingerprint.left_open`). Anything else is statement text.
+outside any quote or block comment (`bundle.fingerprint.left_open`), lexed as the
+server does: with backslash escapes unless its sql_mode says NO_BACKSLASH_ESCAPES.
+Anything else is statement text.
 
 The server also logs statements that never parsed, so a quote can really stay open;
 to keep one from swallowing the rest of the log, a strict `# Time: …` line (a date and
-nothing else) after a `;` ends it too. The header lines after such a boundary could
-still be the literal's, so their values are cut to numbers there (`# User@Host: ? …`).
+nothing else) after a `;` ends it too. What lay between is not known to be statement or
+records, so only the statement's first line stays (as a fingerprint, with a note), and
+the header lines after such a boundary could still be the literal's, so their values
+are cut to numbers there (`# User@Host: ? …`).
 
 `SlowLogStatements` is the one implementation: the slow-log collector and the redaction
 pipeline (defence in depth, block by block) both use it.
@@ -41,6 +44,7 @@ HEAD = re.compile(
     r"[^\n]*(?:\n|\Z))+",
     re.M,
 )
+UNTERMINATED = " /* mydiag: a quote never closed; what followed up to the next # Time: left out */"
 #: A `# Time:` line with nothing but a time in it (MariaDB's and MySQL's forms).
 _STRICT_TIME = re.compile(
     r"# Time: (?:[0-9]{6} [ 0-9][0-9]:[0-9]{2}:[0-9]{2}"
@@ -61,8 +65,10 @@ class SlowLogStatements:
     treated like one after an open quote.
     """
 
-    def __init__(self, count: Count, *, cut: bool = False) -> None:
+    def __init__(self, count: Count, *, cut: bool = False, backslash_escapes: bool = True) -> None:
         self.count = count
+        #: Which of left_open's two lexings is the server's.
+        self.lexing = 0 if backslash_escapes else 1
         self.pending: List[str] = []
         self.pending_bytes = 0
         self.truncated = False
@@ -70,6 +76,7 @@ class SlowLogStatements:
         self.has_text = False
         self.closed_by_semicolon = False
         self.doubtful = cut
+        self.unterminated = False
         self.started = not cut
         #: Statements written and lines dropped before the first header.
         self.statements = 0
@@ -105,11 +112,11 @@ class SlowLogStatements:
             return "doubtful" if self.doubtful else "real"
         if not self.closed_by_semicolon:
             return None
-        if self.state == CLOSED:
+        if not self.state[self.lexing]:
             return "real"
         first = head.split("\n", 1)[0]
         if _STRICT_TIME.match(first):
-            self.doubtful = True
+            self.doubtful = self.unterminated = True
             return "doubtful"
         return None
 
@@ -132,22 +139,29 @@ class SlowLogStatements:
 
     def flush(self, out: List[str]) -> None:
         """Write the pending statement's fingerprint (at a boundary, and at the end)."""
-        terminated = self.closed_by_semicolon
+        terminated, unterminated = self.closed_by_semicolon, self.unterminated
         self.state, self.has_text, self.closed_by_semicolon = CLOSED, False, False
+        self.unterminated = False
         if not self.pending:
             return
         statement = "".join(self.pending)
+        note = ""
+        if unterminated:
+            # Past the first line it may be records as much as statement: none of it stays.
+            statement = next(line for line in statement.splitlines() if line.strip())
+            self.count("statement_unterminated", 1)
+            note, terminated = UNTERMINATED, False
         reduced = fingerprint(statement)
+        if reduced != " ".join(statement.split()):
+            self.count("statement_fingerprint", 1)
         if terminated and reduced and not reduced.endswith(";"):
             # The server's own `;` after a quote that never closed: the record still ends.
             reduced += ";"
-        if reduced != " ".join(statement.split()):
-            self.count("statement_fingerprint", 1)
         if self.truncated:
             self.count("statement_truncated", 1)
             reduced += " /* mydiag: statement longer than 1 MiB, the rest left out */"
         if reduced:
-            out.append(reduced + "\n")
+            out.append(reduced + note + "\n")
             self.statements += 1
         self.pending, self.pending_bytes, self.truncated = [], 0, False
 
@@ -166,9 +180,11 @@ def _scrubbed_line(line: str) -> str:
     return _VALUE.sub("?", line)
 
 
-def fingerprint_slow_log(text: str, *, cut: bool = False) -> Tuple[str, int, int]:
+def fingerprint_slow_log(
+    text: str, *, cut: bool = False, backslash_escapes: bool = True
+) -> Tuple[str, int, int]:
     """(log with statements fingerprinted, statements, lines dropped before the first record)."""
-    splitter = SlowLogStatements(lambda rule, n: None, cut=cut)
+    splitter = SlowLogStatements(lambda rule, n: None, cut=cut, backslash_escapes=backslash_escapes)
     out = [splitter.block(text)]
     splitter.flush(out)
     return "".join(out), splitter.statements, splitter.dropped

@@ -137,5 +137,6 @@ def tokens() -> Dict[str, str]:
         "age_identity": "AGE-SECRET-KEY-1" + "".join(secrets.choice(bech32) for _ in range(58)).upper(),
         "github": "ghp_" + secrets.token_hex(18),
         "slack": "xoxb-" + secrets.token_hex(12),
-        "jwt": "eyJ" + secrets.token_urlsafe(12) + ".eyJ" + secrets.token_urlsafe(16) + "." + secrets.token_urlsafe(20),
+        "jwt": ".".join(("eyJ" + secrets.token_urlsafe(12), "eyJ" + secrets.token_urlsafe(16),
+                         secrets.token_urlsafe(20))),
     }

@@ -45,8 +45,10 @@ def slow_log(ctx: Context) -> Iterator[Artifact]:
         raise Skip(f"slow log {path} is not a regular file (a pipe or a device)") from None
     except OSError as exc:
         raise CollectorError(f"slow log {path}: cannot read ({exc.strerror})") from None
+    sql_mode, _ = setting(ctx, "sql_mode")
     text, statements, dropped = fingerprint_slow_log(
-        tail.data.decode("utf-8", "replace"), cut=tail.truncated)
+        tail.data.decode("utf-8", "replace"), cut=tail.truncated,
+        backslash_escapes="NO_BACKSLASH_ESCAPES" not in (sql_mode or "").upper())
     ctx.notes.add(f"{tail.describe()}; {statements} statements fingerprinted"
                   + (f", {dropped} lines of a cut first entry dropped" if dropped else ""))
     yield Artifact.text("logs/slow.log", text)
