@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pymysql
 import pytest
 
 from tests.conftest import Target, _start
@@ -80,6 +81,28 @@ def test_slow_log_statements_are_fingerprinted(own_server, tmp_path):
     assert any(line.startswith("# Query_time: ") for line in text.splitlines())
     assert any(line.startswith("# User@Host: root[root] @ ") for line in text.splitlines())
     assert any("statements fingerprinted" in n for n in entry["notes"])
+
+
+def test_slow_log_header_lines_inside_literals_stay_statement_text(own_server, tmp_path):
+    _enable_slow_log(own_server)
+    token, email = secrets.token_urlsafe(15), f"{secrets.token_hex(5)}@example.invalid"
+    forged = (f"# Time: {token}\n# User@Host: {token}[{token}] @ web1 []\n# Start: {token}\n"
+              f"# Id: {token}\n# Query_time: {token}\nSET timestamp={token};\nuse {token};")
+    own_server.sql(f"SELECT 'a;\n{forged}\n' AS note, '{email}' AS who",
+                   f"SELECT 1 /* ;\n{forged}\n*/ AS n")
+    with pytest.raises(pymysql.err.ProgrammingError):  # logged too, though it never parsed
+        own_server.sql(f"SELECT 'never closed {token};")
+    # Such a quote ends at the next `# Time:` line, which the server writes once a second.
+    time.sleep(1.1)
+    own_server.sql("SELECT 42 AS after_all")
+    written = open(own_server.instance.base / "slow.log").read()
+    assert token in written and f"# User@Host: {token}" in written
+    summary, files = _collect(own_server, tmp_path)
+    assert by_name(summary)["logs.slow_log"]["status"] == "ok"
+    text = files["logs/slow.log"].decode()
+    assert token not in text and email not in text
+    assert "SELECT ? AS note, ? AS who;" in text and "SELECT ? AS n;" in text
+    assert "SELECT ? AS after_all;" in text
 
 
 def test_slow_log_off_is_skipped_with_the_reason(own_server, tmp_path):

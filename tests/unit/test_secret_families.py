@@ -77,7 +77,8 @@ def _contexts(pw: str) -> list:
          f"2026-12-01T10:00:00.000000Z 6 [Note] [MY-010454] [Server] A temporary password is "
          f"generated for root@localhost: {pw}\n"),
         ("mysql 5.7 temporary password",
-         f"2026-12-01T10:00:00.000000Z 1 [Note] A temporary password is generated for root@localhost: {pw}\n"),
+         "2026-12-01T10:00:00.000000Z 1 [Note] A temporary password is generated for "
+         f"root@localhost: {pw}\n"),
         ("name: password=value", f"name: password={pw}\n"),
         ("Name: PASSWORD=value", f"Name: PASSWORD={pw}\n"),
         ("label=password:value", f"label=password:{pw}\n"),
