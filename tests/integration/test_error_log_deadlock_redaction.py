@@ -105,7 +105,8 @@ def test_deadlock_reports_in_the_error_log_keep_their_structure_and_lose_the_dat
             assert all(form not in blob for blob in files.values()), "a planted value survived"
         assert value[:30] not in done.stdout + done.stderr
     for landmark in ("InnoDB: Transactions deadlock detected, dumping detailed information.",
-                     "*** (1) TRANSACTION:", "*** (2) TRANSACTION:", "*** WAITING FOR THIS LOCK TO BE GRANTED:",
+                     "*** (1) TRANSACTION:", "*** (2) TRANSACTION:",
+                     "*** WAITING FOR THIS LOCK TO BE GRANTED:",
                      "*** WE ROLL BACK TRANSACTION", "RECORD LOCKS space id", "PHYSICAL RECORD",
                      "MariaDB thread id", "ready for connections"):
         assert landmark in log, landmark

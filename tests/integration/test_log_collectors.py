@@ -95,7 +95,7 @@ def test_slow_log_header_lines_inside_literals_stay_statement_text(own_server, t
     # Such a quote ends at the next `# Time:` line, which the server writes once a second.
     time.sleep(1.1)
     own_server.sql("SELECT 42 AS after_all")
-    written = open(own_server.instance.base / "slow.log").read()
+    written = (own_server.instance.base / "slow.log").read_text()
     assert token in written and f"# User@Host: {token}" in written
     summary, files = _collect(own_server, tmp_path)
     assert by_name(summary)["logs.slow_log"]["status"] == "ok"
