@@ -153,9 +153,13 @@ def _closer(opener: str, escapes: bool) -> Pattern[str]:
 _SCANNERS = {True: _scanner(True), False: _scanner(False)}
 _CLOSERS = {(o, e): _closer(o, e) for o in ("'", '"', "`", "/*") for e in (True, False)}
 _LEXICAL = re.compile(r"['\"`#]|/\*|--")
+_OTHER_LEXICAL = re.compile(r"[\"`#\\]|/\*|--")
 
 
 def _left_open(text: str, opener: str, escapes: bool) -> str:
+    if not opener and text.count("'") % 2 == 0 and not _OTHER_LEXICAL.search(text):
+        # Only paired single quotes, no backslash: every string closed (the common case).
+        return ""
     pos = 0
     if opener:
         close = _CLOSERS[(opener, escapes)].match(text)

@@ -118,12 +118,14 @@ def lint_line(line: str) -> List[str]:
         if pattern.search(line):
             found.append(what)
     low = line.lower()
-    for shape in shapes.ALL:
-        if not any(n in low for n in shape.needles) and (
-                shape.probe is None or not shape.probe.search(line)):
+    for family in shapes.FAMILIES:
+        if not any(n in low for n in family.needles) and (
+                family.probe is None or not family.probe.search(line)):
             continue
-        if any(not shapes.masked(m.group("v")) for m in shape.pattern.finditer(line)):
-            found.append(shape.what)
+        for match in family.pattern.finditer(line):
+            shape, value = family.found(match)
+            if not shapes.masked(value) and shape.what not in found:
+                found.append(shape.what)
     for rule in _TOOL_RULES:
         if any(n in low for n in rule.needles) and _fires(rule, line):
             found.append("a secret given to a tool on its command line")

@@ -446,21 +446,22 @@ RULES: List[Rule] = [
 
 
 def _shape_value(match: re.Match[str]) -> Optional[str]:
-    return None if shapes.masked(match.group("v")) else mask_groups(match)
+    values = [v for g, v in match.groupdict().items() if g.startswith("v") and v is not None]
+    return None if all(shapes.masked(v) for v in values) else mask_groups(match)
 
 
-def _shape_rule(shape: shapes.Shape, name: str) -> Rule:
-    return Rule(name, shape.needles, shape.pattern, _shape_value, shape.probe)
-
-
-#: The hash families, token formats and contexts of `bundle.shapes`, one rule each.
-RULES += [_shape_rule(shape, "password_hash") for shape in shapes.PASSWORD_HASHES]
-RULES += [_shape_rule(shape, "known_token") for shape in shapes.TOKENS]
-RULES += [_shape_rule(shape, shape.family) for shape in shapes.CONTEXTS]
+#: The hash families, token formats and contexts of `bundle.shapes`, one rule per table.
+RULES += [
+    Rule(name, family.needles, family.pattern, _shape_value, family.probe)
+    for name, family in (("password_hash", shapes.HASH_FAMILY), ("known_token", shapes.TOKEN_FAMILY),
+                         ("temporary_password", shapes.CONTEXT_FAMILY))
+]
 
 
 def _needles() -> Tuple[str, ...]:
     words = {n for rule in RULES for n in rule.needles}
+    # One `$` finds the lines of every crypt(3) family (each rule then checks its own).
+    words.add("$")
     # A needle that contains a shorter one adds nothing: the shorter one finds its lines.
     return tuple(sorted(w for w in words if not any(o != w and o in w for o in words)))
 

@@ -121,6 +121,38 @@ CONTEXTS: Tuple[Shape, ...] = (
 ALL: Tuple[Shape, ...] = PASSWORD_HASHES + TOKENS + CONTEXTS
 
 
+@dataclass(frozen=True)
+class Family:
+    """Shapes searched as one pattern (one pass over a line instead of one per shape): the
+    value of `shapes[i]` is group `v{i}`."""
+
+    shapes: Tuple[Shape, ...]
+    needles: Tuple[str, ...]
+    pattern: Pattern[str]
+    probe: Optional[Pattern[str]]
+
+    def found(self, match: re.Match[str]) -> Tuple[Shape, str]:
+        """(the shape that matched, its value)."""
+        group, value = next((g, v) for g, v in match.groupdict().items() if v is not None)
+        return self.shapes[int(group[1:])], value
+
+
+def _family(group: Tuple[Shape, ...]) -> Family:
+    parts = []
+    for i, shape in enumerate(group):
+        body = shape.pattern.pattern.replace("(?P<v>", f"(?P<v{i}>")
+        parts.append(f"(?i:{body})" if shape.pattern.flags & re.I else f"(?:{body})")
+    probes = [shape.probe.pattern for shape in group if shape.probe is not None]
+    return Family(group, tuple(sorted({n for shape in group for n in shape.needles})),
+                  re.compile("|".join(parts)), re.compile("|".join(probes)) if probes else None)
+
+
+HASH_FAMILY = _family(PASSWORD_HASHES)
+TOKEN_FAMILY = _family(TOKENS)
+CONTEXT_FAMILY = _family(CONTEXTS)
+FAMILIES: Tuple[Family, ...] = (HASH_FAMILY, TOKEN_FAMILY, CONTEXT_FAMILY)
+
+
 def masked(value: str) -> bool:
     """Already removed: what a rule leaves in a secret's place."""
     return "<redacted" in value or value.strip("\"'") in ("", "?") or set(value) <= {"*"}
