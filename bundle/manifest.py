@@ -64,7 +64,11 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> Manifest:
         data = dict(data)
-        data["collectors"] = [CollectorEntry(**c) for c in data.get("collectors", [])]
-        data["files"] = [FileEntry(**f) for f in data.get("files", [])]
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        data["collectors"] = [CollectorEntry(**_known(CollectorEntry, c)) for c in data.get("collectors", [])]
+        data["files"] = [FileEntry(**_known(FileEntry, f)) for f in data.get("files", [])]
+        return cls(**_known(cls, data))
+
+
+def _known(kind: type, data: Dict[str, Any]) -> Dict[str, Any]:
+    """The keys `kind` has: readers ignore keys they do not know (docs/bundle-format.md)."""
+    return {k: v for k, v in data.items() if k in kind.__dataclass_fields__}

@@ -158,8 +158,10 @@ def parse_signature_document(data: bytes) -> Tuple[str, bytes]:
         algorithm, public, encoded = (
             document["algorithm"], document["public_key"], document["signature"]
         )
+        if not isinstance(public, str):
+            raise TypeError("public_key is not text")
         signature = base64.b64decode(encoded, validate=True)
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, binascii.Error, RecursionError) as exc:
         raise SignError(f"{SIGNATURE_PATH} is malformed ({type(exc).__name__})") from None
     if algorithm != ALGORITHM:
         raise SignError(f"{SIGNATURE_PATH} uses an unknown algorithm {str(algorithm)[:32]!r}")

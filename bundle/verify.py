@@ -1,23 +1,28 @@
 """Verifies a plain or sealed bundle in one streaming pass, and says exactly what holds.
 
 Sealed bundles are opened in memory, chunk by chunk: no plaintext touches the disk.
-The checks: the age envelope authenticates to its end; `manifest.json` comes first;
+The checks: the age envelope authenticates to its end; every member keeps the format's
+rules and the limits (bundle.reader: paths, order, sizes, count, compression ratio);
+`manifest.json` comes first and has the documented shape (bundle.manifest_schema);
 `manifest.sig` (second) is a valid Ed25519 signature over the manifest's exact bytes,
 by the expected signer when one is given; and every member's sha256 matches the
-manifest, with nothing missing, added or duplicated.
+manifest, with nothing missing or added. Whatever the input, it runs in
+bounded memory and time and ends in a verdict, never an exception of the input's making.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from bundle import age, sign
-from bundle.manifest import MANIFEST_PATH, Manifest
-from bundle.reader import BundleError, members
+from bundle.limits import DEFAULT, Limits
+from bundle.manifest import Manifest
+from bundle.manifest_schema import ManifestError, parse
+from bundle.reader import BundleError, LimitExceeded, manifest_bytes, members
 
 
 @dataclass
@@ -30,6 +35,10 @@ class Verdict:
     #: Why the sealed envelope or the archive could not be read to its end.
     unreadable: Optional[str] = None
     unreadable_kind: Optional[str] = None
+    #: True when `unreadable` is a limit the bundle would have crossed (bundle.limits).
+    over_limit: bool = False
+    #: The checked manifest document (bundle.manifest_schema), once it was read.
+    manifest: Optional[Dict[str, Any]] = None
     host: Optional[str] = None
     signed: bool = False
     signer: Optional[str] = None
@@ -41,7 +50,6 @@ class Verdict:
     changed: List[str] = field(default_factory=list)
     missing: List[str] = field(default_factory=list)
     extra: List[str] = field(default_factory=list)
-    duplicated: List[str] = field(default_factory=list)
 
     @property
     def signer_matches(self) -> Optional[bool]:
@@ -53,7 +61,7 @@ class Verdict:
     def intact(self) -> bool:
         """Readable to the end, and every member matches the manifest."""
         return self.unreadable is None and not (
-            self.changed or self.missing or self.extra or self.duplicated
+            self.changed or self.missing or self.extra
         )
 
     @property
@@ -66,23 +74,26 @@ class Verdict:
 
 
 def verify_bundle(
-    path: Path, identities: Optional[Sequence[str]] = None, signer: Optional[str] = None
+    path: Path, identities: Optional[Sequence[str]] = None, signer: Optional[str] = None,
+    limits: Limits = DEFAULT,
 ) -> Verdict:
-    """Check the bundle at `path` (sealed bundles need `identities`).
+    """Check the bundle at `path` (sealed bundles need `identities`) within `limits`.
 
-    Raises age.AgeError when a sealed bundle's header cannot be opened (not age, wrong
-    key, corrupted header); every later problem is recorded in the verdict.
+    The compression ratio is measured against the size of the file at `path`. Raises
+    age.AgeError when a sealed bundle's header cannot be opened (not age, wrong key,
+    corrupted header); every later problem is recorded in the verdict.
     """
     verdict = Verdict(expected_signer=sign.normalize_public_key(signer) if signer else None)
     verdict.sealed = age.is_age_file(path)
     with open(path, "rb") as raw:
+        packed = os.fstat(raw.fileno()).st_size
         if not verdict.sealed:
-            _walk(raw, verdict, str(path))
+            _walk(raw, verdict, limits, packed)
             return verdict
         reader = age.AgeReader(raw, identities or [])
         verdict.opened_by = age.recipient_of(list(identities or [])[reader.identity_index])
         try:
-            _walk(reader, verdict, "the bundle")
+            _walk(reader, verdict, limits, packed)
             if verdict.unreadable is None:
                 reader.drain()
         except age.AgeError as exc:
@@ -90,20 +101,19 @@ def verify_bundle(
     return verdict
 
 
-def _walk(stream, verdict: Verdict, name: str) -> None:
-    manifest_bytes: Optional[bytes] = None
+def _walk(stream, verdict: Verdict, limits: Limits, packed: int) -> None:
+    manifest_data: Optional[bytes] = None
     signature: Optional[bytes] = None
     seen: Dict[str, str] = {}
     try:
-        for index, (info, handle) in enumerate(members(stream)):
-            if index == 0:
-                if info.name != MANIFEST_PATH or handle is None:
-                    verdict.unreadable = f"the first member is {info.name!r}, not {MANIFEST_PATH}"
+        for index, (info, handle) in enumerate(members(stream, limits, packed)):
+            if index == 0 and handle is not None:
+                manifest_data = manifest_bytes(handle, limits)
+                if not _read_manifest(verdict, manifest_data, limits):
                     return
-                manifest_bytes = handle.read()
                 continue
             if index == 1 and info.name == sign.SIGNATURE_PATH and handle is not None:
-                signature = handle.read()
+                signature = manifest_bytes(handle, limits)
                 continue
             if handle is None:
                 verdict.extra.append(f"{info.name} (not a regular file)")
@@ -111,33 +121,33 @@ def _walk(stream, verdict: Verdict, name: str) -> None:
             digest = hashlib.sha256()
             for chunk in iter(lambda h=handle: h.read(1 << 16), b""):
                 digest.update(chunk)
-            if info.name in seen:
-                verdict.duplicated.append(info.name)
             seen[info.name] = digest.hexdigest()
     except BundleError as exc:
-        verdict.unreadable = str(exc).replace(f"{name}: ", "", 1)
+        verdict.unreadable = str(exc).replace("the bundle: ", "", 1)
+        verdict.over_limit = isinstance(exc, LimitExceeded)
         return
-    if manifest_bytes is None:
+    if manifest_data is None or verdict.manifest is None:
         verdict.unreadable = "the bundle is empty"
         return
-    try:
-        document = json.loads(manifest_bytes)
-        if not isinstance(document, dict):
-            raise ValueError("not a JSON object")
-        manifest = Manifest.from_dict(document)
-    except (ValueError, TypeError) as exc:
-        verdict.unreadable = f"manifest.json is not valid ({exc})"
-        return
-    verdict.host = manifest.host
-    _check_signature(verdict, manifest_bytes, signature)
+    manifest = Manifest.from_dict(verdict.manifest)
+    _check_signature(verdict, manifest_data, signature)
     expected = {f.path: f.sha256 for f in manifest.files}
     verdict.files_listed = len(expected)
     verdict.missing = sorted(set(expected) - set(seen))
     verdict.changed = sorted(p for p in expected if p in seen and seen[p] != expected[p])
     verdict.extra += sorted(set(seen) - set(expected))
-    verdict.files_matched = sum(
-        1 for p in expected if seen.get(p) == expected[p] and p not in verdict.duplicated
-    )
+    verdict.files_matched = sum(1 for p in expected if seen.get(p) == expected[p])
+
+
+def _read_manifest(verdict: Verdict, data: bytes, limits: Limits) -> bool:
+    """Check the manifest's shape first of all: nothing may use a field before that."""
+    try:
+        verdict.manifest = parse(data, limits)
+    except ManifestError as exc:
+        verdict.unreadable = f"manifest.json is not valid: {exc}"
+        return False
+    verdict.host = verdict.manifest["host"]
+    return True
 
 
 def _check_signature(verdict: Verdict, manifest_bytes: bytes, signature: Optional[bytes]) -> None:

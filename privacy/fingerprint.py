@@ -11,6 +11,7 @@ changes nothing.
 from __future__ import annotations
 
 import re
+from typing import List, Pattern, Tuple
 
 # Strings, quoted identifiers, optimizer hints and comments, in the order they start.
 # Every branch begins with a fixed character (no group in front of it), so the regex
@@ -20,8 +21,15 @@ _LEXEMES = re.compile(
     r"|\"[^\"\\]*(?:(?:\\.|\"\")[^\"\\]*)*\"?"
     r"|`[^`]*(?:``[^`]*)*`?"
     r"|/\*.*?(?:\*/|\Z)"
-    r"|--(?=\s|\Z)[^\n]*"
+    # `--` starts a comment only before an ASCII space or control character (not U+00A0).
+    r"|--(?=[\x00-\x20]|\Z)[^\n]*"
     r"|\#[^\n]*",
+    re.S,
+)
+#: Strings as NO_BACKSLASH_ESCAPES (and ANSI_QUOTES) servers read them: `'C:\'` is closed.
+_RAW_STRINGS = re.compile(
+    r"'[^']*(?:''[^']*)*'?|\"[^\"]*(?:\"\"[^\"]*)*\"?|`[^`]*(?:``[^`]*)*`?"
+    r"|/\*.*?(?:\*/|\Z)|--(?=[\x00-\x20]|\Z)[^\n]*|\#[^\n]*",
     re.S,
 )
 _HEX = re.compile(r"0[xX][0-9a-fA-F]+")
@@ -68,8 +76,31 @@ def _digits(match: re.Match[str]) -> str:
     return match.group()
 
 
+def _string_spans(pattern: Pattern[str], text: str) -> List[Tuple[int, int]]:
+    return [m.span() for m in pattern.finditer(text) if m.group()[0] in "'\""]
+
+
+def _either_lexing(text: str) -> str:
+    """Strings as either lexing sees them become `?`, so a server in either mode cannot
+    read as code what the fingerprint kept (`'C:\' , '…'` is two strings without escapes)."""
+    spans = sorted(_string_spans(_LEXEMES, text) + _string_spans(_RAW_STRINGS, text))
+    out: List[str] = []
+    pos = 0
+    for start, end in spans:
+        if end <= pos:
+            continue
+        if start >= pos:
+            out.append(_LEXEMES.sub(_lexeme, text[pos:start]))
+            out.append("?")
+        pos = end
+    out.append(_LEXEMES.sub(_lexeme, text[pos:]))
+    return "".join(out)
+
+
 def _literals(text: str) -> str:
-    if "'" in text or '"' in text or "/*" in text or "--" in text or "#" in text or "`" in text:
+    if "\\" in text and ("'" in text or '"' in text):
+        text = _either_lexing(text)
+    elif "'" in text or '"' in text or "/*" in text or "--" in text or "#" in text or "`" in text:
         text = _LEXEMES.sub(_lexeme, text)
     return _DIGITS.sub(_digits, text)
 
@@ -82,3 +113,70 @@ def fingerprint(statement: str) -> str:
         if "),(" in text or "), (" in text:
             text = _VALUES.sub(r"\1+", text)
     return text
+
+
+# --- where a statement's quotes and comments stand -----------------------------------------
+
+#: Which quote or comment a statement's text leaves open at its end, once lexed with
+#: backslash escapes (the server's default) and once without (NO_BACKSLASH_ESCAPES,
+#: where `'C:\'` is closed): "" when closed. A log line that looks like one of the
+#: server's own is the server's only where both say closed.
+Open = Tuple[str, str]
+CLOSED: Open = ("", "")
+
+
+def _quoted(quote: str, escapes: bool) -> str:
+    q = re.escape(quote)
+    if escapes:
+        return f"{q}[^{q}\\\\]*(?:(?:\\\\[\\s\\S]|{q}{q})[^{q}\\\\]*)*{q}"
+    return f"{q}[^{q}]*(?:{q}{q}[^{q}]*)*{q}"
+
+
+def _scanner(escapes: bool) -> Pattern[str]:
+    return re.compile(
+        _quoted("'", escapes) + "|" + _quoted('"', escapes) + "|" + _quoted("`", False)
+        # A comment the server skips; `/*!…*/`, `/*M!…*/` and hints are code to it.
+        + r"|/\*(?!M?!|\+)[\s\S]*?\*/|/\*(?:M?!|\+)"
+        # `--` starts a comment only before a space or a control character.
+        + r"|--(?=[\x00-\x20])[^\n]*|\#[^\n]*"
+        + r"|(?P<open>['\"`]|/\*)"
+    )
+
+
+def _closer(opener: str, escapes: bool) -> Pattern[str]:
+    if opener == "/*":
+        return re.compile(r"[\s\S]*?\*/")
+    # The rest of a quoted lexeme after its opening quote.
+    return re.compile(_quoted(opener, escapes and opener != "`")[len(re.escape(opener)):])
+
+
+_SCANNERS = {True: _scanner(True), False: _scanner(False)}
+_CLOSERS = {(o, e): _closer(o, e) for o in ("'", '"', "`", "/*") for e in (True, False)}
+_LEXICAL = re.compile(r"['\"`#]|/\*|--")
+_OTHER_LEXICAL = re.compile(r"[\"`#\\]|/\*|--")
+
+
+def _left_open(text: str, opener: str, escapes: bool) -> str:
+    if not opener and text.count("'") % 2 == 0 and not _OTHER_LEXICAL.search(text):
+        # Only paired single quotes, no backslash: every string closed (the common case).
+        return ""
+    pos = 0
+    if opener:
+        close = _CLOSERS[(opener, escapes)].match(text)
+        if close is None:
+            return opener
+        pos = close.end()
+    if not _LEXICAL.search(text, pos):
+        return ""
+    for lexeme in _SCANNERS[escapes].finditer(text, pos):
+        if lexeme.lastgroup == "open":
+            return lexeme.group()
+    return ""
+
+
+def left_open(text: str, state: Open = CLOSED) -> Open:
+    """The quotes or comments still open after `text`, which follows `state`."""
+    with_escapes = _left_open(text, state[0], True)
+    if "\\" not in text and state[0] == state[1]:
+        return with_escapes, with_escapes
+    return with_escapes, _left_open(text, state[1], False)

@@ -1,4 +1,4 @@
-"""SHOW ENGINE INNODB STATUS without the customer's data.
+"""InnoDB's dumps without the customer's data: SHOW ENGINE INNODB STATUS and the error log.
 
 The monitor output is kept whole, but three of its sections quote the data itself: the
 open transactions, the latest deadlock and the latest foreign-key error print each
@@ -10,8 +10,22 @@ becomes a fingerprint, as statements elsewhere in the bundle do. Lines are recog
 by what InnoDB prints, so an unexpected line is treated as statement text: the safe
 direction.
 
-`InnodbStatus` works block by block (a section, or a statement, may span two blocks), like
-the slow-log statements of `privacy.redact`.
+With `innodb_print_all_deadlocks=ON` the server writes the same deadlock report into
+the error log, each part behind the log's own prefix (MariaDB and MySQL 5.7:
+`2026-12-01 21:09:07 5 [Note] InnoDB: *** (1) TRANSACTION:`; MySQL 8:
+`2024-08-04T07:51:55.786346Z 0 [Note] [MY-012469] [InnoDB] *** (1) TRANSACTION:`), from
+`Transactions deadlock detected` to `*** WE ROLL BACK TRANSACTION (n)`. `ErrorLogInnodb`
+gives those lines the same treatment and lets every other line of the log through.
+
+A statement's literal can hold lines that look like InnoDB's own (`*** …`, a section
+rule, a log prefix). While a statement leaves a quote or block comment open
+(`bundle.fingerprint.left_open`, with backslash escapes as servers lex by default), its
+lines stay statement text whatever they look like, up to what InnoDB prints of a
+session at most (PRINTED_SESSION: it cuts longer statements, inside a literal too);
+the line after that is InnoDB's own.
+
+Both work block by block (a section, or a statement, may span two blocks), like the
+slow-log statements of `privacy.slowlog`.
 """
 
 from __future__ import annotations
@@ -19,7 +33,7 @@ from __future__ import annotations
 import re
 from typing import Callable, List, Optional
 
-from privacy.fingerprint import fingerprint
+from privacy.fingerprint import CLOSED, fingerprint, left_open
 from privacy.rules import MASK
 
 #: The sections that quote statements and records.
@@ -68,17 +82,95 @@ _OWN = re.compile(
     r")\s*$"
 )
 
+#: What InnoDB prints of a session at most, its thread line, a line end and the statement
+#: together (the buffer of innobase_mysql_print_thd less its NUL): MySQL 1,023 bytes,
+#: MariaDB 10.11 3,071. A statement that reaches it was cut there, inside a literal too,
+#: and the next line is InnoDB's own.
+PRINTED_SESSION = {"MySQL": 1023, "MariaDB": 3071}
+#: More than any of them prints of one statement: where the thread line is unknown (or
+#: an older MariaDB cut at 1,023), a quote still open after this many bytes was cut.
+PRINTED_STATEMENT = 4096
+_THREAD_LINE = re.compile(r"(MySQL|MariaDB) thread id [0-9]+, ")
+
+#: The error log's prefix in front of InnoDB's lines (MariaDB, MySQL 5.6 to 8.4).
+_LOG_PREFIX = re.compile(
+    r"(?P<p>[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:Z|[-+][0-9]{2}:?[0-9]{2})?[ \t]+(?:0x)?[0-9a-f]+[ \t]+(?:\[\w+\][ \t]+)?"
+    r"(?:\[MY-[0-9]+\][ \t]+\[InnoDB\][ \t]?|InnoDB:[ \t]?)?)"
+)
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}")
+_DEADLOCK_START = "Transactions deadlock detected"
+_DEADLOCK_END = re.compile(r"\*\*\* WE ROLL BACK TRANSACTION \([0-9]+\)")
+#: A new server start: a report cut by a crash is over.
+_RESTART = re.compile(r"Starting MariaDB|starting as process|ready for connections")
+
 Count = Callable[[str, int], None]
+
+
+class _Records:
+    """The lines of one part that quotes data: record fields, InnoDB's own lines, statements."""
+
+    def __init__(self, count: Count) -> None:
+        self.count = count
+        self.statement: List[str] = []
+        self.state = CLOSED
+        self.size = 0
+        #: The most InnoDB prints of the current session (thread line included), and what
+        #: its thread line took of that.
+        self.cap = PRINTED_STATEMENT
+        self.thread_line = 0
+
+    def inside_statement(self) -> bool:
+        """A statement leaves a quote or comment open: the next line is still its text."""
+        # Lexed as the server does by default, with backslash escapes.
+        return (bool(self.statement) and self.state[0] != ""
+                and self.thread_line + self.size < self.cap and self.size < PRINTED_STATEMENT)
+
+    def line(self, body: str, out: List[str], line: str) -> None:
+        if self.inside_statement():
+            self._take(body)
+            return
+        field = _FIELD.match(body)
+        if field:
+            self.end(out)
+            self.count("innodb_row_data", 1)
+            out.append(f"{field.group(1)}{MASK} row data\n")
+        elif _OWN.match(body):
+            self.end(out)
+            thread = _THREAD_LINE.match(body)
+            self.cap = PRINTED_SESSION[thread.group(1)] if thread else PRINTED_STATEMENT
+            self.thread_line = _bytes(body) if thread else 0
+            out.append(line)
+        else:
+            self._take(body)
+
+    def _take(self, body: str) -> None:
+        self.statement.append(body)
+        self.state = left_open(body + "\n", self.state)
+        self.size += _bytes(body) + 1
+
+    def end(self, out: List[str]) -> None:
+        if not self.statement:
+            return
+        text = "\n".join(self.statement)
+        self.statement, self.state, self.size = [], CLOSED, 0
+        reduced = fingerprint(text)
+        if reduced != " ".join(text.split()):
+            self.count("statement_fingerprint", 1)
+        out.append(reduced + "\n")
+
+
+def _bytes(text: str) -> int:
+    return len(text.encode("utf-8", "surrogateescape"))
 
 
 class InnodbStatus:
     """Reduces the monitor output as it streams through, block by block."""
 
     def __init__(self, count: Count) -> None:
-        self.count = count
+        self.records = _Records(count)
         self.section: Optional[str] = None
         self.after_rule = False
-        self.statement: List[str] = []
 
     def block(self, text: str) -> str:
         out: List[str] = []
@@ -88,43 +180,76 @@ class InnodbStatus:
 
     def flush(self, out: List[str]) -> None:
         """What is still held back (a statement at the very end)."""
-        self._end_statement(out)
+        self.records.end(out)
 
     def _line(self, line: str, out: List[str]) -> None:
         body = line.rstrip("\r\n")
+        if self.records.inside_statement():
+            self.records.line(body, out, line)
+            return
         if _RULE.match(body):
-            self._end_statement(out)
+            self.records.end(out)
             self.after_rule = True
             out.append(line)
             return
         if self.after_rule and _HEADER.match(body):
-            self._end_statement(out)
+            self.records.end(out)
             self.section = body.strip()
             self.after_rule = False
             out.append(line)
             return
         self.after_rule = False
         if self.section not in SECTIONS or not body.strip():
-            self._end_statement(out)
+            self.records.end(out)
             out.append(line)
             return
-        field = _FIELD.match(body)
-        if field:
-            self._end_statement(out)
-            self.count("innodb_row_data", 1)
-            out.append(f"{field.group(1)}{MASK} row data\n")
-        elif _OWN.match(body):
-            self._end_statement(out)
-            out.append(line)
-        else:
-            self.statement.append(body)
+        self.records.line(body, out, line)
 
-    def _end_statement(self, out: List[str]) -> None:
-        if not self.statement:
+
+class ErrorLogInnodb:
+    """The error log with its InnoDB deadlock reports reduced like the monitor's."""
+
+    def __init__(self, count: Count) -> None:
+        self.records = _Records(count)
+        self.in_report = False
+
+    def block(self, text: str) -> str:
+        if not self.in_report and "InnoDB" not in text:
+            return text
+        out: List[str] = []
+        for line in text.splitlines(keepends=True):
+            self._line(line, out)
+        return "".join(out)
+
+    def flush(self, out: List[str]) -> None:
+        self.records.end(out)
+
+    def _line(self, line: str, out: List[str]) -> None:
+        body = line.rstrip("\r\n")
+        if self.in_report and self.records.inside_statement():
+            self.records.line(body, out, line)
             return
-        text = "\n".join(self.statement)
-        self.statement = []
-        reduced = fingerprint(text)
-        if reduced != " ".join(text.split()):
-            self.count("statement_fingerprint", 1)
-        out.append(reduced + "\n")
+        prefix = _LOG_PREFIX.match(body) if _TIMESTAMP.match(body) else None
+        if prefix is None:
+            if self.in_report and body.strip():
+                self.records.line(body, out, line)
+            else:
+                self.records.end(out)
+                out.append(line)
+            return
+        head, rest = prefix.group("p"), body[prefix.end():]
+        innodb = "InnoDB" in head
+        if innodb and (_DEADLOCK_START in rest or not rest.strip() or rest.startswith("*** ")):
+            # The report's own lines; one met first means the tail began inside a report.
+            self.records.end(out)
+            self.in_report = not _DEADLOCK_END.match(rest)
+            out.append(line)
+        elif self.in_report and innodb:
+            self.records.end(out)
+            out.append(head)
+            self.records.line(rest, out, rest + "\n")
+        else:
+            self.records.end(out)
+            if _RESTART.search(rest):
+                self.in_report = False
+            out.append(line)

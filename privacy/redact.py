@@ -16,12 +16,26 @@ import json
 import re
 import threading
 from collections import Counter
-from typing import IO, Any, Callable, Dict, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, FrozenSet, List, Optional, Tuple
 
 from privacy.fingerprint import fingerprint
-from privacy.innodb_status import InnodbStatus
+from privacy.innodb_status import ErrorLogInnodb, InnodbStatus
 from privacy.pseudonym import Pseudonymizer
-from privacy.rules import MASK, NEEDLES, PROBE_RULES, RULES, Rule, benign_value, is_secret_name
+from privacy.rules import (
+    MASK,
+    NEEDLES,
+    OPTIONS_FIRST,
+    PROBE_RULES,
+    RULES,
+    TOOL_SECRET_FLAGS,
+    USER_PASSWORD_FLAGS,
+    Rule,
+    benign_value,
+    is_secret_name,
+    placeholder,
+    tool_of,
+)
+from privacy.slowlog import SlowLogStatements
 
 __all__ = ["MASK", "Redactor", "redact_stream"]
 
@@ -29,8 +43,6 @@ __all__ = ["MASK", "Redactor", "redact_stream"]
 BLOCK = 1 << 20
 #: A line longer than this is left out (its start and end cannot be told apart safely).
 MAX_LINE = 1 << 20
-#: A slow-log statement longer than this is fingerprinted from its first MiB only.
-MAX_STATEMENT = 1 << 20
 
 OVERLONG = f"{MASK} line longer than {MAX_LINE >> 20} MiB left out"
 KEY_FILE = f"{MASK} contents of a key file"
@@ -56,24 +68,9 @@ _KEY_FILE_PATH = re.compile(
 )
 _SLOW_LOG_PATH = re.compile(r"^logs/(?:.*/)?[^/]*slow[^/]*$", re.I)
 _INNODB_STATUS_PATH = re.compile(r"^mysql/(?:.*/)?innodb_status[^/]*\.txt$")
+_ERROR_LOG_PATH = re.compile(r"^logs/(?:.*/)?(?:[^/]*error[^/]*|[^/]*\.err)$", re.I)
 #: Option files stay text for the rules even when their name says key (`keyring.cnf`).
 _OPTION_FILE = re.compile(r"\.(?:cnf|conf|ini|service)$", re.I)
-#: The lines a server writes around each statement (MySQL, MariaDB, Percona): the
-#: `# Key: value` headers, `SET timestamp=…;`, `use db;` and the banner when it opens the
-#: file. Consecutive ones form one match; any other line (a `# comment` inside a
-#: statement too) belongs to the statement.
-_SLOW_KEYS = (
-    "Time|User@Host|Thread_id|Schema|QC_hit|Query_time|Lock_time|Rows_sent|Rows_examined"
-    "|Rows_affected|Bytes_sent|Bytes_received|Read_|Sort_|Created_tmp|Count_hit|Tmp_"
-    "|Full_scan|Full_join|Filesort|Merge_passes|Priority_queue|Pages_|Old_rows_read"
-    "|Engine_time|InnoDB_|Log_slow_rate|Stored_routine|explain|Id|Killed|Errno|Start|End"
-)
-_SLOW_HEAD = re.compile(
-    r"(?:^(?:# (?:" + _SLOW_KEYS + r")[\w@]*:|# No InnoDB statistics"
-    r"|SET timestamp=[0-9]+;$|use [^\s;]+;$|\S+, Version: |Tcp port: |Time\s+Id\s+Command)"
-    r"[^\n]*(?:\n|\Z))+",
-    re.M,
-)
 _PEM_BEGIN = re.compile(
     r"-----BEGIN (?P<kind>[A-Z0-9 ]{1,60})-----(?P<body>.*?)(?P<end>-----END (?P=kind)-----|$)"
 )
@@ -85,7 +82,7 @@ Count = Callable[[str, int], None]
 
 
 def kind_of(path: str) -> str:
-    """How a member is redacted: json, jsonl, keyfile, slowlog, innodb or text."""
+    """How a member is redacted: json, jsonl, keyfile, slowlog, innodb, errorlog or text."""
     name = path.rsplit("/", 1)[-1].lower()
     if name.endswith(".json"):
         return "json"
@@ -97,6 +94,8 @@ def kind_of(path: str) -> str:
         return "slowlog"
     if _INNODB_STATUS_PATH.search(path):
         return "innodb"
+    if _ERROR_LOG_PATH.search(path):
+        return "errorlog"
     return "text"
 
 
@@ -106,19 +105,34 @@ class Lines:
     def __init__(self, count: Count) -> None:
         self.count = count
         self.in_pem = False
-        self._subs: List[Tuple[Rule, Callable[[re.Match[str]], str]]] = [
-            (rule, self._renderer(rule)) for rule in RULES if rule.name != "pem_block"
-        ]
+        self._rules: List[Rule] = [rule for rule in RULES if rule.name != "pem_block"]
 
-    def _renderer(self, rule: Rule) -> Callable[[re.Match[str]], str]:
-        def render(match: re.Match[str]) -> str:
+    def _apply(self, rule: Rule, line: str) -> str:
+        """`rule` over `line`, matches never overlapping a secret.
+
+        A match the rule leaves alone (`name: …` where `name` is no secret's name)
+        consumes nothing: the search goes on one character later, so the
+        `password=value` inside its value is still found.
+        """
+        out: List[str] = []
+        done = at = 0
+        while at <= len(line):
+            match = rule.pattern.search(line, at)
+            if match is None:
+                break
             replaced = rule.render(match)
             if replaced is None:
-                return match.group()
+                at = match.start() + 1
+                continue
             self.count(rule.name, 1)
-            return replaced
-
-        return render
+            out.append(line[done:match.start()])
+            out.append(replaced)
+            done = match.end()
+            at = max(done, match.start() + 1)
+        if not out:
+            return line
+        out.append(line[done:])
+        return "".join(out)
 
     def block(self, text: str) -> str:
         """Redact `text` (whole lines; a last line without its end is fine)."""
@@ -168,12 +182,12 @@ class Lines:
         if "-----begin" in low:
             line = _PEM_BEGIN.sub(self._pem, line)
             low = line.lower()
-        for rule, render in self._subs:
+        for rule in self._rules:
             if not any(n in low for n in rule.needles) and (
                 rule.probe is None or not rule.probe.search(line)
             ):
                 continue
-            new = rule.pattern.sub(render, line)
+            new = self._apply(rule, line)
             if new != line:
                 line = new
                 low = line.lower()
@@ -198,56 +212,6 @@ class Lines:
                 return start
             start = end + 1
         return min(start, len(text))
-
-
-class SlowLogStatements:
-    """Replaces the statement text of a slow log by fingerprints, block by block.
-
-    Header lines (`# Time:`, `# User@Host:`, `# Query_time:` …) and the server's own
-    `SET timestamp=…;` / `use db;` lines stay; the lines between them are one statement.
-    """
-
-    def __init__(self, count: Count) -> None:
-        self.count = count
-        self.pending: List[str] = []
-        self.pending_bytes = 0
-        self.truncated = False
-
-    def block(self, text: str) -> str:
-        out: List[str] = []
-        pos = 0
-        for head in _SLOW_HEAD.finditer(text):
-            if head.start() > pos:
-                self._statement(text[pos:head.start()])
-            self.flush(out)
-            out.append(head.group())
-            pos = head.end()
-        if pos < len(text):
-            self._statement(text[pos:])
-        return "".join(out)
-
-    def _statement(self, piece: str) -> None:
-        room = MAX_STATEMENT - self.pending_bytes
-        if len(piece) > room:
-            piece = piece[:max(room, 0)]
-            self.truncated = True
-        if piece:
-            self.pending.append(piece)
-            self.pending_bytes += len(piece)
-
-    def flush(self, out: List[str]) -> None:
-        if not self.pending:
-            return
-        statement = "".join(self.pending)
-        reduced = fingerprint(statement)
-        if reduced != " ".join(statement.split()):
-            self.count("statement_fingerprint", 1)
-        if self.truncated:
-            self.count("statement_truncated", 1)
-            reduced += " /* mydiag: statement longer than 1 MiB, the rest left out */"
-        if reduced:
-            out.append(reduced + "\n")
-        self.pending, self.pending_bytes, self.truncated = [], 0, False
 
 
 class Redactor:
@@ -308,8 +272,7 @@ class Redactor:
             dst.write(body)
             return len(body)
         learn = self.pseudonymizer.learn_text if self.pseudonymizer is not None else None
-        return _stream(src, dst, count, statements=kind == "slowlog", innodb=kind == "innodb",
-                       learn=learn)
+        return _stream(src, dst, count, kind=kind, learn=learn)
 
     def text(self, text: str, path: str = "manifest.json") -> str:
         """Redact a piece of text (an error message, a note) counted under `path`."""
@@ -397,39 +360,75 @@ class _Json:
         return out
 
     def _argv(self, argv: List[str]) -> List[str]:
-        """A command line as a list: `--password x` and `-pSECRET` need their neighbours."""
+        """A command line as a list: `--password x`, `-pSECRET`, `sshpass -p x` and
+        `curl -u user:x` need their neighbours."""
         tool = any(re.search(r"mysql|mariadb|backup|dump", a, re.I) for a in argv[:2])
         out: List[str] = []
-        secret_next = False
+        secret_next = ""
+        flags: Tuple[str, ...] = ()
+        options_first: FrozenSet[str] = frozenset()
+        previous = ""
         for arg in argv:
             if secret_next and not arg.startswith("-") and not benign_value(arg):
-                self.count("command_line_secret", 1)
-                out.append(MASK)
-                secret_next = False
+                out.append(self._tool_value(secret_next, arg))
+                secret_next = previous = ""
                 continue
-            secret_next = False
+            secret_next = ""
+            program = tool_of(arg)
+            if program is not None:
+                flags = TOOL_SECRET_FLAGS[program]
+                options_first = OPTIONS_FIRST.get(program, frozenset())
+            elif options_first and not arg.startswith("-") and previous not in options_first:
+                # The command the tool runs begins: its flags are its own (`ssh -p 22`).
+                flags, options_first = (), frozenset()
+            previous = arg
             if tool and len(arg) > 2 and arg.startswith("-p"):
                 self.count("command_line_secret", 1)
                 out.append("-p" + MASK)
                 continue
+            attached = next((f for f in flags if arg.startswith(f) and len(arg) > len(f)
+                             and (len(f) == 2 or arg[len(f)] == "=")), None)
+            if attached is not None and arg not in flags:
+                value = arg[len(attached):]
+                sep = "=" if value.startswith("=") else ""
+                out.append(attached + sep + self._tool_value(attached, value[len(sep):]))
+                continue
             flag = re.fullmatch(r"--?([A-Za-z][\w.-]*)", arg)
-            secret_next = bool(flag) and is_secret_name(flag.group(1))
+            if arg in flags:
+                secret_next = arg
+            elif flag and is_secret_name(flag.group(1)):
+                secret_next = "--password"
             out.append(self._string(arg))
         return out
+
+    def _tool_value(self, flag: str, value: str) -> str:
+        if flag in USER_PASSWORD_FLAGS:
+            user, colon, secret = value.partition(":")
+            if not colon or placeholder(secret):
+                return self._string(value)
+            self.count("command_line_secret", 1)
+            return user + ":" + MASK
+        self.count("command_line_secret", 1)
+        return MASK
 
 
 def _scalar(value: Any) -> bool:
     return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
+#: What reduces statements and InnoDB's record dumps before the line rules run, by kind.
+_STAGES: Dict[str, Callable[[Count], Any]] = {
+    "slowlog": SlowLogStatements, "innodb": InnodbStatus, "errorlog": ErrorLogInnodb,
+}
+
+
 def _stream(
-    src: IO[bytes], dst: IO[bytes], count: Count, *, statements: bool = False,
-    innodb: bool = False, learn: Optional[Callable[[str], None]] = None,
+    src: IO[bytes], dst: IO[bytes], count: Count, *, kind: str = "text",
+    learn: Optional[Callable[[str], None]] = None,
 ) -> int:
     lines = Lines(count)
-    # What reduces statements (and InnoDB's record dumps) before the line rules run.
-    slow: Optional[Any] = (SlowLogStatements(count) if statements
-                           else InnodbStatus(count) if innodb else None)
+    stage = _STAGES.get(kind)
+    slow: Optional[Any] = stage(count) if stage is not None else None
     written = 0
     buffer = b""
     skipping = False
@@ -488,5 +487,5 @@ def redact_stream(src: IO[bytes], dst: IO[bytes], *, statements: bool = False) -
     def count(rule: str, n: int) -> None:
         counts[rule] += n
 
-    _stream(src, dst, count, statements=statements)
+    _stream(src, dst, count, kind="slowlog" if statements else "text")
     return dict(sorted(counts.items()))

@@ -13,8 +13,9 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Pattern, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Pattern, Tuple
 
+from privacy import shapes
 from privacy.fingerprint import fingerprint
 
 MASK = "<redacted>"
@@ -44,7 +45,7 @@ _SECRET_WORDS = frozenset({
     "password", "passwords", "passwd", "pass", "passw", "passwo", "passwor", "pwd", "pw",
     "passphrase", "secret", "secrets", "token", "tokens", "credential", "credentials",
     "creds", "apikey", "privatekey", "secretkey", "accesskey", "filekey", "signature", "sig",
-    "authorization", "cookie",
+    "authorization", "cookie", "sshpass", "passin", "passout", "pgpass", "rediscli_auth",
 })
 #: Words that make a secret's name only as its last word (`wsrep_sst_auth`, `api_key`),
 #: not in front (`key_buffer_size`, `auth_socket`).
@@ -252,6 +253,57 @@ def _secret_flag(match: re.Match[str]) -> Optional[str]:
     return mask_groups(match)
 
 
+#: Tools whose flag takes a secret though its name does not say so: `sshpass -p` (for
+#: `ssh -p` it is a port), `redis-cli -a`, `mongo -p`, `curl -u user:password`.
+TOOL_SECRET_FLAGS: Dict[str, Tuple[str, ...]] = {
+    "sshpass": ("-p",),
+    "curl": ("-u", "--user", "-U", "--proxy-user"),
+    "redis-cli": ("-a", "--pass"),
+    "mongo": ("-p",),
+}
+#: Flags whose value is `user:password`: the user stays.
+USER_PASSWORD_FLAGS = frozenset({"-u", "--user", "-U", "--proxy-user"})
+#: Tools whose options come before the command they run (`sshpass -f F ssh -p 22 host`):
+#: their other flags that take a value, and the options that may stand before the secret.
+OPTIONS_FIRST: Dict[str, FrozenSet[str]] = {"sshpass": frozenset({"-f", "-d", "-P"})}
+_OPTIONS_BEFORE = {"sshpass": re.compile(r"(?:[ \t]+-(?:[dfP][ \t]*\S+|[ve]+))*[ \t]+")}
+_TOOL = re.compile(
+    r"(?<![\w.-])(?:[\w.~-]*/)*(?P<tool>sshpass|curl|redis-cli|mongo(?:sh|dump|restore|export"
+    r"|import|stat|top|files)?)(?![\w.-])"
+)
+
+
+def tool_of(word: str) -> Optional[str]:
+    """The TOOL_SECRET_FLAGS entry for a program (`/usr/bin/curl` → curl), or None."""
+    found = _TOOL.fullmatch(word)
+    if found is None:
+        return None
+    tool = found.group("tool")
+    return "mongo" if tool.startswith("mongo") else tool
+
+
+def _tool_flag(match: re.Match[str]) -> Optional[str]:
+    flag, sep, value = match.group("flag"), match.group("sep"), match.group("v")
+    text = match.string
+    # The last program named before the flag on its line.
+    found = max(_TOOL.finditer(text, text.rfind("\n", 0, match.start()) + 1, match.start()),
+                key=lambda t: t.start(), default=None)
+    tool = tool_of(found.group()) if found else None
+    if tool is None or flag not in TOOL_SECRET_FLAGS[tool]:
+        return None
+    options = _OPTIONS_BEFORE.get(tool)
+    if options is not None and not options.fullmatch(text, found.end(), match.start()):
+        return None
+    if (sep and not sep.strip() and value.startswith("-")) or benign_value(value):
+        return None
+    if flag in USER_PASSWORD_FLAGS:
+        bare = value.strip("\"'")
+        if ":" not in bare or placeholder(bare.split(":", 1)[1]):
+            return None
+        return mask_groups(match, keep_user=True)
+    return mask_groups(match)
+
+
 _NAME_NEEDLES = (
     "pass", "pwd", "pw", "secret", "token", "credential", "creds", "key", "auth", "sig",
     "cookie",
@@ -316,41 +368,12 @@ RULES: List[Rule] = [
         _masking,
     ),
     Rule(
-        "password_hash", ("$a$", "$5$", "$6$", "$2a$", "$2b$", "$2y$", "$2$", "0x2441"),
-        re.compile(
-            r"(?P<v>(?<![0-9A-Za-z*])\*[0-9A-Fa-f]{40}(?![0-9A-Za-z])"
-            r"|\$A\$[0-9]{3}\$(?:.{20}[./0-9A-Za-z]{43}|\S+)"
-            r"|\$[56]\$(?:rounds=[0-9]+\$)?[./0-9A-Za-z]{1,16}\$[./0-9A-Za-z]{43,86}"
-            r"|\$2[aby]?\$[0-9]{2}\$[./A-Za-z0-9]{53}"
-            r"|0x244124303[0-9A-Fa-f]{40,})"
-        ),
-        _whole,
-        re.compile(r"\*[0-9A-Fa-f]{40}"),
-    ),
-    Rule(
         "aws_key", ("akia", "asia"),
         re.compile(
             r"(?<![A-Z0-9])(?P<v>(?:AKIA|ASIA)[0-9A-Z]{16})(?![A-Z0-9])"
             r"(?:[^\n]{0,160}?(?<![A-Za-z0-9/+])(?P<v2>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=]))?"
         ),
         _masking,
-    ),
-    Rule(
-        "known_token",
-        ("aiza", "ya29.", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "xox", "_live_",
-         "glpat-", "npm_", "eyj"),
-        re.compile(
-            r"(?P<v>\bAIza[0-9A-Za-z_-]{35}"
-            r"|\bya29\.[0-9A-Za-z_-]{20,}"
-            r"|\bgh[pousr]_[A-Za-z0-9]{36,}"
-            r"|\bgithub_pat_[A-Za-z0-9_]{22,}"
-            r"|\bxox[abposr]-[A-Za-z0-9-]{10,}"
-            r"|\b[rs]k_live_[0-9A-Za-z]{20,}"
-            r"|\bglpat-[0-9A-Za-z_-]{20,}"
-            r"|\bnpm_[0-9A-Za-z]{36}"
-            r"|\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})"
-        ),
-        _whole,
     ),
     Rule(
         "azure_key", ("accountkey", "sharedaccesskey", "sharedaccesssignature", "sig="),
@@ -374,6 +397,11 @@ RULES: List[Rule] = [
         "command_line_secret", _NAME_NEEDLES,
         re.compile(rf"(?<![\w-])--?(?P<name>[A-Za-z][\w.-]*)(?P<sep>=|[ \t]+)(?P<v>{ARG_VALUE})"),
         _secret_flag,
+    ),
+    Rule(
+        "command_line_secret", tuple(sorted(TOOL_SECRET_FLAGS)),
+        re.compile(rf"(?<![\w-])(?P<flag>-[A-Za-z]|--[A-Za-z][\w-]*)(?P<sep>=|[ \t]*)(?P<v>{ARG_VALUE})"),
+        lambda m: _tool_flag(m),
     ),
     Rule(
         "command_line_secret", ("-p",),
@@ -407,11 +435,33 @@ RULES: List[Rule] = [
         re.compile(r"(?<=Duplicate entry ')(?P<v>.+)(?=' for key )"),
         lambda m: MASK,
     ),
+    # The InnoDB record dumps of the error log (deadlocks, corrupt records, page dumps):
+    # row data, whatever message printed them.
+    Rule(
+        "innodb_row_data", ("; hex ",),
+        re.compile(r"(?P<p>\blen [0-9]+; )hex [0-9a-fA-F]*(?:; asc .*|\s*$)"),
+        lambda m: m.group("p") + MASK + " row data",
+    ),
+]
+
+
+def _shape_value(match: re.Match[str]) -> Optional[str]:
+    values = [v for g, v in match.groupdict().items() if g.startswith("v") and v is not None]
+    return None if all(shapes.masked(v) for v in values) else mask_groups(match)
+
+
+#: The hash families, token formats and contexts of `privacy.shapes`, one rule per table.
+RULES += [
+    Rule(name, family.needles, family.pattern, _shape_value, family.probe)
+    for name, family in (("password_hash", shapes.HASH_FAMILY), ("known_token", shapes.TOKEN_FAMILY),
+                         ("temporary_password", shapes.CONTEXT_FAMILY))
 ]
 
 
 def _needles() -> Tuple[str, ...]:
     words = {n for rule in RULES for n in rule.needles}
+    # One `$` finds the lines of every crypt(3) family (each rule then checks its own).
+    words.add("$")
     # A needle that contains a shorter one adds nothing: the shorter one finds its lines.
     return tuple(sorted(w for w in words if not any(o != w and o in w for o in words)))
 

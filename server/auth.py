@@ -38,6 +38,11 @@ class Principal:
     def may_see(self, ticket_id: str) -> bool:
         return self.is_engineer or self.ticket_id == ticket_id
 
+    def may_enroll(self, ticket_id: str) -> bool:
+        """Host keys are the customer's to vouch for: only the ticket's own upload token
+        enrolls one, never an engineer or admin (who could then sign bundles as the host)."""
+        return self.kind == "upload" and self.ticket_id == ticket_id
+
 
 def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from bundle.limits import Limits as BundleLimits
+
 CONFIG = "config.json"
 IDENTITY = "identity.txt"
 SQLITE = "server.db"
@@ -39,6 +41,52 @@ class Limits:
     upload_expiry_hours: float = 24.0
     #: How long a customer upload token stays valid.
     token_days: float = 30.0
+    #: What a bundle may expand to when it is verified or opened (docs/api.md, "Limits"):
+    #: bytes of one member and of all members unpacked, the compression ratio against the
+    #: sealed size (above a floor every bundle may reach), members, manifest bytes and
+    #: nesting, bytes of a member path.
+    bundle_member_bytes: int = 8 * GIB
+    bundle_unpacked_bytes: int = 32 * GIB
+    bundle_ratio: float = 100.0
+    bundle_ratio_floor_bytes: int = 64 << 20
+    bundle_members: int = 10_000
+    manifest_bytes: int = 4 << 20
+    manifest_depth: int = 32
+    member_path_bytes: int = 255
+    #: A verification that crashes (not a bundle that fails its checks) is retried after
+    #: `verify_retry_seconds`, doubling each time; after `verify_attempts` the bundle is
+    #: quarantined ("verification failed repeatedly").
+    verify_attempts: int = 5
+    verify_retry_seconds: float = 30.0
+    #: Unfinished (receiving) uploads one ticket may hold at once; one more answers 429.
+    max_open_uploads: int = 8
+    #: The request line and all headers together; past it, 431.
+    max_request_head_bytes: int = 32 * 1024
+    #: One header (name and value); past it, 431.
+    max_header_bytes: int = 8 * 1024
+    #: Headers in one request; past it, 431.
+    max_header_count: int = 64
+    #: The tus `Upload-Metadata` header, its keys, and each key's and decoded value's length.
+    max_metadata_bytes: int = 4096
+    max_metadata_keys: int = 16
+    max_metadata_key_bytes: int = 64
+    max_metadata_value_bytes: int = 1024
+    #: SSH gateway: connections not yet authenticated, in all and from one address; one
+    #: more is closed at once.
+    ssh_max_unauthenticated: int = 64
+    ssh_max_unauthenticated_per_address: int = 8
+    #: SSH gateway: a connection not authenticated this long after it opened is closed.
+    ssh_auth_deadline_seconds: float = 15.0
+    #: SSH gateway: channels open at once on one connection (each costs a thread or two).
+    ssh_max_channels_per_connection: int = 8
+
+    def bundle_limits(self) -> BundleLimits:
+        """The bundle readers' bounds (bundle.limits) from these settings."""
+        return BundleLimits(
+            member_bytes=self.bundle_member_bytes, unpacked_bytes=self.bundle_unpacked_bytes,
+            ratio=self.bundle_ratio, ratio_floor_bytes=self.bundle_ratio_floor_bytes,
+            members=self.bundle_members, manifest_bytes=self.manifest_bytes,
+            json_depth=self.manifest_depth, path_bytes=self.member_path_bytes)
 
 
 @dataclass

@@ -114,6 +114,16 @@ class Server:
     def bundles(self, ticket: str) -> List[Dict]:
         return json.loads(self.api("GET", f"/api/v1/tickets/{ticket}/bundles"))
 
+    def settled(self, ticket: str, timeout: float = 60.0) -> List[Dict]:
+        """The ticket's bundles once none is still `received` (verification runs in the
+        background after the last PATCH)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = self.bundles(ticket)
+            if all(b["status"] != "received" for b in listed) or time.monotonic() > deadline:
+                return listed
+            time.sleep(0.05)
+
     def api(self, method: str, path: str, data: Optional[Dict] = None) -> bytes:
         request = urllib.request.Request(
             self.url + path, method=method, data=json.dumps(data).encode() if data else None,

@@ -9,15 +9,20 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from agent import exitcodes
-from bundle.reader import BundleError, read_manifest, read_member
+from agent.commands.sealing_options import os_error_text
+from bundle.manifest_schema import printable
+from bundle.reader import BundleError, copy_member, read_manifest
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "inspect", help="list what a bundle holds, or print one member",
-        description="List a bundle's collectors and files, or print one member with --show.",
+        description="List a bundle's collectors and files, or print one member with --show. "
+        "Exit codes: 0 done, 2 bad arguments, 7 not a readable bundle (damaged, not a "
+        "bundle, or breaking the format or its limits).",
     )
     parser.add_argument("bundle", help="a .tar.zst bundle")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
@@ -29,34 +34,38 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.bundle)
     try:
         if args.show:
-            sys.stdout.buffer.write(read_member(path, args.show))
+            copy_member(path, args.show, sys.stdout.buffer)
             sys.stdout.flush()
             return exitcodes.OK
         manifest = read_manifest(path)
     except BundleError as exc:
         print(f"mydiag: {exc}", file=sys.stderr)
         return exitcodes.BAD_BUNDLE
+    except OSError as exc:
+        print(f"mydiag: cannot read {printable(str(path))}: {os_error_text(exc)}", file=sys.stderr)
+        return exitcodes.BAD_BUNDLE
     if args.json:
         print(json.dumps(manifest.to_dict(), indent=2, sort_keys=True))
         return exitcodes.OK
-    console = Console()
-    console.print(
+    # Everything below comes from the bundle: shown as text (no markup), escapes visible.
+    console = Console(highlight=False)
+    console.print(Text(
         f"{path.name}: {manifest.host}, {manifest.profile} profile, "
-        f"{manifest.mysql.get('label', 'no MySQL')}, {manifest.started} to {manifest.finished}"
-    )
+        f"{printable(str(manifest.mysql.get('label') or 'no MySQL'))}, {manifest.started} to "
+        f"{manifest.finished}"))
     collectors = Table("collector", "status", "time", "error or notes")
     for entry in manifest.collectors:
         collectors.add_row(
-            entry.name, entry.status, f"{entry.duration:.2f}s",
-            entry.error or "; ".join(entry.notes),
+            Text(entry.name), entry.status, f"{entry.duration:.2f}s",
+            Text(printable(entry.error or "; ".join(entry.notes))),
         )
     console.print(collectors)
     files = Table("file", "bytes", "sha256")
     for item in manifest.files:
-        files.add_row(item.path, str(item.bytes), item.sha256[:16])
+        files.add_row(Text(item.path), str(item.bytes), item.sha256[:16])
     console.print(files)
     if manifest.redaction:
-        console.print(
-            "redacted: " + ", ".join(f"{rule} x{count}" for rule, count in manifest.redaction.items())
-        )
+        console.print(Text(
+            "redacted: " + ", ".join(f"{printable(rule)} x{count}"
+                                     for rule, count in manifest.redaction.items())))
     return exitcodes.OK

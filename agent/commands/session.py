@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Optional
 from agent import exitcodes
 from agent.commands.say import fail, usage
 from agent.session import state as session_state
+from agent.session.diagaccount import ALLOW_PRIVILEGED
 
 EXIT_CODES = ("Exit codes: 0 done, 2 bad arguments or not confirmed, 10 (replay) a recording does not "
               "verify, 13 the server could not be reached, 14 the server refused the grant, 130 interrupted.")
@@ -58,6 +59,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="diag (default): read-only diagnostics actions; shell: a shell as you")
     grant.add_argument("--gateway", metavar="HOST:PORT",
                        help="reach the SSH gateway here instead of where the server says")
+    grant.add_argument("--allow-privileged-account", action="store_true",
+                       help="diag mode: let the console run even though its MySQL account has more than "
+                       "diagnostics need (FILE, SUPER, writes, the mysql schema...); without it the console "
+                       "refuses such an account (see `mydiag grants --purpose diag`)")
     grant.add_argument("--via-agent", action="store_true",
                        help="hand the grant to the running scheduled agent instead of holding it here")
     grant.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
@@ -141,7 +146,10 @@ def run_grant(args: argparse.Namespace) -> int:
     summary = (f"grant {engineer} a {args.mode} session on this host until {_local(until)} "
                f"({_span(seconds)}), through {client.server}, ticket {args.ticket}\n  purpose: {purpose}\n  "
                + ("diag mode: read-only diagnostics actions (SQL checked read-only and time-limited, "
-                  "collectors, logs, OS state); no shell" if args.mode == "diag" else
+                  "collectors, logs, OS state); no shell"
+                  + ("\n  --allow-privileged-account: the console runs even if its MySQL account has more "
+                     "than diagnostics need" if args.allow_privileged_account else "")
+                  if args.mode == "diag" else
                   f"shell mode: a shell as {_user()} on this host")
                + "\n  every byte is recorded here and on the support server; `mydiag session revoke ID` "
                "or Ctrl-C ends it at once")
@@ -158,11 +166,15 @@ def run_grant(args: argparse.Namespace) -> int:
         # From here on, Ctrl-C means: revoke (the holder, once running, does it).
         signal.signal(signal.SIGINT, interrupt.handle)
         signal.signal(signal.SIGTERM, interrupt.handle)
+    if args.allow_privileged_account and args.mode != "diag":
+        return fail("--allow-privileged-account is for diag mode (--mode diag)", exitcodes.USAGE)
     spec = None
     if args.mode == "diag" and not args.via_agent:
         spec = _spec(args)
         if isinstance(spec, int):
             return spec
+        if args.allow_privileged_account:
+            spec[ALLOW_PRIVILEGED] = True
     try:
         grant, key = _request_grant(client, args, engineer, seconds, purpose, gateway)
     except RemoteError as exc:
@@ -182,7 +194,7 @@ def run_grant(args: argparse.Namespace) -> int:
               flush=True)
     if args.via_agent:
         client.close()
-        return _hand_to_agent(grant, key, args.json)
+        return _hand_to_agent(grant, key, args.json, args.allow_privileged_account)
     return _hold(grant, key, spec, client, args.json, interrupt)
 
 
@@ -301,10 +313,13 @@ def _hold(grant: Any, key: Any, spec: Any, client: Any, as_json: bool, interrupt
     return exitcodes.OK
 
 
-def _hand_to_agent(grant: Any, key: Any, as_json: bool) -> int:
+def _hand_to_agent(grant: Any, key: Any, as_json: bool, allow_privileged: bool) -> int:
     from agent.session.tunnel import hold_path, key_pem
 
-    session_state.write_json(hold_path(grant.id), {"grant": grant.to_dict(), "key": key_pem(key)})
+    request = {"grant": grant.to_dict(), "key": key_pem(key)}
+    if allow_privileged:
+        request[ALLOW_PRIVILEGED] = True
+    session_state.write_json(hold_path(grant.id), request)
     log = _printer(as_json)
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:

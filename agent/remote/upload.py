@@ -15,6 +15,7 @@
   same bytes twice in any case).
 - Network errors, 5xx and 423 are retried with exponential backoff and jitter.
 - The local file is removed only when the server reports the same sha256 as ours.
+- The server verifies in the background: the upload asks (HEAD) until the verdict is in.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ CHUNK = 16 << 20
 #: Files up to this size are hashed before the upload starts.
 EARLY_HASH = 64 << 20
 JOURNAL_SUFFIX = ".upload.json"
+#: How long an upload waits for the server's verdict once the last byte is in.
+VERDICT_WAIT = 120.0
 TUS = {"Tus-Resumable": "1.0.0"}
 _SLICE = 1 << 20
 
@@ -217,8 +220,12 @@ def _held_by_ticket(client: Client, ticket: str, sha256: str) -> Optional[Dict]:
 
 def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CHUNK,
                 progress: Progress = _quiet, backoff: Optional[Backoff] = None,
-                remove: bool = True, chunk_checksum: bool = False) -> Outcome:
+                remove: bool = True, chunk_checksum: bool = False,
+                verdict_wait: float = VERDICT_WAIT) -> Outcome:
     """Send `path` to the ticket, resuming any earlier attempt; see the module docstring.
+
+    Waits up to `verdict_wait` seconds for the server's verdict (accepted or quarantined);
+    past that the outcome says `received`, still being verified.
 
     The journal is dropped when the server's SHA-256 differs, so a new run starts afresh.
     """
@@ -308,6 +315,8 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
             # Another server process finishes the upload after a crash: wait for its verdict.
             backoff.wait("the server has not confirmed the upload yet")
             final = client.request("HEAD", state["location"], dict(TUS))
+        if final is not None:
+            final = _await_verdict(client, state["location"], final, verdict_wait)
     sha256 = state["sha256"] or digest.value()
     if held is not None:
         journal.remove()
@@ -324,11 +333,32 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
     journal.remove()
     if remove:
         path.unlink()
+    status = final.headers.get("mydiag-bundle-status", "")
+    reason = final.headers.get("mydiag-reason")
+    if status == "received":
+        reason = "the server is still verifying it (its verdict shows in the ticket's bundle list)"
     return Outcome(
-        bundle=final.headers.get("mydiag-bundle", ""), status=final.headers.get("mydiag-bundle-status", ""),
-        reason=final.headers.get("mydiag-reason"), sha256=sha256, size=size, sent=sent,
-        duplicate=duplicate,
+        bundle=final.headers.get("mydiag-bundle", ""), status=status, reason=reason, sha256=sha256,
+        size=size, sent=sent, duplicate=duplicate,
     )
+
+
+def _await_verdict(client: Client, location: str, final: Reply, wait: float) -> Reply:
+    """The reply that carries the server's verdict: the server verifies a finished upload
+    in the background, so the last PATCH says `received`; ask again (HEAD) for up to
+    `wait` seconds, briefly at first. Network trouble here costs only the verdict."""
+    deadline = time.monotonic() + wait
+    pause = 0.05
+    while final.headers.get("mydiag-bundle-status") == "received" and time.monotonic() < deadline:
+        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 2.0)
+        try:
+            reply = client.request("HEAD", location, dict(TUS))
+        except Transient:
+            continue
+        if reply.status == 200 and "mydiag-sha256" in reply.headers:
+            final = reply
+    return final
 
 
 def _terminate(client: Client, location: Optional[str]) -> None:

@@ -25,6 +25,7 @@ import sys
 import termios
 import threading
 import time
+import weakref
 from typing import Any, Dict, List, Optional
 
 from agent.session.grant import SessionHolder
@@ -34,6 +35,19 @@ from recording.sessionwire import Reader, WireError
 READ = 1 << 20
 #: fcntl.F_SETPIPE_SZ (Linux), named in the fcntl module only from Python 3.10.
 F_SETPIPE_SZ = 1031
+#: Diag consoles one session may run at once: each may keep a server core busy for its
+#: statement time, so an engineer cannot saturate the customer's server by opening more.
+MAX_DIAG_CHANNELS = 2
+_diag_slots: weakref.WeakKeyDictionary[Any, threading.BoundedSemaphore] = weakref.WeakKeyDictionary()
+_diag_slots_lock = threading.Lock()
+
+
+def _diag_slot(holder: Any) -> threading.BoundedSemaphore:
+    with _diag_slots_lock:
+        slot = _diag_slots.get(holder)
+        if slot is None:
+            slot = _diag_slots[holder] = threading.BoundedSemaphore(MAX_DIAG_CHANNELS)
+        return slot
 
 
 def _controlling_tty() -> None:
@@ -64,6 +78,7 @@ class Host:
         self._readers = 0
         self._finished = threading.Event()
         self._closing = False
+        self._slot: Optional[threading.BoundedSemaphore] = None
 
     # -- sending --------------------------------------------------------------------------
 
@@ -100,6 +115,8 @@ class Host:
             self.holder.log(f"a session channel failed: {type(exc).__name__}: {exc}")
             self.cut("internal error on the customer's host")
         finally:
+            if self._slot is not None:
+                self._slot.release()
             self.holder.forget(self)
 
     def _run(self) -> None:
@@ -118,6 +135,13 @@ class Host:
         if refusal is not None or not self.part:
             self._refuse(refusal or "a malformed request from the gateway")
             return
+        if self.grant.mode != "shell":
+            slot = _diag_slot(self.holder)
+            if not slot.acquire(blocking=False):
+                self._refuse(f"this session already runs {MAX_DIAG_CHANNELS} diag consoles (the most at "
+                             "once); close one first")
+                return
+            self._slot = slot
         if not self.holder.enlist(self):
             self._refuse("the session has ended")
             return

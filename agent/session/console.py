@@ -1,10 +1,12 @@
 """The diag console: what an engineer gets in a `diag` session, instead of a shell.
 
 Read-only actions only: SQL statements that pass `agent.session.sqlcheck` and run in a
-read-only, time-limited session; one collector or a whole collection; the tail of the
-server's logs; the OS state. It starts no program and has no escape to a shell: a line
-is one of its commands or it is refused. Output passes through the redaction rules
-before it is shown, like everything that goes into a bundle.
+read-only, time-limited, row-capped session (`agent.session.diagsql`) as an account that can only
+look (`agent.session.diagaccount`: the console refuses to start with more, unless the customer
+granted the session with --allow-privileged-account); one collector or a whole
+collection; the tail of the server's logs; the OS state. It starts no program and has no
+escape to a shell: a line is one of its commands or it is refused. Output passes through
+the redaction rules before it is shown, like everything that goes into a bundle.
 
 Run by the session channel as `python -m agent.session.console`, in its own process (so
 a cut kills it whole), with the MySQL connection settings on an inherited pipe
@@ -25,9 +27,12 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from agent.session import sqlcheck
+from agent.session.diagaccount import ALLOW_PRIVILEGED
+from agent.session.sqlcheck import MAX_ROWS
 
 STATEMENT_TIMEOUT = 10.0
-MAX_ROWS = 1000
+#: The console's exit status when it refuses to start (the account has too much).
+EXIT_REFUSED = 3
 MAX_CELL = 200
 MAX_ARTIFACT = 256 << 10
 LOGS = {"error": "log_error", "slow": "slow_query_log_file", "general": "general_log_file"}
@@ -52,10 +57,15 @@ class Refused(Exception):
 
 
 class Console:
-    def __init__(self, spec: Any, out: Callable[[str], None], workdir: Path) -> None:
+    def __init__(self, spec: Any, out: Callable[[str], None], workdir: Path, *,
+                 allow_privileged: bool = False, budget: Optional[float] = None) -> None:
+        from agent.session.diagsql import BUDGET, Ledger
+
         self.spec = spec
         self.out = out
         self.workdir = workdir
+        self.allow_privileged = allow_privileged
+        self.ledger = Ledger(workdir, BUDGET if budget is None else budget)
         self._session: Any = None
 
     # -- dispatch -----------------------------------------------------------------------
@@ -92,40 +102,75 @@ class Console:
     def help(self, _rest: str) -> None:
         self.out(HELP + "\n")
 
+    def admit(self) -> Optional[str]:
+        """Why this console must not start (the account has too much), or None.
+
+        A server that cannot be reached now does not stop the console (logs and OS state
+        still work); the account is checked again at each connection."""
+        if self.spec is None:
+            return None
+        try:
+            self.session()
+        except Privileged as exc:
+            return str(exc)
+        except Failed:
+            return None
+        return None
+
     # -- SQL ------------------------------------------------------------------------------
 
     def session(self) -> Any:
-        from collectors.mysql.session import Session
+        from agent.session.diagsql import DiagSession
         from collectors.registry import CollectorError
 
         if self.spec is None:
             raise Failed("no MySQL connection was configured for this session")
         if self._session is None:
-            session = Session(self.spec, statement_timeout=STATEMENT_TIMEOUT)
+            session = DiagSession(self.spec, statement_timeout=STATEMENT_TIMEOUT)
             try:
                 session.connect()
             except CollectorError as exc:
+                session.close()
                 raise Failed(exc.reason + (f" ({exc.fix})" if exc.fix else "")) from None
+            if session.excess and not self.allow_privileged:
+                session.close()
+                raise Privileged(
+                    f"diag mode refused to start: the account {session.account} has {session.excess}, more "
+                    "than diagnostics need; connect as the account `mydiag grants --purpose diag` prints "
+                    "(or grant the session with --allow-privileged-account)")
+            if session.excess:
+                self.out(f"warning: the account {session.account} has {session.excess}; the customer "
+                         "allowed it (--allow-privileged-account), so only the console's checks hold\n")
             self._session = session
         return self._session
 
     def sql(self, statement: str) -> None:
+        from agent.session.diagsql import Spent
+        from collectors.registry import CollectorError
+
         if not statement:
             raise Refused("give the statement (`sql SELECT …`), or use the interactive prompt")
+        session = self.session()
         try:
-            text = sqlcheck.check(statement)
+            checked = sqlcheck.check(statement, session.mode)
         except sqlcheck.NotReadOnly as exc:
             raise Refused(str(exc)) from None
-        rows = self.query(text)
-        self.out(_redacted(render(rows, sqlcheck.vertical(statement))))
+        try:
+            with self.ledger.statement():
+                result = self.session().stream(checked.text)
+        except Spent as exc:
+            raise Refused(str(exc)) from None
+        except CollectorError as exc:
+            raise Failed(exc.reason) from None
+        self.out(_redacted(render_result(result, checked.vertical)))
 
     def query(self, text: str) -> List[Dict[str, Any]]:
+        """One of the console's own statements (never typed text)."""
         from collectors.mysql.sql import Statement
         from collectors.registry import CollectorError
 
         try:
-            # The session formats statements with parameters: a literal % is written %%.
-            return self.session().query(Statement("console", text.replace("%", "%%")))
+            return self.session().query(Statement("console", text))
         except CollectorError as exc:
             raise Failed(exc.reason) from None
 
@@ -159,9 +204,27 @@ class Console:
             self._one(known[name])
 
     def _one(self, item: Any) -> None:
-        from collectors.registry import CollectorError, Context, Need, Notes, Skip
+        from collectors.mysql.session import Session
+        from collectors.registry import CollectorError, Need
 
-        session = self.session() if Need.MYSQL in item.needs else None
+        session = None
+        if Need.MYSQL in item.needs:
+            self.session()  # the account is checked before any collector uses it
+            # Collectors read whole tables: their own session, without the console's row cap.
+            session = Session(self.spec, statement_timeout=STATEMENT_TIMEOUT)
+            try:
+                session.connect()
+            except CollectorError as exc:
+                raise Failed(exc.reason + (f" ({exc.fix})" if exc.fix else "")) from None
+        try:
+            self._run_collector(item, session)
+        finally:
+            if session is not None:
+                session.close()
+
+    def _run_collector(self, item: Any, session: Any) -> None:
+        from collectors.registry import CollectorError, Context, Notes, Skip
+
         ctx = Context(profile="standard", session=session, samples=2, interval=1.0,
                       deadline=time.monotonic() + item.timeout, notes=Notes())
         found: List[Any] = []
@@ -179,7 +242,6 @@ class Console:
         if worker.is_alive():
             if session is not None:
                 session.interrupt()
-                self._session = None
             raise Failed(f"{item.name} did not finish within {item.timeout:g}s and was stopped")
         for artifact in found:
             data = _redact_member(artifact.path, artifact.encode())
@@ -201,6 +263,7 @@ class Console:
 
         if self.spec is None:
             raise Failed("no MySQL connection was configured for this session")
+        self.session()  # the account is checked before the collection uses it
         folder = self.workdir / "bundles"
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.out(f"collecting ({profile} profile)…\n")
@@ -242,6 +305,10 @@ class Failed(Exception):
     """An allowed action that did not work (no connection, timeout, missing privilege)."""
 
 
+class Privileged(Refused):
+    """The account the console connects as holds more than diagnostics need."""
+
+
 def _redacted(text: str) -> str:
     from privacy.redact import Redactor
 
@@ -254,12 +321,19 @@ def _redact_member(path: str, data: bytes) -> bytes:
     return Redactor().apply(path, data)
 
 
-def render(rows: List[Dict[str, Any]], vertical: bool) -> str:
+def render_result(result: Any, vertical: bool) -> str:
+    """A streamed result (agent.diagsql.Result): at most MAX_ROWS rows, and whether there were more."""
+    text = render(result.names, result.rows[:MAX_ROWS], vertical, result.more)
+    return text + "".join(f"warning: {w}\n" for w in result.warnings)
+
+
+def render(names: List[str], rows: List[tuple], vertical: bool, more: bool = False) -> str:
+    if not names:
+        return "(no result set)\n"
     if not rows:
         return "(no rows)\n"
     shown = rows[:MAX_ROWS]
-    names = list(shown[0].keys())
-    cells = [[_cell(row.get(name)) for name in names] for row in shown]
+    cells = [[_cell(value) for value in row] for row in shown]
     out: List[str] = []
     if vertical:
         width = max(len(n) for n in names)
@@ -274,8 +348,11 @@ def render(rows: List[Dict[str, Any]], vertical: bool) -> str:
         out.append(rule)
         out += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in cells]
         out.append(rule)
-    more = len(rows) - len(shown)
-    out.append(f"{len(rows)} row{'s' if len(rows) != 1 else ''}" + (f" ({more} not shown)" if more else ""))
+    if more:
+        out.append(f"{len(shown)} rows shown; the server has more (the console shows at most {MAX_ROWS}: "
+                   "narrow the query or page with LIMIT … OFFSET …)")
+    else:
+        out.append(f"{len(shown)} row{'s' if len(shown) != 1 else ''}")
     return "\n".join(out) + "\n"
 
 
@@ -384,17 +461,18 @@ def _gib(count: float) -> str:
 # -- the program ----------------------------------------------------------------------
 
 
-def _spec_from_fd(fd: Optional[int]) -> Any:
+def _spec_from_fd(fd: Optional[int]) -> tuple:
+    """(the MySQL connection settings, whether a privileged account was allowed)."""
     if fd is None:
-        return None
+        return None, False
     with os.fdopen(fd, "rb") as handle:
         data = json.loads(handle.read() or b"null")
     if not isinstance(data, dict):
-        return None
+        return None, False
     from collectors.mysql.session import ConnectSpec
 
     known = {k: v for k, v in data.items() if k in ConnectSpec.__dataclass_fields__}
-    return ConnectSpec(**known)
+    return ConnectSpec(**known), data.get(ALLOW_PRIVILEGED) is True
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -404,19 +482,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--purpose", default="")
     parser.add_argument("--spec-fd", type=int)
     parser.add_argument("--command")
+    parser.add_argument("--budget", type=float, help="statement seconds for the whole remote session")
     args = parser.parse_args(argv)
     # The console is the only process of its session: job control would stop it for good.
     for name in ("SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGQUIT"):
         if hasattr(signal, name):
             signal.signal(getattr(signal, name), signal.SIG_IGN)
-    spec = _spec_from_fd(args.spec_fd)
+    spec, allow_privileged = _spec_from_fd(args.spec_fd)
 
     def out(text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    console = Console(spec, out, Path.cwd())
+    console = Console(spec, out, Path.cwd(), allow_privileged=allow_privileged, budget=args.budget)
     try:
+        refusal = console.admit()
+        if refusal is not None:
+            out(f"mydiag: {refusal}\n")
+            return EXIT_REFUSED
         if args.command is not None:
             return console.run_line(args.command)
         return _interactive(console, args, out)

@@ -53,6 +53,7 @@ class SessionQueue:
                     self._holders[session_id] = None
 
     def _take(self, session_id: str, request: Dict[str, Any]) -> None:
+        from agent.session.diagaccount import ALLOW_PRIVILEGED
         from agent.session.grant import Grant
         from agent.session.tunnel import Holder, key_from_pem
 
@@ -61,7 +62,10 @@ class SessionQueue:
             self._holders[session_id] = None
             return
         grant = Grant.from_dict(request["grant"])
-        holder = Holder(grant, key_from_pem(request["key"]), self.spec,
+        spec = self.spec
+        if spec is not None and request.get(ALLOW_PRIVILEGED) is True:
+            spec = {**spec, ALLOW_PRIVILEGED: True}  # the grant's --allow-privileged-account
+        holder = Holder(grant, key_from_pem(request["key"]), spec,
                         lambda message: self.log(f"session {session_id}: {message}"))
         self._holders[session_id] = holder
         self.log(f"session {session_id}: holding it for {grant.engineer} ({grant.mode} mode) until "

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
-from typing import Iterator, List
+from typing import Iterator, List, Tuple
 
 from collectors.config.settings import datadir, resolve, setting
 from collectors.logs.tail import NotRegularFile, read_tail
 from collectors.registry import PROFILES, Artifact, CollectorError, Context, Skip, collector
+
+#: A line that starts an entry (MariaDB, MySQL 5.7+, and the older `yymmdd hh:mm:ss`).
+_ENTRY = re.compile(rb"^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}[ T]|[0-9]{6} +)[0-9]{1,2}:[0-9]{2}:[0-9]{2}", re.M)
 
 #: Where packages put the error log when nothing says otherwise (server down, no options).
 DEFAULT_PATHS = ("/var/log/mysql/error.log", "/var/log/mysqld.log", "/var/log/mariadb/mariadb.log",
@@ -37,11 +41,22 @@ def error_log(ctx: Context) -> Iterator[Artifact]:
             raise Skip(f"error log {path} is not a regular file (a pipe or a device)") from None
         except OSError as exc:
             raise CollectorError(f"error log {path}: cannot read ({exc.strerror})") from None
-        ctx.notes.add(f"{tail.describe()} (path from {source if value else 'a default location'})")
-        yield Artifact.text("logs/error.log", tail.data.decode("utf-8", "replace"))
+        data, dropped = _from_first_entry(tail.data) if tail.truncated else (tail.data, 0)
+        ctx.notes.add(f"{tail.describe()} (path from {source if value else 'a default location'})"
+                      + (f"; {dropped} lines of a cut first entry dropped" if dropped else ""))
+        yield Artifact.text("logs/error.log", data.decode("utf-8", "replace"))
         return
     raise CollectorError(f"no error log found (log_error={value!r}, from {source})",
                          "check the server's log_error setting")
+
+
+def _from_first_entry(data: bytes) -> Tuple[bytes, int]:
+    """A cut tail from its first timestamped line: the lines before belong to an entry whose
+    head is missing (the middle of an InnoDB deadlock report: statements, record dumps),
+    which the redaction could not tell from the server's own lines."""
+    first = _ENTRY.search(data)
+    cut = first.start() if first else len(data)
+    return data[cut:], data[:cut].count(b"\n")
 
 
 def _candidates(ctx: Context, value: str) -> List[str]:

@@ -81,6 +81,17 @@ class NotAvailable(CollectorError):
     """The table, variable or statement does not exist on this server."""
 
 
+@dataclass
+class Streamed:
+    """What `Session.stream_rows` kept of one result: its columns, at most `keep` rows, and
+    whether the server had more."""
+
+    names: List[str]
+    rows: List[tuple]
+    more: bool = False
+    warnings: List[str] = field(default_factory=list)
+
+
 class Session:
     """One connection to the server, reconnected once if lost, with a reserve to interrupt."""
 
@@ -257,6 +268,41 @@ class Session:
                 return rows
         except pymysql.err.MySQLError as exc:
             raise self._statement_error(exc, stmt, conn, timeout) from None
+        except (OSError, AttributeError) as exc:
+            self._conn = None
+            raise ServerGone(f"{stmt.name}: connection lost ({exc})", "") from None
+
+    def stream_rows(self, sql: str, keep: int, stmt: Statement) -> Streamed:
+        """Run one statement and keep at most `keep` rows of its result, unbuffered.
+
+        The caller caps what the server sends (e.g. `sql_select_limit`); should the server
+        send more than `keep` rows anyway, the connection is dropped rather than read to
+        the end, so a huge result never reaches this process whole.
+        """
+        if self._conn is None:
+            raise ServerGone(f"{stmt.name}: not connected", "")
+        conn = self._conn
+        try:
+            with self._lock:
+                cursor = conn.cursor(pymysql.cursors.SSCursor)
+                self.statements += 1
+                cursor.execute(sql)
+                names = [d[0] for d in cursor.description or ()]
+                rows = list(cursor.fetchmany(keep)) if names else []
+                if names and len(rows) >= keep and cursor.fetchone() is not None:
+                    self._conn = None
+                    conn._force_close()
+                    return Streamed(names, rows, more=True)
+                count = cursor.warning_count
+                cursor.close()
+                warnings: List[str] = []
+                if count:
+                    with conn.cursor(pymysql.cursors.Cursor) as cur:
+                        cur.execute("SHOW WARNINGS")
+                        warnings = [f"{level} {code}: {message}" for level, code, message in cur.fetchall()]
+                return Streamed(names, rows, more=False, warnings=warnings)
+        except pymysql.err.MySQLError as exc:
+            raise self._statement_error(exc, stmt, conn, None) from None
         except (OSError, AttributeError) as exc:
             self._conn = None
             raise ServerGone(f"{stmt.name}: connection lost ({exc})", "") from None

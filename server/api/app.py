@@ -12,12 +12,14 @@ import contextlib
 import email.utils
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
 from typing import Any, AsyncIterator, Dict, List, Optional
 
 from fastapi import FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -27,9 +29,11 @@ from bundle.version import __version__
 from server import auth
 from server.api import sessions as sessions_api
 from server.api.errors import ApiError
+from server.api.httpedge import StrictJSONRoute
 from server.intake import bundles
 from server.intake import tus as uploads
 from server.intake.tus import TusError
+from server.safetext import header_value
 from server.storage import audit
 from server.storage.state import LEASE_SECONDS, State
 from server.support import tickets
@@ -39,6 +43,11 @@ TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,checksum,termination,expiration"
 CHECKSUMS = {"sha256": 32, "sha1": 20, "md5": 16, "sha512": 64}
 SWEEP_SECONDS = 10.0
+#: The longest customer text (a quarantine reason) put into a response header.
+HEADER_TEXT = 1000
+#: A byte count in a header: ASCII digits only (`int()` and `str.isdigit()` also take
+#: '²', '１' and '٣'), and few enough that it fits the database's 64-bit integers.
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 log = logging.getLogger("mydiag.server")
 
@@ -97,7 +106,8 @@ class ErrorOut(BaseModel):
 
 
 _ERRORS: Dict[int, Dict[str, Any]] = {
-    code: {"model": ErrorOut} for code in (400, 401, 403, 404, 409, 410, 412, 413, 415, 423, 460)
+    code: {"model": ErrorOut}
+    for code in (400, 401, 403, 404, 409, 410, 412, 413, 415, 422, 423, 429, 431, 460)
 }
 
 
@@ -114,6 +124,7 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
             worker.start()
         yield
         stop.set()
+        state.wake()
         if sweep:
             worker.join(timeout=5)
 
@@ -123,6 +134,12 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
         description="Tickets, resumable tus 1.0 uploads of sealed bundles, and verified storage.",
         openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None,
     )
+    # Before any route is added: every JSON body of every route goes through one strict decoder.
+    app.router.route_class = StrictJSONRoute
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        return _error(request, *_validation_message(exc), {})
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
@@ -204,6 +221,9 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
     async def enroll_host(ticket_id: str, body: HostIn,
                           authorization: Optional[str] = Header(None)) -> Any:
         principal = await who(authorization, ticket_id)
+        if not principal.may_enroll(ticket_id):
+            raise ApiError(403, "only the ticket's upload token enrolls host keys (`mydiag enroll` "
+                                "on the customer's host), not an engineer's or admin's token")
 
         def run() -> Any:
             with state.db.tx() as tx:
@@ -288,7 +308,7 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
             "Upload-Length": str(row["length"]), "Cache-Control": "no-store",
         }
         if row["metadata"]:
-            headers["Upload-Metadata"] = row["metadata"]
+            headers["Upload-Metadata"] = header_value(row["metadata"], 2 * HEADER_TEXT)
         if row["state"] == "receiving":
             headers["Upload-Expires"] = _http_date(row["expires"])
         if row["state"] == "complete" and row["bundle_id"]:
@@ -299,7 +319,7 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
             if found:
                 headers["Mydiag-Bundle-Status"] = found["status"]
                 if found["reason"]:
-                    headers["Mydiag-Reason"] = found["reason"].encode("ascii", "replace").decode()
+                    headers["Mydiag-Reason"] = header_value(found["reason"], HEADER_TEXT)
         return headers
 
     @app.post(f"{API}/tickets/{{ticket_id}}/uploads", status_code=201, responses=_ERRORS, tags=["uploads"],
@@ -318,12 +338,12 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
             raise TusError(400, "Upload-Length is required (Upload-Defer-Length is not supported)")
         length = parse_int(upload_length, "Upload-Length")
         raw_metadata = upload_metadata or ""
-        metadata = uploads.parse_metadata(raw_metadata)
+        metadata = uploads.parse_metadata(raw_metadata, state.config.limits)
         row = await run_in_threadpool(uploads.create, state, principal, ticket_id, length, metadata,
                                       raw_metadata)
         location = str(request.url.replace(query=None, fragment=None)).rstrip("/") + "/" + row["id"]
         headers = await run_in_threadpool(upload_headers, row)
-        headers["Location"] = location
+        headers["Location"] = header_value(location, 2 * HEADER_TEXT)
         return Response(status_code=201, headers=headers)
 
     @app.head(f"{API}/tickets/{{ticket_id}}/uploads/{{upload_id}}", responses=_ERRORS, tags=["uploads"])
@@ -471,9 +491,10 @@ def tus_version_ok(value: Optional[str]) -> None:
 
 
 def parse_int(value: str, name: str) -> int:
-    text = value.strip()
-    if not text.isdigit() or len(text) > 18:
-        raise TusError(400, f"{name} must be a non-negative integer")
+    text = value.strip(" \t")
+    if not _DIGITS.fullmatch(text):
+        raise TusError(400, f"{name} must be a whole number in ASCII digits 0-9 (at most 18 of them, "
+                            "no sign, spaces or separators)")
     return int(text)
 
 
@@ -493,6 +514,19 @@ def parse_checksum(value: Optional[str]) -> Optional[tuple]:
     return algorithm, digest
 
 
+def _validation_message(exc: RequestValidationError) -> tuple:
+    """(status, one line) for a request that failed validation: 400 when the body is not
+    JSON at all (bad syntax, lone surrogates, invalid UTF-8), else 422 naming the field."""
+    errors = exc.errors()
+    first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        detail = str((first.get("ctx") or {}).get("error", "invalid JSON")).splitlines()[0]
+        return 400, f"the request body is not valid JSON: {detail}"
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "the request"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return 422, f"{where}: {str(first.get('msg', 'invalid')).splitlines()[0]}{more}"
+
+
 def _error(request: Request, status: int, message: str, headers: Dict[str, str]) -> Response:
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
@@ -500,10 +534,14 @@ def _error(request: Request, status: int, message: str, headers: Dict[str, str])
 
 
 def _sweeper(state: State, stop: threading.Event) -> None:
-    while True:
+    """The background worker: verifies received bundles (woken by each finished upload,
+    and when a retry falls due), finishes what dead processes left, expires uploads."""
+    while not stop.is_set():
         try:
             uploads.sweep(state)
+            due = bundles.next_retry_in(state)
         except Exception as exc:  # noqa: BLE001 - keep sweeping; the next round retries
             log.warning("sweep failed: %s: %s", type(exc).__name__, exc)
-        if stop.wait(SWEEP_SECONDS):
-            return
+            due = None
+        state.wakeup.wait(SWEEP_SECONDS if due is None else min(SWEEP_SECONDS, due + 0.05))
+        state.wakeup.clear()

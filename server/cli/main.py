@@ -64,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from server.api.app import create_app
+    from server.api.httpedge import bounded_protocol
 
     host, _, port_text = args.listen.rpartition(":")
     if not host or not port_text.isdigit():
@@ -83,7 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.ssh_listen:
             gateway = app.state.gateway = start_gateway(args.ssh_listen, state)
         uvicorn.run(app, host=host.strip("[]"), port=int(port_text),
-                    log_level=args.log_level, access_log=args.log_level in ("info", "debug"),
+                    http=bounded_protocol(state.config.limits), log_level=args.log_level,
+                    access_log=args.log_level in ("info", "debug"),
                     timeout_graceful_shutdown=5, server_header=False)
     finally:
         if gateway is not None:
@@ -142,8 +144,10 @@ def _ticket_or_fail(state: Any, ticket_id: str) -> Dict[str, Any]:
 def cmd_bundle_list(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from server.intake import bundles
+    from server.safetext import visible
 
     state = _open(args)
     try:
@@ -158,13 +162,15 @@ def cmd_bundle_list(args: argparse.Namespace) -> int:
     table = Table()
     for column in ("bundle", "status", "bytes", "host", "received"):
         table.add_column(column, no_wrap=column != "host")
+    # The host, signer and reason come from the customer's bundle: never raw to the terminal.
     for row in rows:
-        table.add_row(row["id"], row["status"], str(row["size"]), row["host"] or "", row["received"])
+        table.add_row(row["id"], row["status"], str(row["size"]), Text(visible(row["host"] or "")),
+                      row["received"])
     console = Console()
-    console.print(table)
+    console.print(table, highlight=False)
     for row in rows:
-        console.print(f"{row['id']}: sha256 {row['sha256']}, signer {row['signer'] or '-'}"
-                      + (f"\n  {row['status']}: {row['reason']}" if row["reason"] else ""),
+        console.print(f"{row['id']}: sha256 {row['sha256']}, signer {visible(row['signer'] or '-')}"
+                      + (f"\n  {row['status']}: {visible(row['reason'])}" if row["reason"] else ""),
                       markup=False, highlight=False, soft_wrap=True)
     return exitcodes.OK
 
@@ -175,14 +181,21 @@ def cmd_bundle_open(args: argparse.Namespace) -> int:
 
     state = _open(args)
     try:
-        plain, unpacked = bundles.open_bundle(state, args.bundle_id, Path(args.output), _actor())
+        opened = bundles.open_bundle(state, args.bundle_id, Path(args.output), _actor(), force=args.force)
     except LookupError as exc:
         raise Failure(exitcodes.NOT_FOUND, str(exc)) from None
+    except bundles.Refused as exc:
+        raise Failure(exitcodes.QUARANTINED, str(exc)) from None
     except AgeError as exc:
         raise Failure(exitcodes.QUARANTINED, f"cannot unseal {args.bundle_id}: {exc}") from None
+    except OSError as exc:
+        raise Failure(exitcodes.IO_ERROR, f"cannot write {exc.filename or args.output}: "
+                      f"{exc.strerror or exc}; removed what this run had written") from None
     finally:
         state.close()
-    print(f"unsealed: {plain}\nunpacked: {unpacked}")
+    print(f"unsealed: {opened.plain}\nunpacked: {opened.folder} ({opened.files} files)")
+    for name in opened.skipped:
+        print(f"skipped: {name}")
     return exitcodes.OK
 
 
@@ -254,10 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ticket", required=True, metavar="ID")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(run=cmd_bundle_list)
-    p = bundle.add_parser("open", help="unseal and unpack a bundle for reading")
+    p = bundle.add_parser("open", help="unseal and unpack a bundle for reading into a new folder")
     data_arg(p, database=True)
     p.add_argument("bundle_id", metavar="BUNDLE_ID")
-    p.add_argument("--output", required=True, metavar="DIR")
+    p.add_argument("--output", required=True, metavar="DIR",
+                   help="where to make DIR/<bundle id>-<name>/ and its .tar.zst (never replaced)")
+    p.add_argument("--force", action="store_true",
+                   help="open a quarantined or not yet verified bundle too (the limits still apply)")
     p.set_defaults(run=cmd_bundle_open)
     p = bundle.add_parser("import", help="take a sealed bundle handed over by other means")
     data_arg(p, database=True)

@@ -31,6 +31,11 @@ from server.gateway import records as sessions
 from server.storage.state import State
 
 log = logging.getLogger("mydiag.gateway")
+#: paramiko logs each client that hangs up before or during the handshake as an ERROR with a
+#: traceback, line by line: a flood of idle sockets would become a flood of the log. The
+#: gateway logs what it refuses itself; paramiko's own lines for its transports go here.
+TRANSPORT_LOG = "mydiag.gateway.ssh"
+logging.getLogger(TRANSPORT_LOG).setLevel(logging.CRITICAL)
 
 HOST_KEY = "ssh_host_ed25519_key"
 #: A tunnel that sent nothing (its agent pings every 2 s) for this long is dropped.
@@ -93,7 +98,11 @@ class Join:
         self.pty = pty
         self.agent: Optional[paramiko.Channel] = None
         self.cut_reason: Optional[str] = None
+        self.finished = False
         self._send_lock = threading.Lock()
+        self._window_lock = threading.Lock()
+        self._window: Optional[tuple] = None
+        self._window_sender = False
 
     def to_agent(self, data: bytes) -> None:
         agent = self.agent
@@ -126,6 +135,7 @@ class Join:
                         type(exc).__name__, exc)
             self.cut("internal error in the gateway; the session channel was closed")
         finally:
+            self.finished = True
             self.gateway.forget(self)
 
     def _refuse(self, reason: str) -> None:
@@ -222,13 +232,24 @@ class Join:
             pass
 
     def window(self, cols: int, rows: int) -> None:
-        # Called on paramiko's transport thread, which must never block on a send.
-        threading.Thread(target=self._send_quietly, daemon=True, args=(
-            sessionwire.json_frame(sessionwire.WINCH, {"cols": cols, "rows": rows}),)).start()
+        # Called on paramiko's transport thread, which must never block on a send: one sender
+        # thread at a time passes on the latest size (a flood of resizes is one thread, not many).
+        with self._window_lock:
+            self._window = (cols, rows)
+            if self._window_sender:
+                return
+            self._window_sender = True
+        threading.Thread(target=self._send_windows, daemon=True, name=f"join-winch-{self.session_id}").start()
 
-    def _send_quietly(self, data: bytes) -> None:
-        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-            self.to_agent(data)
+    def _send_windows(self) -> None:
+        while True:
+            with self._window_lock:
+                size, self._window = self._window, None
+                if size is None:
+                    self._window_sender = False
+                    return
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                self.to_agent(sessionwire.json_frame(sessionwire.WINCH, {"cols": size[0], "rows": size[1]}))
 
     def _output(self, reader: Reader, recorder: asciicast.Recorder, part: int) -> None:
         channel = self.channel
@@ -292,16 +313,61 @@ class Join:
             self.agent.close()  # type: ignore[union-attr]
 
 
+class Doorman:
+    """Connections that have not authenticated yet, counted in all and per source address.
+
+    Before authentication a connection costs two threads (ours and paramiko's) and asks
+    nothing of the client, so without a cap idle sockets alone exhaust the process. One
+    past either cap is closed at once, never queued.
+    """
+
+    def __init__(self, total: int, per_address: int) -> None:
+        self.total = total
+        self.per_address = per_address
+        self._by_address: Dict[str, int] = {}
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def admit(self, address: str) -> bool:
+        with self._lock:
+            if self._count >= self.total or self._by_address.get(address, 0) >= self.per_address:
+                return False
+            self._count += 1
+            self._by_address[address] = self._by_address.get(address, 0) + 1
+            return True
+
+    def release(self, address: str) -> None:
+        with self._lock:
+            left = self._by_address.get(address, 0) - 1
+            if left < 0:
+                return
+            self._count -= 1
+            if left:
+                self._by_address[address] = left
+            else:
+                del self._by_address[address]
+
+    @property
+    def waiting(self) -> int:
+        with self._lock:
+            return self._count
+
+
 class Gateway:
     def __init__(self, state: State, host: str, port: int) -> None:
         self.state = state
         self.host = host
+        limits = state.config.limits
+        self.doorman = Doorman(limits.ssh_max_unauthenticated, limits.ssh_max_unauthenticated_per_address)
+        self.auth_deadline = limits.ssh_auth_deadline_seconds
+        self.max_channels = limits.ssh_max_channels_per_connection
         self.key = load_host_key(state.data.path / HOST_KEY)
         self.recordings = state.data.path / "sessions"
         self._listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind((host, port))
-        self._listener.listen(64)
+        # Room for a burst: connections past the accept queue wait in SYN_RECV, unseen by the caps.
+        self._listener.listen(512)
         self.port = self._listener.getsockname()[1]
         self._tunnels: Dict[str, Tunnel] = {}
         self._joins: Dict[str, Set[Join]] = {}
@@ -409,32 +475,74 @@ class Gateway:
     # -- threads ----------------------------------------------------------------------
 
     def _accept(self) -> None:
+        refused = 0
         while not self._stop.is_set():
             try:
                 sock, peer = self._listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(sock, peer), name="gateway-conn", daemon=True).start()
+            address = str(peer[0])
+            if not self.doorman.admit(address):
+                refused += 1
+                if refused == 1 or refused % 100 == 0:
+                    log.warning("closing new SSH connections from %s and others: too many not yet "
+                                "authenticated (%d closed so far)", address, refused)
+                _close_at_once(sock)
+                continue
+            try:
+                threading.Thread(target=self._serve, args=(sock, peer, address), name="gateway-conn",
+                                 daemon=True).start()
+            except RuntimeError:  # no thread to be had: refuse this one, keep the gateway up
+                self.doorman.release(address)
+                _close_at_once(sock)
 
-    def _serve(self, sock: socket.socket, peer: Any) -> None:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=PACKET)
+    def _serve(self, sock: socket.socket, peer: Any, address: str) -> None:
+        conn: Optional[Connection] = None
+        try:
+            conn = self._handshake(sock, peer, address)
+            if conn is not None:
+                self._hold(conn)
+        finally:
+            if conn is None:
+                self.doorman.release(address)
+            else:
+                conn.admitted()
+
+    def _handshake(self, sock: socket.socket, peer: Any, address: str) -> Optional[Connection]:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport = paramiko.Transport(sock, default_window_size=WINDOW, default_max_packet_size=PACKET)
+        except (OSError, paramiko.SSHException):
+            _close_at_once(sock)
+            return None
+        transport.set_log_channel(TRANSPORT_LOG)
         transport.local_version = "SSH-2.0-mydiag_gateway"
         transport.get_security_options().ciphers = CIPHERS
         transport.add_server_key(self.key)
-        conn = Connection(self, transport, peer)
+        transport.banner_timeout = transport.handshake_timeout = self.auth_deadline
+        transport.auth_timeout = self.auth_deadline
+        conn = Connection(self, transport, peer, address)
         try:
-            transport.start_server(server=conn)
+            # With an event, start_server returns at once: the deadline below covers the banner,
+            # key exchange and authentication alike.
+            transport.start_server(event=threading.Event(), server=conn)
         except (paramiko.SSHException, EOFError, OSError):
             transport.close()
-            return
-        began = time.monotonic()
+            return None
+        return conn
+
+    def _hold(self, conn: Connection) -> None:
+        transport = conn.transport
+        deadline = time.monotonic() + self.auth_deadline
         # A paramiko channel nobody references is closed when collected: keep them.
         held: List[paramiko.Channel] = []
         while transport.is_active() and not self._stop.is_set():
-            channel = transport.accept(1.0)
+            wait = 1.0 if conn.kind is not None else max(0.05, min(1.0, deadline - time.monotonic()))
+            channel = transport.accept(wait)
             held = [c for c in held if not c.closed] + ([channel] if channel is not None else [])
-            if conn.kind is None and time.monotonic() - began > 30:
+            if conn.kind is None and time.monotonic() >= deadline:
+                log.info("closing the SSH connection from %s: not authenticated within %gs",
+                         conn.address, self.auth_deadline)
                 break
         transport.close()
         if conn.tunnel is not None:
@@ -490,13 +598,22 @@ class Gateway:
                 self.cut(session_id, f"session {session_id} has ended ({row['end_reason'] or row['state']})")
 
 
+def _close_at_once(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.close()
+
+
 class Connection(paramiko.ServerInterface):
     """One SSH connection: either a customer's tunnel or an engineer."""
 
-    def __init__(self, gateway: Gateway, transport: paramiko.Transport, peer: Any) -> None:
+    def __init__(self, gateway: Gateway, transport: paramiko.Transport, peer: Any, address: str) -> None:
         self.gateway = gateway
         self.transport = transport
         self.peer = peer
+        self.address = address
+        self._waiting = True
+        self._lock = threading.Lock()
+        self._listings = 0
         self.kind: Optional[str] = None
         self.name = ""
         self.session_id = ""
@@ -505,6 +622,19 @@ class Connection(paramiko.ServerInterface):
         self.ptys: Dict[int, Dict[str, Any]] = {}
         self.joins: Dict[int, Join] = {}
         self._refused = False
+
+    def admitted(self) -> None:
+        """The connection no longer counts as waiting for authentication (once)."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, False
+        if waiting:
+            self.gateway.doorman.release(self.address)
+
+    def busy(self) -> int:
+        """Channels of this connection that hold a thread now (joins, a session listing)."""
+        for chanid in [c for c, j in self.joins.items() if j.finished]:
+            del self.joins[chanid]
+        return len(self.joins) + self._listings
 
     # -- authentication ---------------------------------------------------------------
 
@@ -520,12 +650,14 @@ class Connection(paramiko.ServerInterface):
                 row = sessions.raw(tx, session_id)
             if sessions.live(row) and row is not None and row["tunnel_key"] == f"{kind} {blob}":
                 self.kind, self.session_id, self.expires = "tunnel", session_id, row["expires"]
+                self.admitted()
                 return paramiko.AUTH_SUCCESSFUL
             return paramiko.AUTH_FAILED
         with db.tx(write=False) as tx:
             known = sessions.engineer_for_key(tx, username, kind, blob)
         if known:
             self.kind, self.name = "engineer", username
+            self.admitted()
             return paramiko.AUTH_SUCCESSFUL
         if not self._refused:
             self._refused = True
@@ -538,9 +670,19 @@ class Connection(paramiko.ServerInterface):
     # -- channels ---------------------------------------------------------------------
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
-        if kind == "session" and self.kind is not None:
-            return paramiko.OPEN_SUCCEEDED
-        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        if kind != "session" or self.kind is None:
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        if not self._room():
+            return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
+        return paramiko.OPEN_SUCCEEDED
+
+    def _room(self) -> bool:
+        """Whether one more channel may take a thread on this connection."""
+        if self.busy() < self.gateway.max_channels:
+            return True
+        log.info("refused a channel to %s: %d already busy on one connection",
+                 self.name or self.session_id, self.gateway.max_channels)
+        return False
 
     def check_channel_pty_request(self, channel: paramiko.Channel, term: bytes, width: int, height: int,
                                   pixelwidth: int, pixelheight: int, modes: bytes) -> bool:
@@ -560,13 +702,13 @@ class Connection(paramiko.ServerInterface):
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         text = command.decode("utf-8", "replace") if isinstance(command, bytes) else str(command)
         if self.kind == "tunnel":
-            if text != "mydiag-control" or self.tunnel is None:
+            if text != "mydiag-control" or self.tunnel is None or self.tunnel.control is not None:
                 return False
             self.tunnel.control = channel
             threading.Thread(target=self._control, args=(self.tunnel, channel), daemon=True,
                              name=f"control-{self.session_id}").start()
             return True
-        if self.kind != "engineer":
+        if self.kind != "engineer" or not self._room():
             return False
         words = text.strip().split(None, 1)
         session_id = words[0] if words else ""
@@ -579,8 +721,10 @@ class Connection(paramiko.ServerInterface):
         return True
 
     def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
-        if self.kind != "engineer":
+        if self.kind != "engineer" or not self._room():
             return False
+        with self._lock:
+            self._listings += 1
         threading.Thread(target=self._which_session, args=(channel,), daemon=True).start()
         return True
 
@@ -590,16 +734,20 @@ class Connection(paramiko.ServerInterface):
         threading.Thread(target=join.run, name=f"join-{session_id}", daemon=True).start()
 
     def _which_session(self, channel: paramiko.Channel) -> None:
-        with self.gateway.state.db.tx(write=False) as tx:
-            rows = [r for r in sessions.list_for_ticket(tx, None)
-                    if r["engineer"] == self.name and r["state"] == "live"]
-        listed = ", ".join(r["id"] for r in rows) or "none right now"
-        with contextlib.suppress(Exception):
-            channel.sendall_stderr(
-                f"mydiag gateway: say which session: ssh -p {self.gateway.port} {self.name}@HOST SESSION_ID "
-                f"[-- COMMAND] (your live sessions: {listed})\r\n".encode())
-            channel.send_exit_status(2)
-            channel.close()
+        try:
+            with self.gateway.state.db.tx(write=False) as tx:
+                rows = [r for r in sessions.list_for_ticket(tx, None)
+                        if r["engineer"] == self.name and r["state"] == "live"]
+            listed = ", ".join(r["id"] for r in rows) or "none right now"
+            with contextlib.suppress(Exception):
+                channel.sendall_stderr(
+                    f"mydiag gateway: say which session: ssh -p {self.gateway.port} {self.name}@HOST "
+                    f"SESSION_ID [-- COMMAND] (your live sessions: {listed})\r\n".encode())
+                channel.send_exit_status(2)
+                channel.close()
+        finally:
+            with self._lock:
+                self._listings -= 1
 
     def check_port_forward_request(self, address: str, port: int) -> Any:
         if self.kind != "tunnel" or address != self.session_id:

@@ -6,23 +6,33 @@ reason. Nothing is ever dropped: a quarantined bundle keeps its blob for inspect
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import re
 import secrets
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from bundle import age
-from bundle.paths import member_ok
+from bundle.limits import Limits as BundleLimits
 from bundle.reader import BundleError, members
 from server.intake import checks
 from server.storage import audit
 from server.storage.db import Tx
 from server.storage.state import State
 from server.support import tickets
+
+log = logging.getLogger("mydiag.server")
+#: The longest pause between two attempts at a verification that crashed.
+RETRY_CAP_SECONDS = 3600.0
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 _COLUMNS = ("id, ticket_id, sha256, size, filename, status, reason, signer, host, started, finished,"
             " received, verified")
@@ -47,42 +57,111 @@ def register(state: State, ticket_id: str, sha256: str, size: int, filename: str
 
 
 def verify(state: State, bundle_id: str) -> None:
-    """Run the checks once, under the bundle's claim; a crash leaves it for the sweep."""
+    """Run the checks once, under the bundle's claim.
+
+    A bundle that fails a check is quarantined with the reason. A verification that
+    crashes (the blob unreadable, a bug, the process killed) is not a verdict: the attempt
+    is counted before it starts, so the sweep retries it with a growing pause and, after
+    `verify_attempts`, quarantines it ("verification failed repeatedly").
+    """
     if not state.claim("bundles", bundle_id, "status = 'received'"):
         return
     with state.db.tx(write=False) as tx:
         row = tx.one("SELECT b.*, t.customer FROM bundles b JOIN tickets t ON t.id = b.ticket_id"
                      " WHERE b.id = ?", (bundle_id,))
-    assert row is not None
-    with state.keep_renewed("bundles", bundle_id):
-        if row["reason"]:
-            verdict = checks.Verdict("quarantined", row["reason"])
+    if row is None:
+        return
+    limits = state.config.limits
+    attempt, last_error = _begin_attempt(state, bundle_id)
+    if attempt > limits.verify_attempts:
+        _settle(state, row, checks.Verdict("quarantined", checks.one_line(
+            f"verification failed repeatedly ({attempt - 1} attempts; the last: {last_error})")))
+        return
+    try:
+        with state.keep_renewed("bundles", bundle_id):
+            verdict = _run_checks(state, row)
+    except Exception as exc:  # noqa: BLE001 - a crash is retried later, never a verdict
+        _attempt_failed(state, bundle_id, exc)
+        return
+    _settle(state, row, verdict)
+
+
+def _run_checks(state: State, row: Dict[str, Any]) -> checks.Verdict:
+    if row["reason"]:
+        return checks.Verdict("quarantined", row["reason"])
+    identities = age.read_identities(state.data.identity_path)
+
+    def enrolled(public_key: str) -> Optional[str]:
+        with state.db.tx(write=False) as tx:
+            return tickets.enrolled_host(tx, row["customer"], public_key)
+
+    with state.store.local_copy(row["sha256"]) as sealed:
+        return checks.check(sealed, identities, enrolled, state.config.limits.bundle_limits())
+
+
+def _begin_attempt(state: State, bundle_id: str) -> Tuple[int, str]:
+    """Count one more attempt and when the next may start: (this attempt's number, the
+    last failure's text)."""
+    limits = state.config.limits
+    with state.db.tx() as tx:
+        row = tx.one("SELECT attempts, last_error FROM bundle_attempts WHERE bundle_id = ?", (bundle_id,))
+        attempt = (int(row["attempts"]) if row else 0) + 1
+        pause = min(RETRY_CAP_SECONDS, limits.verify_retry_seconds * 2 ** (attempt - 1))
+        if row is None:
+            tx.run("INSERT INTO bundle_attempts (bundle_id, attempts, next_try) VALUES (?, ?, ?)",
+                   (bundle_id, attempt, time.time() + pause))
         else:
-            identities = age.read_identities(state.data.identity_path)
+            tx.run("UPDATE bundle_attempts SET attempts = ?, next_try = ? WHERE bundle_id = ?",
+                   (attempt, time.time() + pause, bundle_id))
+    return attempt, (row["last_error"] if row else None) or "the process ended mid-way"
 
-            def enrolled(public_key: str) -> Optional[str]:
-                with state.db.tx(write=False) as tx:
-                    return tickets.enrolled_host(tx, row["customer"], public_key)
 
-            with state.store.local_copy(row["sha256"]) as sealed:
-                verdict = checks.check(sealed, identities, enrolled)
+def _attempt_failed(state: State, bundle_id: str, exc: BaseException) -> None:
+    text = checks.one_line(f"{type(exc).__name__}: {exc}", 300)
+    log.warning("verifying %s failed (it is retried later): %s", bundle_id, text)
+    with state.db.tx() as tx:
+        tx.run("UPDATE bundle_attempts SET last_error = ? WHERE bundle_id = ?", (text, bundle_id))
+    state.release("bundles", bundle_id)
+
+
+def _settle(state: State, row: Dict[str, Any], verdict: checks.Verdict) -> None:
     manifest = verdict.manifest
+    reason = checks.one_line(verdict.reason) if verdict.reason else None
     with state.db.tx() as tx:
         tx.run("UPDATE bundles SET status = ?, reason = ?, signer = ?, host = ?, started = ?,"
                " finished = ?, manifest = ?, verified = ?, claim_owner = NULL, claim_until = NULL"
                " WHERE id = ? AND claim_owner = ?",
-               (verdict.status, verdict.reason, verdict.signer, verdict.host, manifest.get("started"),
+               (verdict.status, reason, verdict.signer, verdict.host, manifest.get("started"),
                 manifest.get("finished"), json.dumps(manifest) if manifest else None, time.time(),
-                bundle_id, state.owner))
+                row["id"], state.owner))
+        tx.run("DELETE FROM bundle_attempts WHERE bundle_id = ?", (row["id"],))
         audit.record(tx, "server", "bundle.accept" if verdict.status == "accepted" else "bundle.quarantine",
-                     row["ticket_id"], bundle_id, reason=verdict.reason, signer=verdict.signer)
+                     row["ticket_id"], row["id"], reason=reason, signer=verdict.signer)
 
 
 def sweep(state: State) -> None:
+    """Verify every received bundle that is due, oldest first; one bundle's failure never
+    stops the others (another tenant's bundle waits for nobody)."""
     with state.db.tx(write=False) as tx:
-        pending = [r["id"] for r in tx.all("SELECT id FROM bundles WHERE status = 'received'")]
+        pending = [r["id"] for r in tx.all(
+            "SELECT b.id FROM bundles b LEFT JOIN bundle_attempts a ON a.bundle_id = b.id"
+            " WHERE b.status = 'received' AND (a.next_try IS NULL OR a.next_try <= ?)"
+            " ORDER BY b.received, b.id", (time.time(),))]
     for bundle_id in pending:
-        verify(state, bundle_id)
+        try:
+            verify(state, bundle_id)
+        except Exception as exc:  # noqa: BLE001 - e.g. the database went away: next bundle, next round
+            log.warning("verifying %s: %s: %s", bundle_id, type(exc).__name__, checks.one_line(str(exc)))
+
+
+def next_retry_in(state: State) -> Optional[float]:
+    """Seconds until the earliest retry of a crashed verification is due (None: none waits)."""
+    with state.db.tx(write=False) as tx:
+        row = tx.one("SELECT MIN(a.next_try) AS due FROM bundle_attempts a JOIN bundles b"
+                     " ON b.id = a.bundle_id WHERE b.status = 'received'")
+    if row is None or row["due"] is None:
+        return None
+    return max(0.0, float(row["due"]) - time.time())
 
 
 def as_dict(row: Dict[str, Any]) -> Dict[str, Any]:
@@ -116,7 +195,8 @@ def import_file(state: State, ticket_id: str, path: Path, actor: str) -> Dict[st
             digest.update(chunk)
     sha256 = digest.hexdigest()
     state.store.put_file(path, sha256)
-    bundle_id = register(state, ticket_id, sha256, path.stat().st_size, path.name, f"import:{actor}")
+    bundle_id = register(state, ticket_id, sha256, path.stat().st_size, safe_name(path.name),
+                         f"import:{actor}")
     with state.db.tx() as tx:
         audit.record(tx, actor, "bundle.import", ticket_id, bundle_id, sha256=sha256)
     verify(state, bundle_id)
@@ -126,39 +206,119 @@ def import_file(state: State, ticket_id: str, path: Path, actor: str) -> Dict[st
     return result
 
 
-def open_bundle(state: State, bundle_id: str, output: Path, actor: str) -> Tuple[Path, Path]:
-    """Unseal into OUTPUT/<name>.tar.zst and unpack it into OUTPUT/<name>/ for an engineer."""
+def safe_name(name: str) -> str:
+    """A file name that is only letters, digits, `.`, `_` and `-`, never hidden, never empty."""
+    return _UNSAFE.sub("_", name).strip("._")[:120] or "bundle.tar.zst.age"
+
+
+class Refused(Exception):
+    """`bundle open` will not (or could not fully) unpack this bundle: one line saying why."""
+
+
+@dataclass
+class Opened:
+    plain: Path
+    folder: Path
+    files: int
+    skipped: List[str]
+
+
+def open_bundle(state: State, bundle_id: str, output: Path, actor: str, force: bool = False) -> Opened:
+    """Unseal into OUTPUT/<id>-<name>.tar.zst and unpack into OUTPUT/<id>-<name>/, both new.
+
+    Only an accepted bundle opens, unless `force`. The names are made here (from the
+    bundle id and the sanitized file name, with -2, -3 ... when taken) and claimed
+    exclusively, so nothing that was there before is ever replaced or removed; on a
+    failure this run removes what it wrote, and only that. Unpacking streams under the
+    server's limits: a bomb stops at the header of the member that would cross one.
+    """
     with state.db.tx(write=False) as tx:
-        row = tx.one("SELECT id, ticket_id, sha256, filename FROM bundles WHERE id = ?", (bundle_id,))
+        row = tx.one("SELECT id, ticket_id, sha256, size, filename, status, reason FROM bundles"
+                     " WHERE id = ?", (bundle_id,))
     if row is None:
         raise LookupError(f"no bundle {bundle_id!r} (see `mydiag-server bundle list`)")
-    stem = row["filename"]
-    for suffix in (".age", ".tar.zst"):
-        stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    if row["status"] != "accepted" and not force:
+        why = f" ({row['reason']})" if row["reason"] else ""
+        state_text = "is quarantined" if row["status"] == "quarantined" else "is not verified yet"
+        raise Refused(f"bundle {bundle_id} {state_text}{why}; pass --force to open it anyway "
+                      "(the limits still apply)")
     output.mkdir(parents=True, exist_ok=True)
-    plain = output / f"{stem}.tar.zst"
-    unpacked = output / stem
-    identities = age.read_identities(state.data.identity_path)
-    partial = plain.with_name(f".{plain.name}.partial")
+    folder, plain, plain_fd = _claim_names(output, f"{row['id']}-{_stem(row['filename'])}")
     try:
-        with state.store.open(row["sha256"]) as sealed, open(partial, "wb") as out:
+        identities = age.read_identities(state.data.identity_path)
+        with state.store.open(row["sha256"]) as sealed, os.fdopen(plain_fd, "wb") as out:
             age.decrypt(sealed, out, identities)
-        os.replace(partial, plain)
-    finally:
-        if partial.exists():
-            partial.unlink()
-    shutil.rmtree(unpacked, ignore_errors=True)
-    unpacked.mkdir()
-    try:
-        for info, handle in members(plain):
-            if handle is None or not member_ok(info.name):
-                continue
-            target = unpacked / info.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as out:
-                shutil.copyfileobj(handle, out)
-    except BundleError:
-        pass  # a quarantined bundle may not unpack; the unsealed file is still there to look at
+        opened = _unpack(plain, folder, state.config.limits.bundle_limits(), int(row["size"]))
+    except Refused:
+        raise  # what was unpacked before the bad member stays, within the limits, to look at
+    except BaseException:
+        _remove_own(plain, folder)
+        raise
     with state.db.tx() as tx:
-        audit.record(tx, actor, "bundle.open", row["ticket_id"], bundle_id)
-    return plain, unpacked
+        audit.record(tx, actor, "bundle.open", row["ticket_id"], bundle_id, forced=force,
+                     status=row["status"])
+    return opened
+
+
+def _stem(filename: str) -> str:
+    stem = safe_name(filename)
+    for suffix in (".age", ".tar.zst", ".tar", ".zst"):
+        stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+    return safe_name(stem)[:80] if stem.strip("._") else "bundle"
+
+
+def _claim_names(output: Path, base: str) -> Tuple[Path, Path, int]:
+    """A new folder and a new file beside it, both created here: (folder, file, its fd)."""
+    for number in range(1, 1000):
+        name = base + (f"-{number}" if number > 1 else "")
+        folder = output / name
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            continue
+        plain = output / f"{name}.tar.zst"
+        try:
+            fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+        except FileExistsError:
+            folder.rmdir()
+            continue
+        return folder, plain, fd
+    raise FileExistsError(f"{output}: 999 folders named {base}… already exist")
+
+
+def _unpack(plain: Path, folder: Path, limits: BundleLimits, sealed_bytes: int) -> Opened:
+    """Write each regular member under `folder` (new files and folders only)."""
+    files, skipped = 0, []
+    try:
+        for info, handle in members(plain, limits, packed_bytes=sealed_bytes):
+            if handle is None:
+                skipped.append(f"{info.name} (not a regular file)")
+                continue
+            target = folder.joinpath(*info.name.split("/"))
+            _make_folders(folder, target.parent)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                for chunk in iter(lambda h=handle: h.read(1 << 20), b""):
+                    out.write(chunk)
+            files += 1
+    except BundleError as exc:
+        raise Refused(f"stopped unpacking: {checks.one_line(str(exc))}; the {files} files before "
+                      f"it are in {folder}") from None
+    return Opened(plain, folder, files, skipped)
+
+
+def _make_folders(root: Path, folder: Path) -> None:
+    """Create `folder` and its parents below `root` (a folder this run made, so anything
+    in it is this run's too; the reader already refused a file that is also a folder)."""
+    path = root
+    for part in folder.relative_to(root).parts:
+        path = path / part
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path, 0o700)
+
+
+def _remove_own(plain: Path, folder: Path) -> None:
+    """Remove the two names `_claim_names` created in this run, and nothing else."""
+    with contextlib.suppress(FileNotFoundError):
+        plain.unlink()
+    shutil.rmtree(folder, ignore_errors=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import re
 import secrets
 import time
@@ -18,13 +19,17 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from server.auth import Principal
+from server.config import Limits
 from server.intake import bundles
 from server.storage import audit
 from server.storage.state import State
 
+log = logging.getLogger("mydiag.server")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{32}$")
 _FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: Upload-Metadata as tus 1.0 defines it: printable ASCII (keys, base64 values, spaces, commas).
+_METADATA_TEXT = re.compile(r"[ -~]*")
 
 
 @dataclass
@@ -104,6 +109,7 @@ def create(state: State, who: Principal, ticket_id: str, length: int,
             (ticket_id, ticket_id, now),
         )
         used_bytes = int(used["used"]) if used else 0
+        _open_uploads_ok(tx, ticket_id, now, limits)
         if used_bytes + length > limits.max_ticket_bytes:
             raise TusError(413, f"this ticket holds {used_bytes} bytes; {length} more would pass its "
                                 f"limit of {limits.max_ticket_bytes} bytes")
@@ -117,6 +123,15 @@ def create(state: State, who: Principal, ticket_id: str, length: int,
         audit.record(tx, who.actor, "upload.create", ticket_id, upload_id, length=length,
                      filename=safe_filename(metadata.get("filename")))
         return _load(tx, ticket_id, upload_id)
+
+
+def _open_uploads_ok(tx: Any, ticket_id: str, now: float, limits: Limits) -> None:
+    """Each unfinished upload holds a staging file and a row until it expires: cap them."""
+    row = tx.one("SELECT COUNT(*) AS n FROM uploads WHERE ticket_id = ? AND state = 'receiving'"
+                 " AND expires > ?", (ticket_id, now))
+    if row is not None and int(row["n"]) >= limits.max_open_uploads:
+        raise TusError(429, f"this ticket already has {int(row['n'])} unfinished uploads (the limit is "
+                            f"{limits.max_open_uploads}): finish or DELETE one, or let it expire")
 
 
 def get(state: State, ticket_id: str, upload_id: str) -> Dict[str, Any]:
@@ -182,9 +197,12 @@ def abandon_patch(state: State, upload_id: str) -> None:
 
 
 def finish(state: State, upload_id: str, known_sha256: Optional[str] = None) -> None:
-    """Hash the finished upload, keep it once by hash, make it a bundle and verify it.
+    """Hash the finished upload, keep it once by hash, and make it a `received` bundle.
 
-    Runs under the upload's lease; safe to run again after a crash at any step.
+    Verification is not done here: it runs in the background (the sweeper, woken now),
+    so the last PATCH answers at once however big or hostile the bundle; the client
+    learns the verdict from the upload's HEAD or the bundle's GET. Runs under the
+    upload's lease; safe to run again after a crash at any step.
     """
     with state.db.tx(write=False) as tx:
         row = tx.one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
@@ -211,7 +229,7 @@ def finish(state: State, upload_id: str, known_sha256: Optional[str] = None) -> 
                    " lease_until = NULL WHERE id = ?", (bundle_id, upload_id))
             audit.record(tx, "server", "upload.complete", row["ticket_id"], upload_id,
                          sha256=sha256, bundle=bundle_id)
-    bundles.verify(state, bundle_id)
+    state.wake()
 
 
 def terminate(state: State, who: Principal, ticket_id: str, upload_id: str) -> None:
@@ -227,15 +245,19 @@ def terminate(state: State, who: Principal, ticket_id: str, upload_id: str) -> N
 
 
 def sweep(state: State) -> None:
-    """Finish what a dead process left: completions, verifications, expired uploads."""
+    """Finish what a dead process left (completions, expired uploads), then verify what
+    was received (bundles.sweep). Each upload's failure is its own: the others go on."""
     now = time.time()
     with state.db.tx(write=False) as tx:
         completing = [r["id"] for r in tx.all("SELECT id FROM uploads WHERE state = 'completing'")]
         expired = [r["id"] for r in tx.all(
             "SELECT id FROM uploads WHERE state = 'receiving' AND expires < ?", (now,))]
     for upload_id in completing:
-        if state.claim("uploads", upload_id, "state = 'completing'"):
-            finish(state, upload_id)
+        try:
+            if state.claim("uploads", upload_id, "state = 'completing'"):
+                finish(state, upload_id)
+        except Exception as exc:  # noqa: BLE001 - one upload's fault (a lost staging file) is its own
+            log.warning("completing upload %s: %s: %s", upload_id, type(exc).__name__, exc)
     for upload_id in expired:
         if state.claim("uploads", upload_id, "state = 'receiving' AND expires < ?", (now,)):
             with state.db.tx() as tx:
@@ -246,18 +268,40 @@ def sweep(state: State) -> None:
     bundles.sweep(state)
 
 
-def parse_metadata(header: str) -> Dict[str, str]:
-    """tus Upload-Metadata: comma-separated `key base64value` pairs (value optional)."""
+def parse_metadata(header: str, limits: Optional[Limits] = None) -> Dict[str, str]:
+    """tus Upload-Metadata: comma-separated `key base64value` pairs (value optional).
+
+    Bounded before anything is decoded: the header's length, the number of keys, each
+    key's and each decoded value's length (`limits`, the defaults when not given).
+    """
+    limits = limits or Limits()
+    if len(header) > limits.max_metadata_bytes:
+        raise TusError(400, f"Upload-Metadata is {len(header)} characters; the limit is "
+                            f"{limits.max_metadata_bytes}")
+    if not _METADATA_TEXT.fullmatch(header):
+        raise TusError(400, "Upload-Metadata must be printable ASCII: `key base64value` pairs")
+    pairs = [p.strip() for p in header.split(",") if p.strip()]
+    if len(pairs) > limits.max_metadata_keys:
+        raise TusError(400, f"Upload-Metadata has {len(pairs)} keys; the limit is {limits.max_metadata_keys}")
     result: Dict[str, str] = {}
-    for pair in header.split(","):
-        pair = pair.strip()
-        if not pair:
-            continue
+    for pair in pairs:
         key, _, value = pair.partition(" ")
-        if not key or " " in value.strip() or not key.isascii() or not key.isprintable():
+        if not key or " " in value.strip():
             raise TusError(400, "Upload-Metadata must be comma-separated `key base64value` pairs")
+        if len(key) > limits.max_metadata_key_bytes:
+            raise TusError(400, f"an Upload-Metadata key is longer than {limits.max_metadata_key_bytes} "
+                                "characters")
+        if key in result:
+            raise TusError(400, f"Upload-Metadata names {key!r} twice")
+        too_long = TusError(400, f"the Upload-Metadata value of {key!r} is longer than "
+                                 f"{limits.max_metadata_value_bytes} bytes")
+        if len(value.strip()) > (limits.max_metadata_value_bytes + 2) // 3 * 4:
+            raise too_long
         try:
-            result[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+            decoded = base64.b64decode(value.strip(), validate=True)
+            if len(decoded) > limits.max_metadata_value_bytes:
+                raise too_long
+            result[key] = decoded.decode("utf-8")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             raise TusError(400, f"Upload-Metadata value of {key!r} is not base64 UTF-8") from None
     return result

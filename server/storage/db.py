@@ -47,6 +47,9 @@ CREATE TABLE IF NOT EXISTS bundles (
   verified DOUBLE PRECISION, claim_owner TEXT, claim_until DOUBLE PRECISION,
   UNIQUE (ticket_id, sha256));
 CREATE INDEX IF NOT EXISTS bundles_status ON bundles (status);
+CREATE TABLE IF NOT EXISTS bundle_attempts (
+  bundle_id TEXT PRIMARY KEY, attempts INTEGER NOT NULL, next_try DOUBLE PRECISION NOT NULL,
+  last_error TEXT);
 CREATE TABLE IF NOT EXISTS engineer_keys (
   fingerprint TEXT PRIMARY KEY, name TEXT NOT NULL, public_key TEXT NOT NULL,
   added DOUBLE PRECISION NOT NULL);

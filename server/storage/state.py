@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -56,6 +56,8 @@ class State:
     db: Database
     store: BlobStore
     owner: str
+    #: Set when there is background work (a finished upload to verify): the sweeper wakes.
+    wakeup: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def open(cls, path: Path, database: Optional[str] = None) -> State:
@@ -67,6 +69,10 @@ class State:
 
     def close(self) -> None:
         self.db.close()
+
+    def wake(self) -> None:
+        """Have the background sweeper run now instead of at its next round."""
+        self.wakeup.set()
 
     def claim(self, table: str, key: str, where: str = "1 = 1", params: tuple = ()) -> bool:
         """Take the lease on one row of `uploads` or `bundles` if it is free (and `where` holds)."""

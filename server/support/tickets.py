@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional
 
 from bundle import sign
 from server import auth
+from server.safetext import has_controls
 from server.storage import audit
 from server.storage.db import Tx
 
@@ -23,7 +24,7 @@ class Invalid(ValueError):
 
 def clean_text(value: str, what: str, limit: int = 200) -> str:
     value = value.strip()
-    if not value or len(value) > limit or any(ord(c) < 32 or ord(c) == 127 for c in value):
+    if not value or len(value) > limit or has_controls(value):
         raise Invalid(f"{what} must be 1-{limit} printable characters")
     return value
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pymysql
 import pytest
 
 from tests.conftest import Target, _start
@@ -55,6 +56,26 @@ def test_error_log_is_bounded_by_log_bytes(own_server, tmp_path):
     assert any("only the last" in n for n in by_name(summary)["logs.error_log"]["notes"])
 
 
+def test_an_error_log_cut_inside_a_deadlock_report_starts_at_its_next_entry(own_server, tmp_path):
+    token = secrets.token_urlsafe(15)
+    prefix = "2026-12-01 21:09:07 5 [Note] InnoDB: "
+    report = (f"{prefix}Transactions deadlock detected, dumping detailed information.\n{prefix}\n"
+              "*** (1) TRANSACTION:\nTRANSACTION 23, ACTIVE 1 sec starting index read\n"
+              "MariaDB thread id 5, OS thread handle 1407, query id 15 localhost 127.0.0.1 root Updating\n")
+    rest = (f"UPDATE shop.c SET note='{token}'\n  WHERE id = 2\n"
+            f"{prefix}*** WAITING FOR THIS LOCK TO BE GRANTED:\n{prefix}*** WE ROLL BACK TRANSACTION (1)\n")
+    with open(own_server.instance.error_log, "a") as log:
+        log.write(report + rest)
+    # The tail starts just inside the line before the statement: the reader drops that
+    # half line, and the collector the statement lines whose entry head is cut away.
+    summary, files = _collect(own_server, tmp_path, "--profile", "quick", "--log-bytes", str(len(rest) + 5))
+    copied = files["logs/error.log"].decode()
+    assert token not in copied
+    assert copied.startswith(f"{prefix}*** WAITING FOR THIS LOCK TO BE GRANTED:")
+    notes = by_name(summary)["logs.error_log"]["notes"]
+    assert any("2 lines of a cut first entry dropped" in n for n in notes)
+
+
 def test_bad_log_bytes_is_a_usage_error(tmp_path):
     done, _ = collect_json("--log-bytes", "lots", "--output", str(tmp_path))
     assert done.returncode == 2 and "'lots' is not a size" in done.stderr
@@ -80,6 +101,28 @@ def test_slow_log_statements_are_fingerprinted(own_server, tmp_path):
     assert any(line.startswith("# Query_time: ") for line in text.splitlines())
     assert any(line.startswith("# User@Host: root[root] @ ") for line in text.splitlines())
     assert any("statements fingerprinted" in n for n in entry["notes"])
+
+
+def test_slow_log_header_lines_inside_literals_stay_statement_text(own_server, tmp_path):
+    _enable_slow_log(own_server)
+    token, email = secrets.token_urlsafe(15), f"{secrets.token_hex(5)}@example.invalid"
+    forged = (f"# Time: {token}\n# User@Host: {token}[{token}] @ web1 []\n# Start: {token}\n"
+              f"# Id: {token}\n# Query_time: {token}\nSET timestamp={token};\nuse {token};")
+    own_server.sql(f"SELECT 'a;\n{forged}\n' AS note, '{email}' AS who",
+                   f"SELECT 1 /* ;\n{forged}\n*/ AS n")
+    with pytest.raises(pymysql.err.ProgrammingError):  # logged too, though it never parsed
+        own_server.sql(f"SELECT 'never closed {token};")
+    # Such a quote ends at the next `# Time:` line, which the server writes once a second.
+    time.sleep(1.1)
+    own_server.sql("SELECT 42 AS after_all")
+    written = (own_server.instance.base / "slow.log").read_text()
+    assert token in written and f"# User@Host: {token}" in written
+    summary, files = _collect(own_server, tmp_path)
+    assert by_name(summary)["logs.slow_log"]["status"] == "ok"
+    text = files["logs/slow.log"].decode()
+    assert token not in text and email not in text
+    assert "SELECT ? AS note, ? AS who;" in text and "SELECT ? AS n;" in text
+    assert "SELECT ? AS after_all;" in text
 
 
 def test_slow_log_off_is_skipped_with_the_reason(own_server, tmp_path):

@@ -177,7 +177,7 @@ def test_a_tus_client_that_is_not_ours_uploads(support, tmp_path):
                              headers={"Authorization": f"Bearer {ticket['upload_token']}"}).uploader(
         str(sealed), chunk_size=256 * 1024, metadata={"filename": sealed.name})
     uploader.upload()
-    [listed] = support.bundles(ticket["id"])
+    [listed] = support.settled(ticket["id"])
     assert listed["status"] == "accepted"
     assert listed["sha256"] == hashlib.sha256(sealed.read_bytes()).hexdigest()
 
@@ -287,7 +287,7 @@ def test_two_server_processes_on_one_database_never_corrupt_an_upload(tmp_path, 
         status, _, _ = raw(other, "PATCH", location, token, data[half:], Upload_Offset=str(half),
                            Content_Type="application/offset+octet-stream")
         assert status == 204
-        [listed] = support.bundles(ticket["id"])
+        [listed] = support.settled(ticket["id"])
         assert listed["status"] == "accepted"
         assert listed["sha256"] == hashlib.sha256(data).hexdigest()
     finally:

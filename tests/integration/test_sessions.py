@@ -242,8 +242,10 @@ def test_a_tampered_recording_is_detected_on_both_sides(gateway, ticket, tmp_pat
 def test_diag_mode_refuses_writes_and_shell_escapes(gateway, ticket, private_server, tmp_path):
     private_server.sql("CREATE DATABASE shop", "CREATE TABLE shop.orders (id INT PRIMARY KEY)",
                        "INSERT INTO shop.orders VALUES (1), (2)")
+    # root: the console refuses it unless the grant says so (tests/integration/test_diag_boundary.py).
     grant = Grant(gateway, ticket, tmp_path / "home", mode="diag",
-                  extra=["--host", "127.0.0.1", "--port", str(private_server.port), "--user", "root"]).ready()
+                  extra=["--host", "127.0.0.1", "--port", str(private_server.port), "--user", "root",
+                         "--allow-privileged-account"]).ready()
     marker = tmp_path / "escaped"
     try:
         read = gateway.ssh("alice", grant.id, "sql SELECT COUNT(*) AS n FROM shop.orders")
@@ -289,7 +291,7 @@ def test_a_grant_handed_to_the_running_agent(gateway, ticket, private_server, tm
         handed = subprocess.run(
             [sys.executable, "-m", "agent.cli", "session", "grant", "--server", gateway.url, "--ticket",
              ticket["id"], "--engineer", "alice", "--for", "60s", "--purpose", "look at the buffer pool",
-             "--via-agent", "--yes", "--json"],
+             "--via-agent", "--allow-privileged-account", "--yes", "--json"],
             env=grant_env(home, ticket), capture_output=True, text=True, timeout=60)
         assert handed.returncode == 0, handed.stderr
         session_id = json.loads(handed.stdout.splitlines()[0])["id"]

@@ -10,6 +10,8 @@ import random
 import secrets
 from collections import Counter
 
+import pytest
+
 from privacy.innodb_status import InnodbStatus
 from privacy.redact import Redactor, kind_of
 
@@ -145,7 +147,39 @@ def test_the_pipeline_applies_it_to_the_innodb_status_member_only():
     values = _values()
     text = _sample(values).encode()
     assert kind_of("mysql/innodb_status.txt") == "innodb"
-    assert kind_of("logs/error.log") == "text"
+    assert kind_of("logs/error.log") == "errorlog"  # its deadlock reports: test_error_log_innodb
     redactor = Redactor()
     assert values["email"].encode() not in redactor.apply("mysql/innodb_status.txt", text)
     assert values["email"].encode() in redactor.apply("notes/innodb.txt", text)
+
+
+@pytest.mark.parametrize("forged", [
+    "*** (2) TRANSACTION: {t}",
+    "------------\nFILE I/O\n------------\nI/O thread {t}",
+    "RECORD LOCKS space id 1 page no 2 n bits 8 index {t}",
+    "---TRANSACTION 9, ACTIVE 1 sec {t}",
+    " 3: len 4; hex 41; asc {t};;",
+])
+def test_lines_that_look_like_innodb_s_own_inside_a_literal_stay_statement_text(forged):
+    token, values = secrets.token_urlsafe(18), _values()
+    statement = f"SELECT * FROM accounts WHERE token = '{values['token']}' FOR UPDATE"
+    literal = "SELECT * FROM accounts WHERE note = 'x\n" + forged.format(t=token) + "\n' FOR UPDATE"
+    out, _ = _reduce(_sample(values).replace(statement, literal))
+    assert token not in out
+    assert "SELECT * FROM accounts WHERE note = ? FOR UPDATE" in out
+    assert "END OF INNODB MONITOR OUTPUT" in out
+
+
+@pytest.mark.parametrize("flavor,printed", [("MySQL", 1023), ("MariaDB", 3071)])
+def test_a_statement_cut_inside_its_literal_ends_where_innodb_stops_printing(flavor, printed):
+    values = _values()
+    thread = "MySQL thread id 14, OS thread handle 139868, query id 95 localhost app Sending data"
+    statement = f"SELECT * FROM accounts WHERE token = '{values['token']}' FOR UPDATE"
+    start = f"INSERT INTO big VALUES ('{values['note']}', '"
+    cut = start + "y" * (printed - len(thread) - 1 - len(start))  # where InnoDB stops printing
+    text = _sample(values).replace(statement, cut).replace(thread, thread.replace("MySQL", flavor))
+    out, _ = _reduce(text)
+    for value in values.values():
+        assert value not in out
+    assert "INSERT INTO big VALUES (?, ?\nTrx read view will not see" in out
+    assert "FILE I/O" in out and "END OF INNODB MONITOR OUTPUT" in out
