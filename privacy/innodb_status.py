@@ -164,13 +164,12 @@ def _bytes(text: str) -> int:
     return len(text.encode("utf-8", "surrogateescape"))
 
 
-class InnodbStatus:
-    """Reduces the monitor output as it streams through, block by block."""
+class _ByLine:
+    """A text reduced line by line as it streams through, block by block; a statement
+    that spans two blocks is held back until it ends (or until `flush`)."""
 
     def __init__(self, count: Count) -> None:
         self.records = _Records(count)
-        self.section: Optional[str] = None
-        self.after_rule = False
 
     def block(self, text: str) -> str:
         out: List[str] = []
@@ -181,6 +180,18 @@ class InnodbStatus:
     def flush(self, out: List[str]) -> None:
         """What is still held back (a statement at the very end)."""
         self.records.end(out)
+
+    def _line(self, line: str, out: List[str]) -> None:
+        raise NotImplementedError
+
+
+class InnodbStatus(_ByLine):
+    """Reduces the monitor output as it streams through, block by block."""
+
+    def __init__(self, count: Count) -> None:
+        super().__init__(count)
+        self.section: Optional[str] = None
+        self.after_rule = False
 
     def _line(self, line: str, out: List[str]) -> None:
         body = line.rstrip("\r\n")
@@ -206,23 +217,17 @@ class InnodbStatus:
         self.records.line(body, out, line)
 
 
-class ErrorLogInnodb:
+class ErrorLogInnodb(_ByLine):
     """The error log with its InnoDB deadlock reports reduced like the monitor's."""
 
     def __init__(self, count: Count) -> None:
-        self.records = _Records(count)
+        super().__init__(count)
         self.in_report = False
 
     def block(self, text: str) -> str:
         if not self.in_report and "InnoDB" not in text:
             return text
-        out: List[str] = []
-        for line in text.splitlines(keepends=True):
-            self._line(line, out)
-        return "".join(out)
-
-    def flush(self, out: List[str]) -> None:
-        self.records.end(out)
+        return super().block(text)
 
     def _line(self, line: str, out: List[str]) -> None:
         body = line.rstrip("\r\n")
