@@ -12,8 +12,9 @@ from hypothesis import strategies as st
 from recording import asciicast, sessionwire
 
 
-def record(folder, events, name="1"):
-    header = asciicast.header_line(80, 24, time.time(), "t", {"TERM": "xterm"}, {"command": None})
+def record(folder, events, name="1", started=None):
+    started = time.time() if started is None else started
+    header = asciicast.header_line(80, 24, started, "t", {"TERM": "xterm"}, {"command": None})
     recorder = asciicast.Recorder(folder / name, header)
     for kind, micros, data in events:
         recorder.event(kind, micros, data)
@@ -31,8 +32,10 @@ def test_the_fast_path_writes_exactly_what_json_would(data):
 def test_two_recorders_fed_the_same_events_write_the_same_bytes(tmp_path):
     events = [("o", 10, b"caf\xc3"), ("o", 20, b"\xa9 ok\r\n"), ("i", 30, b"ls\r"), ("o", 1_500_000, b"\xff"),
               ("o", 2_600_000, b'quote " and \\ and \x1b[0m'), ("i", 2_700_000, b"exit\r")]
-    a, (lines_a, head_a) = record(tmp_path / "a", events)
-    b, (lines_b, head_b) = record(tmp_path / "b", events)
+    # One start time for both: two calls of time.time() can fall in different seconds.
+    started = time.time()
+    a, (lines_a, head_a) = record(tmp_path / "a", events, started=started)
+    b, (lines_b, head_b) = record(tmp_path / "b", events, started=started)
     assert (a.cast_path.read_bytes(), a.chain_path.read_bytes()) == (b.cast_path.read_bytes(),
                                                                       b.chain_path.read_bytes())
     assert (lines_a, head_a) == (lines_b, head_b) == (6, asciicast.verify(a.cast_path).head)
