@@ -55,3 +55,30 @@ def collect_json(*args: str, timeout: float = 120, **kwargs) -> tuple:
 
 def by_name(summary: dict) -> dict:
     return {c["name"]: c for c in summary["collectors"]}
+
+
+def cross_deadlock(a, b, b_statement: str, a_statement: str) -> list:
+    """Run b's statement on a thread (it waits for a's lock), then a's (which closes the
+    cycle); the server's errors, one of them the deadlock, come back as a list."""
+    import threading
+    import time
+
+    import pymysql
+
+    errors: list = []
+
+    def cross() -> None:
+        try:
+            b.execute(b_statement)
+        except pymysql.MySQLError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=cross)
+    thread.start()
+    time.sleep(0.5)
+    try:
+        a.execute(a_statement)
+    except pymysql.MySQLError as exc:
+        errors.append(exc)
+    thread.join()
+    return errors

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
-import time
 
-import pymysql
 import pytest
 
 from tests import secretkit
 from tests.conftest import Target, _start
-from tests.helpers import bundle_files, by_name, collect_json
+from tests.helpers import bundle_files, by_name, collect_json, cross_deadlock
 
 
 @pytest.fixture()
@@ -60,22 +57,9 @@ def _deadlock(target: Target, v: dict) -> None:
         forged = (f"x\n*** (2) TRANSACTION: {v['forged']}\n"
                   f"2026-12-01 21:09:07 5 [Note] InnoDB: *** CONFLICTING WITH: {v['forged']}\n"
                   f" 3: len 4; hex 41; asc {v['forged']};;\nRECORD LOCKS space id 1 {v['forged']}")
-
-        def cross() -> None:
-            try:
-                b.execute(f"UPDATE shop.customer SET note = '{forged}',\n card = '{v['set_b']}'"
-                          f" WHERE email = '{v['email']}'")
-            except pymysql.MySQLError as exc:
-                errors.append(exc)
-
-        thread = threading.Thread(target=cross)
-        thread.start()
-        time.sleep(0.5)
-        try:
-            a.execute(f"UPDATE shop.customer SET card = '{v['set_a']}' WHERE id = 2")
-        except pymysql.MySQLError as exc:
-            errors.append(exc)
-        thread.join()
+        errors += cross_deadlock(a, b, f"UPDATE shop.customer SET note = '{forged}',\n card = '{v['set_b']}'"
+                                       f" WHERE email = '{v['email']}'",
+                                 f"UPDATE shop.customer SET card = '{v['set_a']}' WHERE id = 2")
     finally:
         first.rollback()
         second.rollback()

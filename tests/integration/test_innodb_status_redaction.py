@@ -15,7 +15,7 @@ import pymysql
 import pytest
 
 from tests import secretkit
-from tests.helpers import bundle_files, collect_json
+from tests.helpers import bundle_files, collect_json, cross_deadlock
 
 
 def _values() -> dict:
@@ -40,23 +40,9 @@ def _make_trouble(target, values) -> tuple:
     b.execute("BEGIN")
     a.execute("UPDATE shop.customer SET email = email WHERE id = 1")
     b.execute("UPDATE shop.customer SET email = email WHERE id = 2")
-    errors: list = []
-
-    def cross() -> None:
-        try:
-            b.execute(f"UPDATE shop.customer SET card = '{values['deadlock_b']}'\n"
-                      f"  WHERE id = 1 /* {values['comment']}\n */")
-        except pymysql.MySQLError as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=cross)
-    thread.start()
-    time.sleep(0.5)
-    try:
-        a.execute(f"UPDATE shop.customer SET card = '{values['deadlock_a']}' WHERE id = 2")
-    except pymysql.MySQLError as exc:
-        errors.append(exc)
-    thread.join()
+    errors = cross_deadlock(a, b, f"UPDATE shop.customer SET card = '{values['deadlock_b']}'\n"
+                                  f"  WHERE id = 1 /* {values['comment']}\n */",
+                            f"UPDATE shop.customer SET card = '{values['deadlock_a']}' WHERE id = 2")
     assert any(e.args[0] == 1213 for e in errors), errors  # ER_LOCK_DEADLOCK: a real one
     first.rollback()
     second.rollback()
