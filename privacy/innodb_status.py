@@ -51,7 +51,7 @@ _OWN = re.compile(
     r"|------- TRX HAS BEEN WAITING [^\n]*"
     r"|\*\*\* [^\n]*"
     r"|TRANSACTION \d+, [^\n]*"
-    r"|\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d[0-9.:+Z-]*(?: (?:0x)?[0-9a-f]+)?(?: Transaction:)?"
+    r"|\d{4}-\d\d-\d\d[ T][ \d]\d:\d\d:\d\d[0-9.:+Z-]*(?: (?:0x)?[0-9a-f]+)?(?: Transaction:)?"
     r"|mysql tables in use \d+, locked \d+"
     r"|(?:LOCK WAIT )?\d+ lock struct\(s\), heap size \d+, \d+ row lock\(s\)[^\n]*"
     r"|(?:MySQL|MariaDB) thread id \d+, OS thread handle (?:0x)?[0-9a-f]+, query id \d+[^\n]*"
@@ -92,13 +92,14 @@ PRINTED_SESSION = {"MySQL": 1023, "MariaDB": 3071}
 PRINTED_STATEMENT = 4096
 _THREAD_LINE = re.compile(r"(MySQL|MariaDB) thread id [0-9]+, ")
 
-#: The error log's prefix in front of InnoDB's lines (MariaDB, MySQL 5.6 to 8.4).
+#: The error log's prefix in front of InnoDB's lines (MariaDB, MySQL 5.6 to 8.4). MariaDB pads
+#: the hour with a space (`2026-12-02  1:02:44`), MySQL with a zero.
 _LOG_PREFIX = re.compile(
-    r"(?P<p>[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?P<p>[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][ 0-9][0-9]:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
     r"(?:Z|[-+][0-9]{2}:?[0-9]{2})?[ \t]+(?:0x)?[0-9a-f]+[ \t]+(?:\[\w+\][ \t]+)?"
     r"(?:\[MY-[0-9]+\][ \t]+\[InnoDB\][ \t]?|InnoDB:[ \t]?)?)"
 )
-_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}:[0-9]{2}")
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][ 0-9][0-9]:[0-9]{2}:[0-9]{2}")
 _DEADLOCK_START = "Transactions deadlock detected"
 _DEADLOCK_END = re.compile(r"\*\*\* WE ROLL BACK TRANSACTION \([0-9]+\)")
 #: A new server start: a report cut by a crash is over.

@@ -32,6 +32,7 @@ from privacy.rules import (
     Rule,
     benign_value,
     is_secret_name,
+    looks_like_option,
     placeholder,
     tool_of,
 )
@@ -369,7 +370,7 @@ class _Json:
         options_first: FrozenSet[str] = frozenset()
         previous = ""
         for arg in argv:
-            if secret_next and not arg.startswith("-") and not benign_value(arg):
+            if secret_next and not looks_like_option(arg) and not benign_value(arg):
                 out.append(self._tool_value(secret_next, arg))
                 secret_next = previous = ""
                 continue

@@ -243,12 +243,27 @@ def _short_p(match: re.Match[str]) -> Optional[str]:
     return mask_groups(match)
 
 
+#: What may follow a bare `--password ` as the next option rather than its value: a long
+#: option by its shape (lower case: `--host=db1`) or a lone short one (`-h`). Anything else
+#: there is the value, dash or not (a generated secret can start with one).
+_NEXT_OPTION = re.compile(r"--[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*(?:=\S*)?|-[A-Za-z]")
+
+
+def looks_like_option(word: str) -> bool:
+    """`word`, after a flag that takes a value, is the next option rather than the value."""
+    return _NEXT_OPTION.fullmatch(word) is not None
+
+
+def _next_option(sep: str, value: str) -> bool:
+    return not sep.strip() and looks_like_option(value)
+
+
 def _secret_flag(match: re.Match[str]) -> Optional[str]:
     name = match.group("name")
     value = match.group("v")
     if not is_secret_name(name) or benign_value(value, name):
         return None
-    if match.group("sep").strip() == "" and value.startswith("-"):
+    if _next_option(match.group("sep"), value):
         return None
     return mask_groups(match)
 
@@ -294,7 +309,7 @@ def _tool_flag(match: re.Match[str]) -> Optional[str]:
     options = _OPTIONS_BEFORE.get(tool)
     if options is not None and not options.fullmatch(text, found.end(), match.start()):
         return None
-    if (sep and not sep.strip() and value.startswith("-")) or benign_value(value):
+    if (sep and _next_option(sep, value)) or benign_value(value):
         return None
     if flag in USER_PASSWORD_FLAGS:
         bare = value.strip("\"'")

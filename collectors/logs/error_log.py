@@ -11,8 +11,9 @@ from collectors.config.settings import datadir, resolve, setting
 from collectors.logs.tail import NotRegularFile, read_tail
 from collectors.registry import PROFILES, Artifact, CollectorError, Context, Skip, collector
 
-#: A line that starts an entry (MariaDB, MySQL 5.7+, and the older `yymmdd hh:mm:ss`).
-_ENTRY = re.compile(rb"^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}[ T]|[0-9]{6} +)[0-9]{1,2}:[0-9]{2}:[0-9]{2}", re.M)
+#: A line that starts an entry (MariaDB, MySQL 5.7+, and the older `yymmdd hh:mm:ss`). MariaDB
+#: pads the hour with a space (`2026-12-02  1:02:44`), MySQL with a zero.
+_ENTRY = re.compile(rb"^(?:[0-9]{4}-[0-9]{2}-[0-9]{2}[ T]|[0-9]{6} )[ 0-9][0-9]:[0-9]{2}:[0-9]{2}", re.M)
 
 #: Where packages put the error log when nothing says otherwise (server down, no options).
 DEFAULT_PATHS = ("/var/log/mysql/error.log", "/var/log/mysqld.log", "/var/log/mariadb/mariadb.log",

@@ -188,10 +188,16 @@ def listening_inodes(port: int) -> Set[str]:
 
 
 def _contradicts(ctx: Context, cmdline: List[str]) -> bool:
-    """The only candidate names another port than the one mydiag talks to."""
+    """The only candidate cannot be the server mydiag was asked about: it names another
+    port than the one mydiag talks to, or nothing listens on that port here (a server
+    that is down, on a host that runs another one)."""
     given = server_args(cmdline).get("port")
     port = server_port(ctx)
-    return bool(given and port and given != str(port) and connected(ctx))
+    if not port:
+        return False
+    if given and given != str(port) and connected(ctx):
+        return True
+    return not connected(ctx) and not listening_inodes(port)
 
 
 def _describe(pid: int, how: str, cmdline: List[str]) -> Mysqld:

@@ -186,3 +186,16 @@ def test_record_dumps_outside_deadlock_reports_go_too():
 def test_error_logs_by_any_name_are_reduced():
     for path in ("logs/error.log", "logs/mysqld.err", "logs/host1.err", "logs/mariadb-error.log"):
         assert kind_of(path) == "errorlog", path
+
+
+@pytest.mark.parametrize("hour", range(24))
+def test_every_hour_of_the_day_as_each_server_prints_it(hour):
+    """MariaDB pads the hour with a space (`2026-12-02  1:02:44`), MySQL with a zero: a
+    report written between midnight and ten is reduced like any other."""
+    values = _values()
+    for text in (_mariadb(values).replace("2026-12-01 21:09:", f"2026-12-01 {hour:2d}:09:"),
+                 _mysql8(values).replace("2026-12-01T21:09:", f"2026-12-01T{hour:02d}:09:")):
+        out, report = _redact(text)
+        for value in values.values():
+            assert value not in out, value.split("-")[0]
+        assert report["innodb_row_data"] >= 2 and report["statement_fingerprint"] >= 2

@@ -86,3 +86,13 @@ def test_a_1gib_log_is_tailed_in_bounded_memory_and_time(tmp_path):
         assert seconds < 5, seconds
     finally:
         big.unlink()  # a gigabyte is not left behind in the temp folder
+
+
+@pytest.mark.parametrize("stamp", ["2026-12-02 {h:2d}:02:44 0 [Note] x", "2026-12-02T{h:02d}:02:44.1Z 0 [Note] x",
+                                   "261202 {h:2d}:02:44 [Note] x"])
+def test_a_cut_error_log_starts_at_its_first_entry_at_any_hour(stamp):
+    from collectors.logs.error_log import _from_first_entry
+    for hour in range(24):
+        line = stamp.format(h=hour).encode()
+        data, dropped = _from_first_entry(b"half a line\n" + line + b"\n" + line + b"\n")
+        assert (data, dropped) == (line + b"\n" + line + b"\n", 1), line

@@ -418,3 +418,29 @@ def test_any_quoted_password_in_create_user_goes(password):
     out = Redactor().apply("logs/error.log", text.encode("utf-8", "surrogateescape")).decode(
         "utf-8", "surrogateescape")
     assert password not in out
+
+
+@pytest.mark.parametrize("command", [
+    "mysqladmin --password {s} status", "mysql --password\t{s} shop", "sshpass -p {s} ssh db1",
+    "redis-cli -a {s} ping",
+])
+@pytest.mark.parametrize("lead", ["-", "--", "-A", "-h", "--x"])
+def test_a_value_that_starts_with_a_dash_is_still_the_value(command, lead):
+    """A generated secret can start with a dash (token_urlsafe does, one time in 32)."""
+    secret = lead + _secret()
+    out, _ = redact_text(command.format(s=secret) + "\n", "os/processes.txt")
+    assert_gone(secret[len(lead):], out)
+    argv = command.replace("\t", " ").format(s=secret).split(" ")
+    redactor = Redactor()
+    data = redactor.apply("os/mysqld_process.json", json.dumps({"cmdline": argv}).encode()).decode()
+    assert_gone(secret[len(lead):], data)
+
+
+@pytest.mark.parametrize("line, kept", [
+    ("mysql --password --host=db1 shop", "--host=db1 shop"),
+    ("mysql --password -h db1 shop", "-h db1 shop"),
+    ("mysqldump --password --single-transaction shop", "--single-transaction shop"),
+])
+def test_the_next_option_after_a_bare_password_flag_stays(line, kept):
+    out, _ = redact_text(line + "\n", "os/processes.txt")
+    assert out.endswith(kept + "\n"), out
