@@ -81,6 +81,8 @@ class Collector:
     #: Takes `samples` readings `interval` apart: its deadline grows with the window.
     sampled: bool = False
     doc: str = ""
+    #: Runs only when the user asks for it by this name (`--stacks`): it can pause the server.
+    opt_in: str = ""
 
 
 _REGISTRY: Dict[str, Collector] = {}
@@ -93,6 +95,7 @@ def collector(
     needs: Iterable[Need] = (),
     timeout: float = 10.0,
     sampled: bool = False,
+    opt_in: str = "",
 ) -> Callable[[Callable[..., Iterator[Artifact]]], Callable[..., Iterator[Artifact]]]:
     """Register `func` as the collector `name` for the given profiles."""
     profiles = tuple(profiles)
@@ -105,7 +108,7 @@ def collector(
             raise ValueError(f"collector {name} registered twice")
         doc = (func.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = Collector(
-            name, func, profiles, tuple(needs), timeout, sampled, doc[0] if doc else ""
+            name, func, profiles, tuple(needs), timeout, sampled, doc[0] if doc else "", opt_in
         )
         return func
 

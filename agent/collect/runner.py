@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -66,6 +66,8 @@ class Options:
     allow_findings: bool = False
     #: `--review`: asked before the bundle is written; a no leaves nothing behind.
     review: Optional[Review] = None
+    #: Opt-in collectors asked for by name (`--stacks`): the others never run.
+    opt_in: Tuple[str, ...] = ()
 
 
 @dataclass
@@ -97,7 +99,8 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
     budget_end = time.monotonic() + options.max_time
     chosen = [
         c for c in collectors_for(options.profile)
-        if options.only is None or c.name in options.only
+        if (options.only is None or c.name in options.only)
+        and (not c.opt_in or c.opt_in in options.opt_in)
     ]
     session = Session(spec, statement_timeout=options.statement_timeout)
     connect_error: Optional[CollectorError] = None
