@@ -23,6 +23,9 @@ How each number is measured (bench/README.md says more):
 - peak RSS: the whole process tree of the tool, polled from /proc every 50 ms (sum of
   VmRSS of all its processes at the same instant), and the largest single process as
   GNU time -v reports it (ru_maxrss of the children, exact but per process).
+- server disturbance: FLUSH TABLES before each tool, then the growth of Opened_tables and
+  Opened_table_definitions, Open_tables before and after against table_open_cache, and
+  mysqld's VmRSS growth, read by the monitoring connection around the tool's run.
 - wall: from start to exit of the tool's command. output: bytes written (mydiag: the
   bundle file; pt-mysql-summary: its stdout; pt-stalk: every file under --dest).
 
@@ -69,10 +72,14 @@ MYDIAG_INTERVAL = 1.0
 TOOL_USERS = ("bench_mydiag", "bench_mydiag_lp", "bench_ptsummary", "bench_ptstalk")
 GNU_TIME = "/usr/bin/time"
 
-#: Goals from issue 2.
+#: Goals from issues 2 and 12.
 MAX_STATEMENT_SECONDS = 1.0
 MAX_RSS_MIB = 60
-WALL_SLACK_SECONDS = 5.0
+WALL_SLACK_SECONDS = 2.0
+STATEMENTS_PER_SAMPLE = 12
+OTHER_STATEMENTS = 30
+#: At 3,000 tables a collection may open at most this many (issue 12; it was 6,000).
+MAX_OPENED_TABLES = 10
 
 
 class BenchError(Exception):
@@ -95,6 +102,8 @@ class Measurement:
     tree_rss_kib: int = 0
     max_process_rss_kib: int = 0
     output_bytes: int = 0
+    #: What the tool did to the server: counter growth and the table cache after it.
+    disturbance: Dict[str, int] = field(default_factory=dict)
     error: str = ""
     details: Dict[str, object] = field(default_factory=dict)
 
@@ -309,6 +318,8 @@ class Monitor:
 
     def __init__(self, instance: servers.Instance) -> None:
         self.conn = pymysql.connect(unix_socket=instance.socket, user="root", autocommit=True)
+        assert instance.process is not None
+        self.pid = instance.process.pid
 
     def rows(self, sql: str, args: tuple = ()) -> list:
         with self.conn.cursor(pymysql.cursors.DictCursor) as cur:
@@ -342,6 +353,17 @@ class Monitor:
         return [{"seconds": round(int(r["TIMER_WAIT"] or 0) / 1e12, 4), "event": r["EVENT_NAME"],
                  "text": " ".join(str(r["SQL_TEXT"] or "").split())[:160]} for r in rows]
 
+    def cache_state(self) -> Dict[str, int]:
+        """The table caches and mysqld's RSS, to see what a tool disturbed."""
+        status = {r["Variable_name"]: int(r["Value"]) for r in self.rows(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN ('Opened_tables', 'Open_tables',"
+            " 'Opened_table_definitions', 'Open_table_definitions')")}
+        size = self.rows("SELECT @@table_open_cache AS toc, @@table_definition_cache AS tdc")[0]
+        status["table_open_cache"] = int(size["toc"])
+        status["table_definition_cache"] = int(size["tdc"])
+        status["rss_kib"] = _rss_kib(self.pid)
+        return status
+
     def history_count(self) -> int:
         return int(self.rows("SELECT COUNT(*) AS n FROM"
                              " performance_schema.events_statements_history_long")[0]["n"])
@@ -352,6 +374,10 @@ class Monitor:
 
 def measure(monitor: Monitor, tool: str, user: str, argv: List[str], work: Path,
             stdout_name: str) -> Measurement:
+    # Every tool starts from the same empty table cache (the load's own tables reopen at once).
+    monitor.rows("FLUSH TABLES")
+    time.sleep(0.5)
+    cache_before = monitor.cache_state()
     before = monitor.counters(user)
     monitor.rows("TRUNCATE TABLE performance_schema.events_statements_history_long")
     result = Measurement(tool, " ".join(argv))
@@ -372,6 +398,16 @@ def measure(monitor: Monitor, tool: str, user: str, argv: List[str], work: Path,
     # The server aggregates a closed connection's statements a moment after it ends.
     time.sleep(0.5)
     after = monitor.counters(user)
+    cache_after = monitor.cache_state()
+    result.disturbance = {
+        "opened_tables": cache_after["Opened_tables"] - cache_before["Opened_tables"],
+        "opened_table_definitions": (cache_after["Opened_table_definitions"]
+                                     - cache_before["Opened_table_definitions"]),
+        "open_tables_before": cache_before["Open_tables"],
+        "open_tables_after": cache_after["Open_tables"],
+        "table_open_cache": cache_after["table_open_cache"],
+        "rss_growth_kib": cache_after["rss_kib"] - cache_before["rss_kib"],
+    }
     result.sql_statements = int(after["sql"] - before["sql"])
     result.com_statements = int(after["com"] - before["com"])
     result.connections = int(after["connections"] - before["connections"])
@@ -497,13 +533,19 @@ def _mib(kib: int) -> str:
 
 def report(results: List[Measurement], tables: int, tps: Optional[float]) -> str:
     header = ("| tool | wall s | statements (sql + com) | connections | slowest statement s |"
-              " peak RSS MiB (tree) | max process RSS MiB | output bytes | exit |")
-    lines = [header, "|" + "---|" * 9]
+              " peak RSS MiB (tree) | max process RSS MiB | output bytes | server disturbance:"
+              " Opened_tables, table cache fill, mysqld RSS growth MiB | exit |")
+    lines = [header, "|" + "---|" * 10]
     for r in results:
+        d = r.disturbance
+        fill = (f"{d['open_tables_before']}→{d['open_tables_after']} of {d['table_open_cache']}"
+                if d else "?")
         lines.append(
             f"| {r.tool} | {r.wall:.1f} | {r.statements} ({r.sql_statements} + {r.com_statements})"
             f" | {r.connections} | {r.slowest_seconds:.3f} | {_mib(r.tree_rss_kib)}"
-            f" | {_mib(r.max_process_rss_kib)} | {r.output_bytes:,} | {r.exit_code} |"
+            f" | {_mib(r.max_process_rss_kib)} | {r.output_bytes:,}"
+            f" | +{d.get('opened_tables', '?')}, {fill}, {d.get('rss_growth_kib', 0) / 1024:+.1f}"
+            f" | {r.exit_code} |"
         )
     lines.append("")
     lines.append(f"{tables} tables; sysbench oltp_read_write, {SB_THREADS} threads, "
@@ -528,7 +570,7 @@ def report(results: List[Measurement], tables: int, tps: Optional[float]) -> str
     for r in results:
         if r.tool.startswith("mydiag"):
             lines.append("")
-            lines += goals(r, by.get("pt-stalk"))
+            lines += goals(r, by.get("pt-stalk"), tables)
     lines.append("")
     lines.append("slowest statements seen (events_statements_history_long):")
     for r in results:
@@ -537,7 +579,7 @@ def report(results: List[Measurement], tables: int, tps: Optional[float]) -> str
     return "\n".join(lines)
 
 
-def goals(mine: Measurement, stalk: Optional[Measurement]) -> List[str]:
+def goals(mine: Measurement, stalk: Optional[Measurement], tables: int) -> List[str]:
     window = (MYDIAG_SAMPLES - 1) * MYDIAG_INTERVAL
     rss = max(mine.tree_rss_kib, mine.max_process_rss_kib) / 1024
 
@@ -558,6 +600,13 @@ def goals(mine: Measurement, stalk: Optional[Measurement]) -> List[str]:
         f"{MYDIAG_INTERVAL:g}s apart) + {WALL_SLACK_SECONDS:g}s: "
         f"{verdict(mine.wall <= window + WALL_SLACK_SECONDS)} ({mine.wall:.1f}s)",
     ]
+    budget = STATEMENTS_PER_SAMPLE * MYDIAG_SAMPLES + OTHER_STATEMENTS
+    out.append(f"goal: <= {STATEMENTS_PER_SAMPLE} statements per sample + {OTHER_STATEMENTS} others"
+               f" ({budget}): {verdict(mine.statements <= budget)} ({mine.statements})")
+    opened = mine.disturbance.get("opened_tables", -1)
+    out.append(f"goal: Opened_tables grows by <= {MAX_OPENED_TABLES} (set at 3,000 tables; here "
+               f"{tables}): {verdict(0 <= opened <= MAX_OPENED_TABLES)} (+{opened}, table definitions "
+               f"+{mine.disturbance.get('opened_table_definitions', '?')})")
     if stalk:
         out.append(f"goal: fewer statements than pt-stalk: "
                    f"{verdict(mine.statements < stalk.statements)} "
