@@ -6,39 +6,26 @@ statement field is fingerprinted, every string goes through the text rules) and 
 back, so a secret is never matched in its escaped form; text is redacted line by line in
 blocks of bounded size, slow logs get their statements fingerprinted first, and the
 contents of key files go entirely. The report counts which rule fired how often, in
-total and per file, never what it removed.
+total and per file, never what it removed. The JSON walk is `privacy.jsonredact`'s, the
+rules over lines of text `privacy.linerules`'s; this module chooses and streams.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import re
 import threading
 from collections import Counter
-from typing import IO, Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import IO, Any, Callable, Dict, List, Optional
 
-from privacy.fingerprint import fingerprint
 from privacy.innodb_status import ErrorLogInnodb, InnodbStatus
+from privacy.jsonredact import JsonRedaction, dump_json, json_documents
+from privacy.linerules import Count, Lines
 from privacy.pseudonym import Pseudonymizer
-from privacy.rules import (
-    MASK,
-    NEEDLES,
-    OPTIONS_FIRST,
-    PROBE_RULES,
-    RULES,
-    TOOL_SECRET_FLAGS,
-    USER_PASSWORD_FLAGS,
-    Rule,
-    benign_value,
-    is_secret_name,
-    looks_like_option,
-    placeholder,
-    tool_of,
-)
+from privacy.rules import MASK
 from privacy.slowlog import SlowLogStatements
 
-__all__ = ["MASK", "Redactor", "redact_stream"]
+__all__ = ["MASK", "Redactor", "dump_json", "json_documents", "kind_of", "redact_stream"]
 
 #: Bytes read at a time from a stream; blocks end at a line end.
 BLOCK = 1 << 20
@@ -47,20 +34,6 @@ MAX_LINE = 1 << 20
 
 OVERLONG = f"{MASK} line longer than {MAX_LINE >> 20} MiB left out"
 KEY_FILE = f"{MASK} contents of a key file"
-
-#: JSON keys whose string value is SQL text: reduced to a fingerprint anywhere, and
-#: (the generic names) in MySQL members only.
-STATEMENT_KEYS = frozenset({
-    "sql_text", "query_sample_text", "digest_text", "current_statement", "last_statement",
-    "trx_query",
-})
-MYSQL_STATEMENT_KEYS = STATEMENT_KEYS | {"info", "statement", "query", "argument", "sql"}
-#: Rows that name a setting in one field and hold its value in another.
-_PAIR_NAMES = ("variable_name", "name", "option", "key", "variable", "option_name", "setting")
-_PAIR_VALUES = (
-    "value", "variable_value", "val", "current_value", "file_value", "running_value",
-    "global_value", "session_value", "default_value",
-)
 
 _KEY_FILE_PATH = re.compile(
     r"(?:^|/)(?:[^/]*[._-])?(?:key|keys|keyring|keyfile|keystore)(?:[._-][^/]*)?$"
@@ -72,14 +45,6 @@ _INNODB_STATUS_PATH = re.compile(r"^mysql/(?:.*/)?innodb_status[^/]*\.txt$")
 _ERROR_LOG_PATH = re.compile(r"^logs/(?:.*/)?(?:[^/]*error[^/]*|[^/]*\.err)$", re.I)
 #: Option files stay text for the rules even when their name says key (`keyring.cnf`).
 _OPTION_FILE = re.compile(r"\.(?:cnf|conf|ini|service)$", re.I)
-_PEM_BEGIN = re.compile(
-    r"-----BEGIN (?P<kind>[A-Z0-9 ]{1,60})-----(?P<body>.*?)(?P<end>-----END (?P=kind)-----|$)"
-)
-_PEM_BODY = re.compile(
-    r"\s*[\"']?[A-Za-z0-9+/=]*(?:\\n)?[\"',]*\s*|\s*(?:Proc-Type|DEK-Info|Comment):.*"
-)
-
-Count = Callable[[str, int], None]
 
 
 def kind_of(path: str) -> str:
@@ -98,121 +63,6 @@ def kind_of(path: str) -> str:
     if _ERROR_LOG_PATH.search(path):
         return "errorlog"
     return "text"
-
-
-class Lines:
-    """Redacts blocks of whole lines; keeps the state a PEM block needs between blocks."""
-
-    def __init__(self, count: Count) -> None:
-        self.count = count
-        self.in_pem = False
-        self._rules: List[Rule] = [rule for rule in RULES if rule.name != "pem_block"]
-
-    def _apply(self, rule: Rule, line: str) -> str:
-        """`rule` over `line`, matches never overlapping a secret.
-
-        A match the rule leaves alone (`name: …` where `name` is no secret's name)
-        consumes nothing: the search goes on one character later, so the
-        `password=value` inside its value is still found.
-        """
-        out: List[str] = []
-        done = at = 0
-        while at <= len(line):
-            match = rule.pattern.search(line, at)
-            if match is None:
-                break
-            replaced = rule.render(match)
-            if replaced is None:
-                at = match.start() + 1
-                continue
-            self.count(rule.name, 1)
-            out.append(line[done:match.start()])
-            out.append(replaced)
-            done = match.end()
-            at = max(done, match.start() + 1)
-        if not out:
-            return line
-        out.append(line[done:])
-        return "".join(out)
-
-    def block(self, text: str) -> str:
-        """Redact `text` (whole lines; a last line without its end is fine)."""
-        spans = self._marked(text)
-        if not spans and not self.in_pem:
-            return text
-        out: List[str] = []
-        cursor = self._skip_pem(text, 0) if self.in_pem else 0
-        for start, end in spans:
-            if start < cursor:
-                continue
-            out.append(text[cursor:start])
-            out.append(self.line(text[start:end]))
-            cursor = end
-            if self.in_pem and end < len(text):
-                out.append("\n")
-                cursor = self._skip_pem(text, end + 1)
-        out.append(text[cursor:])
-        return "".join(out)
-
-    def _marked(self, text: str) -> List[Tuple[int, int]]:
-        """The (start, end) of every line holding a needle or a probe match, in order."""
-        low = text.lower()
-        spans = set()
-        for needle in NEEDLES:
-            pos = low.find(needle)
-            while pos >= 0:
-                start = low.rfind("\n", 0, pos) + 1
-                end = low.find("\n", pos)
-                end = len(low) if end < 0 else end
-                spans.add((start, end))
-                pos = low.find(needle, end)
-        for rule in PROBE_RULES:
-            assert rule.probe is not None
-            found = rule.probe.search(text)
-            while found:
-                start = text.rfind("\n", 0, found.start()) + 1
-                end = text.find("\n", found.end())
-                end = len(text) if end < 0 else end
-                spans.add((start, end))
-                found = rule.probe.search(text, end)
-        return sorted(spans)
-
-    def line(self, line: str) -> str:
-        """Every rule on one line (no line end inside)."""
-        low = line.lower()
-        if "-----begin" in low:
-            line = _PEM_BEGIN.sub(self._pem, line)
-            low = line.lower()
-        for rule in self._rules:
-            if not any(n in low for n in rule.needles) and (
-                rule.probe is None or not rule.probe.search(line)
-            ):
-                continue
-            new = self._apply(rule, line)
-            if new != line:
-                line = new
-                low = line.lower()
-        return line
-
-    def _pem(self, match: re.Match[str]) -> str:
-        self.count("pem_block", 1)
-        # No END on this line: the key's body follows on the next lines.
-        self.in_pem = not match.group("end")
-        return f"<redacted:pem {match.group('kind').strip().lower()}>"
-
-    def _skip_pem(self, text: str, start: int) -> int:
-        """Drop the lines of an open PEM block from `start`; return where to go on."""
-        while self.in_pem and start < len(text):
-            end = text.find("\n", start)
-            end = len(text) if end < 0 else end
-            line = text[start:end]
-            if "-----END " in line:
-                self.in_pem = False
-            elif not _PEM_BODY.fullmatch(line):
-                self.in_pem = False
-                return start
-            start = end + 1
-        return min(start, len(text))
 
 
 class Redactor:
@@ -281,140 +131,17 @@ class Redactor:
 
     def value(self, value: Any, path: str = "manifest.json") -> Any:
         """Redact a JSON-like value counted under `path`."""
-        return _Json(self.counter(path), path).walk(value)
+        return JsonRedaction(self.counter(path), path).walk(value)
 
     def _json_out(
         self, path: str, documents: List[Any], kind: str, raw: bytes, count: Count
     ) -> bytes:
-        walker = _Json(count, path)
+        walker = JsonRedaction(count, path)
         clean = [walker.walk(doc) for doc in documents]
         if self.pseudonymizer is not None:
             for doc in clean:
                 self.pseudonymizer.learn_json(doc)
         return dump_json(clean, kind, raw)
-
-
-def dump_json(documents: List[Any], kind: str, raw: bytes) -> bytes:
-    """Serialize like the collector did: indented when the original was, one per line for JSONL."""
-    if kind == "jsonl":
-        return "".join(json.dumps(doc, sort_keys=True, default=str) + "\n" for doc in documents).encode()
-    indent = 2 if b"\n " in raw[:4096] else None
-    body = json.dumps(documents[0], indent=indent, sort_keys=True, default=str)
-    return (body + ("\n" if raw.endswith(b"\n") else "")).encode()
-
-
-def json_documents(data: bytes, kind: str) -> Optional[List[Any]]:
-    try:
-        text = data.decode("utf-8")
-        if kind == "json":
-            return [json.loads(text)]
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    except ValueError:
-        return None
-
-
-class _Json:
-    """Structured redaction of one JSON document."""
-
-    def __init__(self, count: Count, path: str) -> None:
-        self.count = count
-        self.lines = Lines(count)
-        self.statement_keys = MYSQL_STATEMENT_KEYS if path.startswith("mysql/") else STATEMENT_KEYS
-
-    def walk(self, value: Any) -> Any:
-        if isinstance(value, dict):
-            return self._dict(value)
-        if isinstance(value, list):
-            if value and all(isinstance(v, str) for v in value):
-                return self._argv(value)
-            return [self.walk(v) for v in value]
-        if isinstance(value, str):
-            return self._string(value)
-        return value
-
-    def _string(self, value: str) -> str:
-        self.lines.in_pem = False
-        return self.lines.block(value)
-
-    def _dict(self, value: Dict[Any, Any]) -> Dict[Any, Any]:
-        pair_name = next(
-            (v for k, v in value.items() if str(k).lower() in _PAIR_NAMES and isinstance(v, str)),
-            None,
-        )
-        secret_pair = pair_name is not None and is_secret_name(pair_name)
-        out: Dict[Any, Any] = {}
-        for key, item in value.items():
-            low = str(key).lower()
-            if _scalar(item) and (
-                (is_secret_name(str(key)) and not benign_value(str(item), str(key)))
-                or (secret_pair and low in _PAIR_VALUES and not benign_value(str(item), pair_name))
-            ):
-                self.count("secret_field", 1)
-                out[key] = MASK
-            elif low in self.statement_keys and isinstance(item, str):
-                reduced = fingerprint(item)
-                if reduced != " ".join(item.split()):
-                    self.count("statement_fingerprint", 1)
-                out[key] = self._string(reduced)
-            else:
-                out[key] = self.walk(item)
-        return out
-
-    def _argv(self, argv: List[str]) -> List[str]:
-        """A command line as a list: `--password x`, `-pSECRET`, `sshpass -p x` and
-        `curl -u user:x` need their neighbours."""
-        tool = any(re.search(r"mysql|mariadb|backup|dump", a, re.I) for a in argv[:2])
-        out: List[str] = []
-        secret_next = ""
-        flags: Tuple[str, ...] = ()
-        options_first: FrozenSet[str] = frozenset()
-        previous = ""
-        for arg in argv:
-            if secret_next and not looks_like_option(arg) and not benign_value(arg):
-                out.append(self._tool_value(secret_next, arg))
-                secret_next = previous = ""
-                continue
-            secret_next = ""
-            program = tool_of(arg)
-            if program is not None:
-                flags = TOOL_SECRET_FLAGS[program]
-                options_first = OPTIONS_FIRST.get(program, frozenset())
-            elif options_first and not arg.startswith("-") and previous not in options_first:
-                # The command the tool runs begins: its flags are its own (`ssh -p 22`).
-                flags, options_first = (), frozenset()
-            previous = arg
-            if tool and len(arg) > 2 and arg.startswith("-p"):
-                self.count("command_line_secret", 1)
-                out.append("-p" + MASK)
-                continue
-            attached = next((f for f in flags if arg.startswith(f) and len(arg) > len(f)
-                             and (len(f) == 2 or arg[len(f)] == "=")), None)
-            if attached is not None and arg not in flags:
-                value = arg[len(attached):]
-                sep = "=" if value.startswith("=") else ""
-                out.append(attached + sep + self._tool_value(attached, value[len(sep):]))
-                continue
-            flag = re.fullmatch(r"--?([A-Za-z][\w.-]*)", arg)
-            if arg in flags:
-                secret_next = arg
-            elif flag and is_secret_name(flag.group(1)):
-                secret_next = "--password"
-            out.append(self._string(arg))
-        return out
-
-    def _tool_value(self, flag: str, value: str) -> str:
-        if flag in USER_PASSWORD_FLAGS:
-            user, colon, secret = value.partition(":")
-            if not colon or placeholder(secret):
-                return self._string(value)
-            self.count("command_line_secret", 1)
-            return user + ":" + MASK
-        self.count("command_line_secret", 1)
-        return MASK
-
-
-def _scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
 
 
 #: What reduces statements and InnoDB's record dumps before the line rules run, by kind.
