@@ -16,9 +16,11 @@ from agent import exitcodes
 from agent.collect.connection import OptionError, resolve
 from agent.commands.say import fail, usage
 from agent.daemon.config import Config, ConfigError, load
-from agent.daemon.loop import STATE, Agent, AlreadyRunning, running_pid
+from agent.daemon.lock import AlreadyRunning, running_pid
+from agent.daemon.loop import Agent
 from agent.daemon.service import DEFAULT_CONFIG, DEFAULT_UNIT_DIR, UNIT_NAME, default_exec, render
 from agent.daemon.spool import JOURNAL
+from agent.daemon.status import STATE
 
 EXIT_CODES = ("Exit codes: 0 done (run: stopped by SIGTERM or Ctrl-C), 2 a bad configuration or "
               "another agent already runs with this spool, 6 the spool cannot be written.")
