@@ -11,13 +11,16 @@ sent), WINCH (JSON: cols, rows), EOF (the engineer's stdin ended), CLOSE (they l
 agent -> gateway: HEADER (the cast's header line), OUT/ERR (micros + bytes for the
 engineer's stdout/stderr), TYPED (micros + the input as recorded), EXIT (JSON: status,
 reason), END (JSON: lines, head: the recording's final chain head).
+
+Beside those channels the agent holds one control channel per tunnel: JSON objects, one a
+line (ping/pong, end/ack); `control_line` writes one and `control_messages` reads them.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple
 
 OPEN, INPUT, WINCH, EOF, CLOSE = b"N", b"I", b"W", b"E", b"C"
 HEADER, OUT, ERR, TYPED, EXIT, END = b"H", b"O", b"R", b"T", b"X", b"Z"
@@ -93,3 +96,33 @@ class Reader:
             if not data:
                 return None
             self._buf += data
+
+
+def control_line(message: Dict[str, Any]) -> bytes:
+    """One message of a tunnel's control channel, as sent."""
+    return (json.dumps(message) + "\n").encode()
+
+
+def control_messages(recv: Callable[[int], bytes], heard: Optional[Callable[[], None]] = None,
+                     limit: Optional[int] = None) -> Iterator[Dict[str, Any]]:
+    """The messages of a control channel until it closes, or until more than `limit` bytes
+    wait without a line end. `heard` is called on each read that brought bytes; a line that
+    is not a JSON object is passed over. What `recv` raises reaches the caller."""
+    buffer = b""
+    while True:
+        data = recv(4096)
+        if not data:
+            return
+        if heard is not None:
+            heard()
+        buffer += data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(message, dict):
+                yield message
+        if limit is not None and len(buffer) > limit:
+            return

@@ -14,7 +14,6 @@ again (with backoff) until the session ends; engineers are refused meanwhile.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
@@ -25,6 +24,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from agent.session import state as session_state
 from agent.session.channel import Host
 from agent.session.grant import Grant
+from recording import sessionwire
 from recording.sessionwire import CIPHERS, PACKET, WINDOW
 
 #: How often the holder looks for a revocation mark, the deadline and the tunnel (a stat()).
@@ -206,22 +206,14 @@ class Holder:
         threading.Thread(target=Host(self, channel).run, daemon=True, name="session-channel").start()
 
     def _listen(self, control: Any) -> None:
-        buffer = b""
         try:
-            while True:
-                data = control.recv(4096)
-                if not data:
-                    return
-                self._heard = time.monotonic()
-                buffer += data
-                while b"\n" in buffer:
-                    line, buffer = buffer.split(b"\n", 1)
-                    with contextlib.suppress(ValueError):
-                        message = json.loads(line)
-                        if isinstance(message, dict):
-                            self._message(message)
+            for message in sessionwire.control_messages(control.recv, heard=self._hear):
+                self._message(message)
         except (OSError, EOFError):
             return
+
+    def _hear(self) -> None:
+        self._heard = time.monotonic()
 
     def _message(self, message: Dict[str, Any]) -> None:
         op = message.get("op")
@@ -236,7 +228,7 @@ class Holder:
         if control is None:
             return False
         try:
-            control.sendall((json.dumps(message) + "\n").encode())
+            control.sendall(sessionwire.control_line(message))
             return True
         except Exception:  # noqa: BLE001 - a dead tunnel: the caller decides what next
             return False

@@ -1,0 +1,35 @@
+"""The gateway's own SSH host key: made once on first start, kept in the data directory.
+
+A customer's agent learns its line when the session is granted (the API's gateway
+`host_key`) and refuses any other key when it dials in.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import paramiko
+
+HOST_KEY = "ssh_host_ed25519_key"
+
+
+def load_host_key(path: Path) -> paramiko.PKey:
+    """The gateway's Ed25519 host key, made on first use (mode 0600)."""
+    if not path.exists():
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        pem = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+        tmp = path.with_name(f".{path.name}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(pem)
+        os.replace(tmp, path)
+    return paramiko.Ed25519Key(filename=str(path))
+
+
+def key_line(key: paramiko.PKey) -> str:
+    """The public half as an authorized_keys / known_hosts line: `TYPE BASE64`."""
+    return f"{key.get_name()} {key.get_base64()}"
