@@ -23,7 +23,8 @@ case "${1:-}" in
     need age age
     need zstd zstd
     need ssh openssh-client
-    need sshd openssh-server ;;
+    need sshd openssh-server
+    need pt-query-digest percona-toolkit ;;
 esac
 
 [ ${#want[@]} -eq 0 ] && exit 0
