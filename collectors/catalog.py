@@ -29,6 +29,7 @@ from collectors.os import numa  # noqa: F401
 from collectors.os import disks  # noqa: F401
 from collectors.os import tcp  # noqa: F401
 from collectors.os import mysqld_process  # noqa: F401
+from collectors.os import stacks  # noqa: F401
 from collectors.os import oom  # noqa: F401
 from collectors.os import cpu_usage  # noqa: F401
 from collectors.os import disk_io  # noqa: F401
