@@ -7,18 +7,19 @@ tells the customer's side where the SSH gateway is and which host key it must pr
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from fastapi import FastAPI, Header, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from server.api.access import Who
 from server.api.errors import ApiError
+from server.api.routing import API, ERRORS, read, write
 from server.gateway import records as sessions
+from server.storage.db import Tx
 from server.storage.state import State
 from server.support.tickets import clean_text
-
-API = "/api/v1"
 
 
 class GrantIn(BaseModel):
@@ -61,22 +62,18 @@ class RevokeIn(BaseModel):
     reason: Optional[str] = Field(None, description="a line for the record")
 
 
-def install(app: FastAPI, state: State, who: Callable[..., Any], errors: Dict[int, Dict[str, Any]]) -> None:
+def install(app: FastAPI, state: State, who: Who) -> None:
     def gateway_of(request: Request) -> Any:
         return getattr(request.app.state, "gateway", None)
 
     async def session_of(ticket_id: str, session_id: str) -> Dict[str, Any]:
-        def run() -> Any:
-            with state.db.tx(write=False) as tx:
-                return sessions.get(tx, session_id)
-
-        found = await run_in_threadpool(run)
+        found = await read(state, sessions.get, session_id)
         if found is None or found["ticket"] != ticket_id:
             raise ApiError(404, "no such session")
         return found
 
     @app.post(f"{API}/tickets/{{ticket_id}}/sessions", response_model=GrantOut, status_code=201,
-              responses={**errors, 503: errors[404]}, tags=["sessions"],
+              responses={**ERRORS, 503: ERRORS[404]}, tags=["sessions"],
               description="The customer grants a remote session (upload token of the ticket only).")
     async def grant(ticket_id: str, body: GrantIn, request: Request,
                     authorization: Optional[str] = Header(None)) -> Any:
@@ -86,37 +83,27 @@ def install(app: FastAPI, state: State, who: Callable[..., Any], errors: Dict[in
         gateway = gateway_of(request)
         if gateway is None:
             raise ApiError(503, "this server runs no SSH gateway (start it with --ssh-listen HOST:PORT)")
-
-        def run() -> Any:
-            with state.db.tx() as tx:
-                return sessions.grant(tx, ticket_id, principal.actor, body.engineer, body.seconds,
-                                      body.purpose, body.mode, body.tunnel_key, body.host)
-
-        found = await run_in_threadpool(run)
+        found = await write(state, sessions.grant, ticket_id, principal.actor, body.engineer, body.seconds,
+                            body.purpose, body.mode, body.tunnel_key, body.host)
         advertised = None if gateway.host in ("", "0.0.0.0", "::") else gateway.host
         found["gateway"] = {"host": advertised, "port": gateway.port, "host_key": gateway.host_key}
         return found
 
-    @app.get(f"{API}/tickets/{{ticket_id}}/sessions", response_model=List[SessionOut], responses=errors,
+    @app.get(f"{API}/tickets/{{ticket_id}}/sessions", response_model=List[SessionOut], responses=ERRORS,
              tags=["sessions"])
     async def list_sessions(ticket_id: str, authorization: Optional[str] = Header(None)) -> Any:
         await who(authorization, ticket_id)
-
-        def run() -> Any:
-            with state.db.tx(write=False) as tx:
-                return sessions.list_for_ticket(tx, ticket_id)
-
-        return await run_in_threadpool(run)
+        return await read(state, sessions.list_for_ticket, ticket_id)
 
     @app.get(f"{API}/tickets/{{ticket_id}}/sessions/{{session_id}}", response_model=SessionOut,
-             responses=errors, tags=["sessions"])
+             responses=ERRORS, tags=["sessions"])
     async def get_session(ticket_id: str, session_id: str,
                           authorization: Optional[str] = Header(None)) -> Any:
         await who(authorization, ticket_id)
         return await session_of(ticket_id, session_id)
 
     @app.post(f"{API}/tickets/{{ticket_id}}/sessions/{{session_id}}/revoke", response_model=SessionOut,
-              responses=errors, tags=["sessions"],
+              responses=ERRORS, tags=["sessions"],
               description="End a session now: its engineer channels close and its tunnel is told.")
     async def revoke(ticket_id: str, session_id: str, request: Request, body: Optional[RevokeIn] = None,
                      authorization: Optional[str] = Header(None)) -> Any:
@@ -126,12 +113,11 @@ def install(app: FastAPI, state: State, who: Callable[..., Any], errors: Dict[in
         why = clean_text(body.reason, "a reason", 200) if body and body.reason else ""
         reason = f"revoked by {by}" + (f": {why}" if why else "")
 
-        def run() -> Any:
-            with state.db.tx() as tx:
-                sessions.end(tx, session_id, "revoked", reason, principal.actor)
-                return sessions.get(tx, session_id)
+        def end(tx: Tx) -> Any:
+            sessions.end(tx, session_id, "revoked", reason, principal.actor)
+            return sessions.get(tx, session_id)
 
-        found = await run_in_threadpool(run)
+        found = await write(state, end)
         gateway = gateway_of(request)
         if gateway is not None:
             await run_in_threadpool(gateway.cut, session_id, f"session {session_id} {reason}")
