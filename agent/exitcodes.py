@@ -11,7 +11,8 @@ PARTIAL = 3
 CANNOT_CONNECT = 4
 #: The server refused the credentials.
 ACCESS_DENIED = 5
-#: The bundle could not be written (disk full, no permission).
+#: The bundle could not be written (disk full, no permission), or --output names something
+#: that is not a writable directory (a file, a read-only or someone else's directory).
 OUTPUT_ERROR = 6
 #: The bundle could not be read (inspect).
 BAD_BUNDLE = 7
@@ -44,5 +45,8 @@ SECRET_FINDINGS = 17
 DECLINED = 18
 #: pseudonyms lookup: a token is not in this host's map (made elsewhere, or the map was removed).
 UNKNOWN_TOKEN = 19
+#: collect --stacks: no stack snapshot can be taken here (not root, or neither eu-stack nor gdb
+#: is installed); refused before anything was collected.
+CANNOT_TRACE = 20
 #: Interrupted by the user (Ctrl-C).
 INTERRUPTED = 130

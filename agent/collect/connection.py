@@ -76,8 +76,26 @@ def resolve(
     if spec.socket:
         spec.host = None
     if ask_pass:
-        spec.password = getpass.getpass(f"Password for {spec.describe()}: ")
+        spec.password = ask_password(f"Password for {spec.describe()}: ")
     return spec
+
+
+def ask_password(prompt: str) -> str:
+    """The password typed at the terminal; an OptionError when there is no terminal to type it
+    in (cron, a pipe, a service), never a password read from stdin."""
+    try:
+        tty = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        raise OptionError(
+            "--ask-pass needs a terminal to type the password in, and there is none here; "
+            "put the password in an option file instead ([client] password=..., mode 0600, "
+            "given with --defaults-file)"
+        ) from None
+    os.close(tty)
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise OptionError("--ask-pass: no password was typed (end of input)") from None
 
 
 def _default_socket() -> Optional[str]:

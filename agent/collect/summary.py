@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from agent.collect.runner import Result
 from bundle.manifest import CollectorEntry
@@ -48,6 +49,11 @@ class LiveProgress:
             self._progress.stop()
 
 
+def _reason(reason: str, fix: Optional[str]) -> Text:
+    """A reason and its fix as plain text: server messages may hold `[...]`, never markup."""
+    return Text(reason + (f"\nfix: {fix}" if fix else ""))
+
+
 def summary_dict(result: Result) -> Dict[str, Any]:
     manifest = result.manifest
     return {
@@ -68,24 +74,42 @@ def summary_dict(result: Result) -> Dict[str, Any]:
     }
 
 
+def connection_casualties(result: Result) -> List[CollectorEntry]:
+    """The collectors that did not run because the server was not reached: one fact, told once."""
+    error = result.connect_error
+    if error is None:
+        return []
+    return [e for e in result.manifest.collectors
+            if e.status == "failed" and e.error == error.reason and not e.files]
+
+
 def print_summary(result: Result, console: Optional[Console] = None) -> None:
     console = console or Console()
     manifest = result.manifest
     table = Table(title=f"mydiag {manifest.profile} collection of {manifest.host}")
-    table.add_column("collector")
-    table.add_column("status")
-    table.add_column("time", justify="right")
-    table.add_column("files", justify="right")
+    names = [e.name for e in manifest.collectors] or ["collector"]
+    # Names are what a DBA looks up: never cut; the reason column wraps instead.
+    table.add_column("collector", no_wrap=True, min_width=max(map(len, names)))
+    table.add_column("status", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("files", justify="right", no_wrap=True)
     table.add_column("reason and fix")
+    folded = connection_casualties(result)
+    skip = {id(e) for e in folded[1:]}
     for e in manifest.collectors:
+        if id(e) in skip:
+            continue
+        if folded and e is folded[0]:
+            what = "MySQL collector" + ("s" if len(folded) > 1 else "")
+            table.add_row(f"{len(folded)} {what}", "[red]not run[/]", "", "0",
+                          _reason(e.error or "", e.fix))
+            continue
         reason = e.error or ""
         if e.status == "partial" and not reason:
             reason = "; ".join(e.notes)
-        if e.fix:
-            reason += f"\nfix: {e.fix}"
         table.add_row(
             e.name, f"[{_STYLE[e.status]}]{e.status}[/]", f"{e.duration:.2f}s",
-            str(len(e.files)), reason,
+            str(len(e.files)), _reason(reason, e.fix),
         )
     console.print(table)
     if manifest.mysql.get("label"):

@@ -6,8 +6,10 @@ import argparse
 import errno
 import json
 import os
+import pwd
 import sys
 from pathlib import Path
+from typing import Optional
 
 from agent import exitcodes
 from agent.collect.connection import OptionError
@@ -32,6 +34,7 @@ from bundle.age import AgeError, seal_file
 from bundle.sign import SignError, load_host_key
 from collectors.config.values import to_bytes
 from collectors.mysql.session import AccessDenied
+from collectors.os import stacks
 from collectors.registry import PROFILES
 
 
@@ -41,12 +44,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Collect MySQL status, configuration and metrics into one bundle, "
         "without stalling the server. Exit codes: 0 all ok, 3 some collectors failed or "
         "partial (bundle written), 4 cannot connect, 5 access denied, 6 cannot write the "
-        "bundle, 2 bad arguments, 12 a recipient or the host key is not usable. The bundle "
+        "bundle (or --output is not a writable directory), 2 bad arguments, 12 a recipient "
+        "or the host key is not usable. The bundle "
         "is signed when this host has a key (`mydiag keys init`). With --upload: 13 upload "
         "failed (run `mydiag upload` on the bundle to resume), 14 refused by the server, "
         "15 the ticket's recipients changed, 16 quarantined by the server. 17 something "
         "still looked like a secret after redaction (nothing written; see --allow-findings), "
-        "18 declined at --review (nothing written).",
+        "18 declined at --review (nothing written), 20 --stacks cannot run here (not root, or "
+        "neither eu-stack nor gdb installed; nothing collected).",
     )
     parser.add_argument("--help", action="help", help="show this help and exit")
     parser.add_argument("--profile", choices=PROFILES, default="standard",
@@ -73,6 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="with --recipient, also keep the unsealed bundle")
     add_upload_options(parser)
     add_redaction_options(parser)
+    parser.add_argument("--stacks", action="store_true",
+                        help="also take one snapshot of mysqld's thread stacks (pt-pmp style, "
+                        "with eu-stack or gdb; root only): mysqld pauses while it is taken, "
+                        "usually well under a second")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask questions")
     parser.set_defaults(run=run)
@@ -85,6 +94,38 @@ def _size(text: str) -> int:
     return size
 
 
+def output_problem(folder: Path) -> Optional[str]:
+    """Why the bundle cannot be written in `folder`, or None. A missing folder is made (with its
+    parents) when the nearest existing one above it is a writable directory."""
+    existing = folder
+    # os.path, not Path.exists(): a folder we may not look into must not raise.
+    while not os.path.exists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if os.path.exists(existing) and not os.path.isdir(existing):
+        what = "is a file" if os.path.isfile(existing) else "is not a directory"
+        if existing == folder:
+            return f"{what}, not a directory: name the directory to write the bundle in"
+        return f"cannot be made: {existing} {what}, not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        try:
+            user = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            user = f"uid {os.geteuid()}"
+        reason = "is on a read-only file system" if _read_only(existing) else \
+            f"is not writable by {user}"
+        if existing == folder:
+            return f"the directory {reason}: name one you can write in"
+        return f"cannot be made: {existing} {reason}"
+    return None
+
+
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
     if args.samples < 1 or args.interval < 0 or args.max_time <= 0:
         print("mydiag: --samples must be >= 1, --interval >= 0, --max-time > 0", file=sys.stderr)
@@ -92,6 +133,15 @@ def run(args: argparse.Namespace) -> int:
     samples = args.samples
     if args.profile == "full" and "--samples" not in sys.argv:
         samples = 10
+    problem = output_problem(Path(args.output))
+    if problem:
+        print(f"mydiag: --output {args.output}: {problem}", file=sys.stderr)
+        return exitcodes.OUTPUT_ERROR
+    if args.stacks:
+        refused = stacks.refusal()
+        if refused:
+            print(f"mydiag: {refused}", file=sys.stderr)
+            return exitcodes.CANNOT_TRACE
     try:
         spec = connect_spec(args)
     except OptionError as exc:
@@ -124,6 +174,11 @@ def run(args: argparse.Namespace) -> int:
         recipients=None if args.keep_plain else recipients or None, signing_key=signing_key,
     )
     options.pseudonymize, options.allow_findings = args.pseudonymize, args.allow_findings
+    if args.stacks:
+        options.opt_in = ("stacks",)
+        print(f"mydiag: --stacks: mysqld will stand still while {stacks.tool_name()} takes one "
+              f"snapshot of its threads' stacks (usually well under a second; stopped after "
+              f"{stacks.TIME_LIMIT:g}s at most)", file=sys.stderr)
     options.review = review_prompt(args.yes) if args.review else None
     try:
         progress = not args.json and not args.review and sys.stderr.isatty()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import re
 import socket as _socket
 import threading
 from dataclasses import dataclass, field
@@ -28,6 +29,13 @@ _NO_PRIVILEGE = {1044, 1142, 1143, 1227, 1370, 4151}
 _TIMEOUT = {1969, 3024, 1317, 1205, 1028}
 _GONE = {2006, 2013, 2055, 2014}
 _ABSENT = {1109, 1146, 1193, 1286, 1049}
+
+#: "Can't connect to MySQL server on 'h' ([Errno 111] Connection refused)": the OS's words.
+_OS_WORDS = re.compile(r"\((?:\[Errno -?\d+\] )?([^()]*)\)\s*$")
+_CONNECT_FIXES = {
+    1040: "try again when connections have closed, or raise max_connections on the server",
+    1129: "unblock this host on the server: FLUSH HOSTS (or `mariadb-admin flush-hosts`)",
+}
 
 CONNECT_TIMEOUT = 3.0
 LOCK_WAIT_TIMEOUT = 1
@@ -55,6 +63,17 @@ class ConnectSpec:
         if self.socket:
             return f"'{self.effective_user}' via socket {self.socket}"
         return f"'{self.effective_user}' at {self.host}:{self.port}"
+
+
+def _unreachable_fix(spec: ConnectSpec, words: str = "") -> str:
+    if "timed out" in words:
+        return (f"check that this is the server's address and that no firewall drops the "
+                f"connection; a server that cannot answer within {CONNECT_TIMEOUT:g}s may be "
+                f"stalled")
+    if spec.socket:
+        return ("start the server, or give --socket the path of the socket it listens on "
+                "(the server's `socket` variable names it)")
+    return "start the server, or give the --host and --port (or --socket) of one that is running"
 
 
 class AccessDenied(CollectorError):
@@ -139,8 +158,8 @@ class Session:
             raise self._connect_error(exc) from None
         except (OSError, _socket.timeout) as exc:
             raise ServerDown(
-                f"cannot connect to {spec.describe()}: {exc}",
-                "check that the server is running and the host, port or socket",
+                f"cannot connect to {spec.describe()}: server not reachable ({exc})",
+                _unreachable_fix(spec, str(exc)),
             ) from None
         server_version = conn.get_server_info() or ""
         family = "mariadb" if "mariadb" in server_version.lower() else "mysql"
@@ -165,19 +184,20 @@ class Session:
     def _connect_error(self, exc: pymysql.err.MySQLError) -> CollectorError:
         code = exc.args[0] if exc.args else 0
         where = self.spec.describe()
+        # The server's (or the OS's) own words stay: DBAs diagnose from them.
+        message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
         if code in _ACCESS_DENIED:
             return AccessDenied(
-                f"access denied for {where}",
-                "check the user and password (option file or --ask-pass); "
-                "run `mydiag grants` for the SQL to create a diagnostics user",
+                f"access denied for {where}: {message}",
+                "check the user and password (in the option file, or type the password at "
+                "--ask-pass); run `mydiag grants` for the SQL that creates a diagnostics user",
             )
         if code in (2002, 2003):
-            return ServerDown(
-                f"cannot connect to {where}: server not reachable",
-                "check that the server is running and the host, port or socket",
-            )
-        message = exc.args[1] if len(exc.args) > 1 else str(exc)
-        return ServerDown(f"cannot connect to {where}: {message}", "")
+            found = _OS_WORDS.search(message)
+            words = found.group(1) if found else message
+            return ServerDown(f"cannot connect to {where}: server not reachable ({words})",
+                              _unreachable_fix(self.spec, words))
+        return ServerDown(f"cannot connect to {where}: {message}", _CONNECT_FIXES.get(code, ""))
 
     def connect(self) -> None:
         """Connect and learn the flavor. Raises AccessDenied or ServerDown."""

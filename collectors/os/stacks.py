@@ -45,6 +45,11 @@ def tool() -> Optional[str]:
     return None
 
 
+def tool_name() -> str:
+    """The name of the tool a snapshot would use here (for the notice before it starts)."""
+    return os.path.basename(tool() or TOOLS[0])
+
+
 def refusal() -> Optional[str]:
     """Why no snapshot can be taken on this host (not root, no tool), or None when it can."""
     if os.geteuid() != 0:
