@@ -80,20 +80,42 @@ def _string_spans(pattern: Pattern[str], text: str) -> List[Tuple[int, int]]:
     return [m.span() for m in pattern.finditer(text) if m.group()[0] in "'\""]
 
 
+#: What stays of code that the other lexing reads as a string: blanks, the commas and
+#: parentheses of a list and the closing `;` (the statement's shape), nothing else.
+_SHAPE_ONLY = re.compile(r"[^\s(),;]+")
+
+
 def _either_lexing(text: str) -> str:
     """Strings as either lexing sees them become `?`, so a server in either mode cannot
-    read as code what the fingerprint kept (`'C:\' , '…'` is two strings without escapes)."""
-    spans = sorted(_string_spans(_LEXEMES, text) + _string_spans(_RAW_STRINGS, text))
+    read as code what the fingerprint kept (`'C:\' , '…'` is two strings without escapes).
+
+    The lexing with escapes (the server's default) gives the statement its shape; where
+    the other one sees a string in what this one reads as code, only blanks, commas,
+    parentheses and semicolons stay (`'it\'s', 1), ('x'` keeps its rows).
+    """
+    other = _string_spans(_RAW_STRINGS, text)
     out: List[str] = []
     pos = 0
-    for start, end in spans:
-        if end <= pos:
+    for lexeme in _LEXEMES.finditer(text):
+        out.append(_code(text, pos, lexeme.start(), other))
+        out.append(_lexeme(lexeme))
+        pos = lexeme.end()
+    out.append(_code(text, pos, len(text), other))
+    return "".join(out)
+
+
+def _code(text: str, start: int, end: int, strings: List[Tuple[int, int]]) -> str:
+    """text[start:end], code to one lexing, without what the other reads as `strings`."""
+    out: List[str] = []
+    pos = start
+    for a, b in strings:
+        a, b = max(a, pos), min(b, end)
+        if a >= b:
             continue
-        if start >= pos:
-            out.append(_LEXEMES.sub(_lexeme, text[pos:start]))
-            out.append("?")
-        pos = end
-    out.append(_LEXEMES.sub(_lexeme, text[pos:]))
+        out.append(text[pos:a])
+        out.append(_SHAPE_ONLY.sub("?", text[a:b]))
+        pos = b
+    out.append(text[pos:end])
     return "".join(out)
 
 
@@ -105,12 +127,16 @@ def _literals(text: str) -> str:
     return _DIGITS.sub(_digits, text)
 
 
-def fingerprint(statement: str) -> str:
-    """Reduce a statement to its shape: no literals, no comments, one space between words."""
+def fingerprint(statement: str, *, rows: bool = True) -> str:
+    """Reduce a statement to its shape: no literals, no comments, one space between words.
+
+    A list of values becomes `(?+)`; the rows of a multi-row VALUES become one `(?+)+`,
+    unless `rows` is False: then each row stays as its `(?+)`.
+    """
     text = " ".join(_literals(statement).split())
     if "?" in text and "," in text:
         text = _LISTS.sub("(?+)", text)
-        if "),(" in text or "), (" in text:
+        if rows and ("),(" in text or "), (" in text):
             text = _VALUES.sub(r"\1+", text)
     return text
 

@@ -37,13 +37,25 @@ _SLOW_KEYS = (
     "|Full_scan|Full_join|Filesort|Merge_passes|Priority_queue|Pages_|Old_rows_read"
     "|Engine_time|InnoDB_|Log_slow_rate|Stored_routine|explain|Id|Killed|Errno|Start|End"
 )
-#: Consecutive header lines form one match (MySQL, MariaDB, Percona).
+#: The server's own `SET` line before a statement (`last_insert_id` and `insert_id` when
+#: the statement used or made one).
+_SET = r"SET (?:(?:last_insert_id|insert_id)=[0-9]+,)*timestamp=[0-9]+;"
+#: Warnings that `log_slow_verbosity=warnings` prints (`# Warning 1292 Truncated …`).
+_WARNING = re.compile(r"# (?:Note|Warning|Error) [0-9]+ ")
+#: Consecutive header lines form one match (MySQL, MariaDB, Percona): `# Key: value`
+#: lines, the bare `#` lines and `# explain:` table of `log_slow_verbosity=explain`, its
+#: warnings, the `SET` and `use` lines, a command's `# administrator command: Quit;`
+#: (which stands where a statement would), and the banner of a newly opened file.
 HEAD = re.compile(
-    r"(?:^(?:# (?:" + _SLOW_KEYS + r")[\w@]*:|# No InnoDB statistics"
-    r"|SET timestamp=[0-9]+;$|use [^\s;]+;$|\S+, Version: |Tcp port: |Time\s+Id\s+Command)"
+    r"(?:^(?:# (?:" + _SLOW_KEYS + r")[\w@]*:|# No InnoDB statistics|#$|# Warnings$"
+    r"|# (?:Note|Warning|Error) [0-9]+ |# administrator command: [A-Za-z][\w ]*;$"
+    r"|" + _SET + r"$|use [^\s;]+;$|\S+, Version: |Tcp port: |Time\s+Id\s+Command)"
     r"[^\n]*(?:\n|\Z))+",
     re.M,
 )
+#: In a warning's message, what the server quotes is data (`Duplicate entry '…'`): from
+#: the first quote to the last, whatever quotes the data holds itself.
+_QUOTED_DATA = re.compile(r"['\"].*(?:['\"]|$)")
 UNTERMINATED = " /* mydiag: a quote never closed; what followed up to the next # Time: left out */"
 #: A `# Time:` line with nothing but a time in it (MariaDB's and MySQL's forms).
 _STRICT_TIME = re.compile(
@@ -100,7 +112,7 @@ class SlowLogStatements:
                 pos = end
                 continue
             self.flush(out)
-            out.append(_scrubbed(head.group()) if boundary == "doubtful" else head.group())
+            out.append(_scrubbed(head.group()) if boundary == "doubtful" else _headers(head.group()))
             self.started = True
             pos = head.end()
         if pos < len(text):
@@ -110,7 +122,9 @@ class SlowLogStatements:
     def _boundary(self, head: str) -> Optional[str]:
         if not self.has_text:
             return "doubtful" if self.doubtful else "real"
-        if not self.closed_by_semicolon:
+        if not self.closed_by_semicolon or head.startswith("# administrator command: "):
+            # A command's line stands where its statement would, behind headers, never
+            # behind statement text: there it is a `#` comment of the statement.
             return None
         if not self.state[self.lexing]:
             return "real"
@@ -151,7 +165,9 @@ class SlowLogStatements:
             statement = next(line for line in statement.splitlines() if line.strip())
             self.count("statement_unterminated", 1)
             note, terminated = UNTERMINATED, False
-        reduced = fingerprint(statement)
+        # Every row of a multi-row VALUES stays (as `(?+)`): pt-query-digest takes such an
+        # INSERT for one by its second row, and must put it in the original's class.
+        reduced = fingerprint(statement, rows=False)
         if reduced != " ".join(statement.split()):
             self.count("statement_fingerprint", 1)
         if terminated and reduced and not reduced.endswith(";"):
@@ -166,12 +182,20 @@ class SlowLogStatements:
         self.pending, self.pending_bytes, self.truncated = [], 0, False
 
 
+def _headers(head: str) -> str:
+    """Header lines as written, but for the data a warning quotes."""
+    if "# Note " not in head and "# Warning " not in head and "# Error " not in head:
+        return head
+    return "\n".join(_QUOTED_DATA.sub("?", line) if _WARNING.match(line) else line
+                     for line in head.split("\n"))
+
+
 def _scrubbed(head: str) -> str:
     return "\n".join(_scrubbed_line(line) for line in head.split("\n"))
 
 
 def _scrubbed_line(line: str) -> str:
-    if _STRICT_TIME.match(line) or re.fullmatch(r"SET timestamp=[0-9]+;", line):
+    if _STRICT_TIME.match(line) or re.fullmatch(_SET, line) or line in ("#", "# Warnings"):
         return line
     if line.startswith("use "):
         return "use ?;"

@@ -68,6 +68,9 @@ FORGED_HEADERS = [
     "# Query_time: 1.0  Lock_time: {t}", "# Start: {t}", "# Id: {t}", "# Thread_id: 9  Schema: {t}",
     "SET timestamp={t};", "SET timestamp=1704448802;", "use {t};",
     "/usr/sbin/mariadbd, Version: {t} started with:",
+    "#", "# Warnings", "# Warning 1292 Truncated incorrect INTEGER value: {t}", "# Note 1003 {t}",
+    "# explain: 1\tSIMPLE\t{t}\tALL", "# administrator command: Quit;",
+    "SET last_insert_id=5,insert_id=7,timestamp=1704448802;",
 ]
 #: Ways to hold those lines inside one statement the server logs as one record; the last
 #: ones hold them as code (an identifier, SQL after a `#` comment), which a fingerprint
@@ -168,3 +171,60 @@ def test_a_real_trailing_comment_still_ends_its_record():
     text, statements, _ = fingerprint_slow_log(_record("SELECT 1 -- a comment;") + _entry("x", 2))
     assert statements == 2
     assert text.splitlines().count("# User@Host: app[app] @ web1 [10.0.0.5]") == 2
+
+
+def _verbose_record(statement: str, secret: str) -> str:
+    """A record as `log_slow_verbosity=query_plan,explain,innodb,warnings` writes it."""
+    return ("# Time: 240105 10:00:01\n# User@Host: app[app] @ web1 [10.0.0.5]\n"
+            "# Thread_id: 42  Schema: shop  QC_hit: No\n"
+            "# Query_time: 2.000123  Lock_time: 0.000010  Rows_sent: 1  Rows_examined: 9\n"
+            "# Rows_affected: 0  Bytes_sent: 120\n"
+            "# Pages_accessed: 1  Pages_read: 0  Pages_prefetched: 0  Pages_updated: 0  Old_rows_read: 0\n"
+            "# Tmp_tables: 1  Tmp_disk_tables: 0  Tmp_table_sizes: 0\n"
+            "# Full_scan: Yes  Full_join: No  Tmp_table: Yes  Tmp_table_on_disk: No\n"
+            "#\n# explain: id\tselect_type\ttable\ttype\tpossible_keys\tkey\tkey_len\tref\trows\n"
+            "# explain: 1\tSIMPLE\torders\tALL\tNULL\tNULL\tNULL\tNULL\t3\n#\n"
+            "# Warnings\n"
+            f"# Warning 1292 Truncated incorrect INTEGER value: '{secret}'\n"
+            f"# Warning 1062 Duplicate entry '{secret}' for key 'PRIMARY'\n"
+            "# Note 1003 a note\n"
+            "use `shop`;\n"
+            "SET last_insert_id=5,insert_id=7,timestamp=1704448801;\n"
+            f"{statement}\n")
+
+
+#: Lines that come between records or in a record's header, besides `# Key: value` lines.
+VERBOSE_HEADERS = ("#", "# Warnings", "# explain:", "SET last_insert_id=", "use `shop`;", "# Note")
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT * FROM orders\n  WHERE card = '{s}';",
+    "INSERT INTO orders VALUES (1, '{s}'),\n  (2, 'it\\'s'), (3, \"x\");",
+    "SELECT 1 -- {s};",
+])
+def test_every_header_line_of_a_verbose_record_stays_a_header_line(statement):
+    secret = secrets.token_urlsafe(12)
+    records = [_verbose_record(statement.format(s=secret), secret) for _ in range(2)]
+    log = records[0] + "# User@Host: app[app] @ web1 [10.0.0.5]\n# Query_time: 1.0  Lock_time: 0.0\n" \
+        "# administrator command: Quit;\n" + records[1]
+    for text in (fingerprint_slow_log(log)[0], _pipeline(log), _pipeline(fingerprint_slow_log(log)[0])):
+        assert secret not in text
+        lines = text.splitlines()
+        original = log.splitlines()
+        # Each header line as the server wrote it, in its place, but for a warning's data.
+        headers = [line for line in original if line.startswith(("#", "SET ", "use "))]
+        kept = [line for line in lines if line.startswith(("#", "SET ", "use "))]
+        assert [re.sub(r"'.*'", "?", h) if h.startswith("# Warning ") else h for h in headers] == kept
+        assert "# Warning 1062 Duplicate entry ?" in lines
+        # One statement line per record, ending the record, never joined to a header.
+        statements = [line for line in lines if not line.startswith(("#", "SET ", "use "))]
+        assert len(statements) == 2 and all(s.endswith(";") and "SET " not in s for s in statements)
+        assert lines.index("# administrator command: Quit;") + 1 == lines.index("# Time: 240105 10:00:01", 1)
+
+
+def test_a_multi_row_insert_keeps_its_rows_for_pt_query_digest():
+    secret = secrets.token_hex(8)
+    log = _record(f"INSERT INTO t (a, b) VALUES\n  (1, '{secret}'),\n  (2, 'it\\'s'),\n  (3, NULL);")
+    text = fingerprint_slow_log(log)[0]
+    assert secret not in text
+    assert "INSERT INTO t (a, b) VALUES (?+), (?+), (?+);" in text.splitlines()
