@@ -8,15 +8,13 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from bundle.version import __version__
 from server import exitcodes
-from server.cli.common import Failure, Parser, _actor, _emit, _open
+from server.cli.common import Failure, Handler, Parser, _actor, _emit, _open, actions, command, json_option
 from server.config import Config, ConfigError, DataDir, Limits, safe_url, write_private
 from server.storage.db import DatabaseError
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -227,74 +225,52 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mydiag-server {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
-    def data_arg(p: argparse.ArgumentParser, database: bool = False) -> None:
-        p.add_argument("--data", required=True, metavar="DIR", help="the server's data directory")
-        if database:
-            p.add_argument("--database", metavar="URL",
-                           help="postgresql://… (default: the one chosen at init, else SQLite in DIR)")
-
-    p = sub.add_parser("init", help="create a data directory: database, blobs, age identity, admin token")
-    data_arg(p, database=True)
+    p = command(sub, "init", "create a data directory: database, blobs, age identity, admin token", cmd_init)
     p.add_argument("--max-upload-bytes", type=int, metavar="N", help="largest single upload (default 4 GiB)")
     p.add_argument("--max-ticket-bytes", type=int, metavar="N", help="bytes per ticket (default 20 GiB)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_init)
+    json_option(p)
 
-    p = sub.add_parser("run", help="serve the API under /api/v1")
-    data_arg(p, database=True)
+    p = command(sub, "run", "serve the API under /api/v1", cmd_run)
     p.add_argument("--listen", default="127.0.0.1:8080", metavar="HOST:PORT",
                    help="address to listen on (default 127.0.0.1:8080)")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--ssh-listen", metavar="HOST:PORT",
                    help="also run the SSH gateway for remote sessions there (e.g. 0.0.0.0:2222)")
-    p.set_defaults(run=cmd_run)
 
-    ticket = sub.add_parser("ticket", help="tickets").add_subparsers(dest="action", metavar="ACTION",
-                                                                      parser_class=Parser, required=True)
-    p = ticket.add_parser("create", help="open a ticket; prints its id, upload token and recipients")
-    data_arg(p, database=True)
+    ticket = actions(sub, "ticket", "tickets")
+    p = command(ticket, "create", "open a ticket; prints its id, upload token and recipients",
+                cmd_ticket_create)
     p.add_argument("--customer", required=True, help="the customer's name (letters, digits, . _ @ -)")
     p.add_argument("--title", required=True, help="one line saying what is wrong")
     p.add_argument("--token-days", type=float, metavar="DAYS",
                    help="how long the upload token stays valid (default 30)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_ticket_create)
+    json_option(p)
 
-    bundle = sub.add_parser("bundle", help="bundles on a ticket").add_subparsers(
-        dest="action", metavar="ACTION", parser_class=Parser, required=True)
-    p = bundle.add_parser("list", help="bundles of a ticket with their status")
-    data_arg(p, database=True)
+    bundle = actions(sub, "bundle", "bundles on a ticket")
+    p = command(bundle, "list", "bundles of a ticket with their status", cmd_bundle_list)
     p.add_argument("--ticket", required=True, metavar="ID")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_bundle_list)
-    p = bundle.add_parser("open", help="unseal and unpack a bundle for reading into a new folder")
-    data_arg(p, database=True)
+    json_option(p)
+    p = command(bundle, "open", "unseal and unpack a bundle for reading into a new folder", cmd_bundle_open)
     p.add_argument("bundle_id", metavar="BUNDLE_ID")
     p.add_argument("--output", required=True, metavar="DIR",
                    help="where to make DIR/<bundle id>-<name>/ and its .tar.zst (never replaced)")
     p.add_argument("--force", action="store_true",
                    help="open a quarantined or not yet verified bundle too (the limits still apply)")
-    p.set_defaults(run=cmd_bundle_open)
-    p = bundle.add_parser("import", help="take a sealed bundle handed over by other means")
-    data_arg(p, database=True)
+    p = command(bundle, "import", "take a sealed bundle handed over by other means", cmd_bundle_import)
     p.add_argument("--ticket", required=True, metavar="ID")
     p.add_argument("file", metavar="FILE")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_bundle_import)
+    json_option(p)
 
-    engineer = sub.add_parser("engineer", help="engineer accounts").add_subparsers(
-        dest="action", metavar="ACTION", parser_class=Parser, required=True)
-    p = engineer.add_parser("add", help="add an engineer; prints their token once")
-    data_arg(p, database=True)
+    engineer = actions(sub, "engineer", "engineer accounts")
+    p = command(engineer, "add", "add an engineer; prints their token once", cmd_engineer_add)
     p.add_argument("name", metavar="NAME")
     p.add_argument("--ssh-key", metavar="PUBKEY_FILE",
                    help="the engineer's OpenSSH public key, for joining remote sessions")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_engineer_add)
+    json_option(p)
 
     from server.cli import sessions as session_cli
 
-    session_cli.register(sub, data_arg, Parser)
+    session_cli.register(sub)
     return parser
 
 
@@ -311,18 +287,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.umask(0o077)
     try:
         return handler(args)
-    except Failure as exc:
+    except (Failure, ConfigError, DatabaseError, Invalid) as exc:
+        # Each of these is one sentence for the user already; what differs is the exit code.
         print(f"mydiag-server: {exc}", file=sys.stderr)
-        return exc.code
-    except ConfigError as exc:
-        print(f"mydiag-server: {exc}", file=sys.stderr)
-        return exitcodes.DATA_DIR
-    except DatabaseError as exc:
-        print(f"mydiag-server: {exc}", file=sys.stderr)
-        return exitcodes.DATABASE
-    except Invalid as exc:
-        print(f"mydiag-server: {exc}", file=sys.stderr)
-        return exitcodes.USAGE
+        if isinstance(exc, Failure):
+            return exc.code
+        if isinstance(exc, ConfigError):
+            return exitcodes.DATA_DIR
+        return exitcodes.DATABASE if isinstance(exc, DatabaseError) else exitcodes.USAGE
     except OSError as exc:
         print(f"mydiag-server: {exc.filename or ''}: {exc.strerror or exc}".replace(": :", ":"),
               file=sys.stderr)

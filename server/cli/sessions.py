@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List
 
 from server import exitcodes
-from server.cli.common import Failure, _actor, _emit, _open
+from server.cli.common import Failure, _actor, _emit, _open, actions, command, json_option
 
 
 def parse_listen(value: str, option: str) -> tuple:
@@ -71,19 +71,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """The session and its timeline: every audit entry about it, oldest first."""
-    from server.gateway import records as sessions
     from server.storage import audit
 
-    state = _open(args)
-    try:
-        with state.db.tx(write=False) as tx:
-            found = sessions.get(tx, args.session_id)
-            if found is None:
-                raise Failure(exitcodes.NOT_FOUND, f"no session {args.session_id!r}")
-            timeline = [e for e in reversed(audit.entries(tx, found["ticket"]))
-                        if e["subject"] == args.session_id]
-    finally:
-        state.close()
+    _, found, timeline = _read_session(args, lambda tx, found: [
+        e for e in reversed(audit.entries(tx, found["ticket"])) if e["subject"] == args.session_id])
     found["timeline"] = timeline
     lines = [f"session {found['id']} on {found['ticket']}: {found['engineer']}, {found['mode']} mode, "
              f"{found['state']}" + (f" ({found['end_reason']})" if found["end_reason"] else ""),
@@ -115,19 +106,29 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from recording import asciicast
+
+    state, _, anchors = _read_session(args, lambda tx, found: _anchors(tx, found["ticket"], args.session_id))
+    folder = state.data.path / "sessions" / args.session_id
+    return replay(asciicast.parts(folder), args, anchors)
+
+
+def _read_session(args: argparse.Namespace, more: Callable[[Any, Dict[str, Any]], Any]) -> tuple:
+    """(state, the session `args.session_id`, `more(tx, session)`), read in one transaction.
+
+    A session that does not exist leaves with NOT_FOUND. The state is closed already: only
+    its settings (the data directory) are for use afterwards.
+    """
     from server.gateway import records as sessions
 
     state = _open(args)
     try:
         with state.db.tx(write=False) as tx:
             found = sessions.get(tx, args.session_id)
-            anchors = _anchors(tx, found["ticket"], args.session_id) if found else {}
+            if found is None:
+                raise Failure(exitcodes.NOT_FOUND, f"no session {args.session_id!r}")
+            return state, found, more(tx, found)
     finally:
         state.close()
-    if found is None:
-        raise Failure(exitcodes.NOT_FOUND, f"no session {args.session_id!r}")
-    folder = state.data.path / "sessions" / args.session_id
-    return replay(asciicast.parts(folder), args, anchors)
 
 
 def _anchors(tx: Any, ticket_id: str, session_id: str) -> Dict[str, str]:
@@ -153,27 +154,19 @@ def replay(casts: List[Path], args: argparse.Namespace, anchors: Dict[str, str])
     return exitcodes.OK if verified else exitcodes.NOT_VERIFIED
 
 
-def register(sub: argparse._SubParsersAction, data_arg: Callable[..., None], parser_class: Any) -> None:
-    session = sub.add_parser("session", help="remote sessions: list, show, replay, revoke").add_subparsers(
-        dest="action", metavar="ACTION", parser_class=parser_class, required=True)
-    p = session.add_parser("list", help="sessions with their state")
-    data_arg(p, database=True)
+def register(sub: Any) -> None:
+    session = actions(sub, "session", "remote sessions: list, show, replay, revoke")
+    p = command(session, "list", "sessions with their state", cmd_list)
     p.add_argument("--ticket", metavar="ID", help="only this ticket's")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_list)
-    p = session.add_parser("show", help="a session and its timeline (grant, joins, refusals, end)")
-    data_arg(p, database=True)
+    json_option(p)
+    p = command(session, "show", "a session and its timeline (grant, joins, refusals, end)", cmd_show)
     p.add_argument("session_id", metavar="ID")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(run=cmd_show)
-    p = session.add_parser("replay", help="verify a session's recording and play it (or list the commands)")
-    data_arg(p, database=True)
+    json_option(p)
+    p = command(session, "replay", "verify a session's recording and play it (or list the commands)",
+                cmd_replay)
     add_replay_options(p)
-    p.set_defaults(run=cmd_replay)
-    p = session.add_parser("revoke", help="end a session now")
-    data_arg(p, database=True)
+    p = command(session, "revoke", "end a session now", cmd_revoke)
     p.add_argument("session_id", metavar="ID")
-    p.set_defaults(run=cmd_revoke)
 
 
 def add_replay_options(p: argparse.ArgumentParser) -> None:
