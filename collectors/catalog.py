@@ -29,17 +29,22 @@ from collectors.os import numa  # noqa: F401
 from collectors.os import disks  # noqa: F401
 from collectors.os import tcp  # noqa: F401
 from collectors.os import mysqld_process  # noqa: F401
+from collectors.os import mysqld_memory  # noqa: F401
 from collectors.os import stacks  # noqa: F401
 from collectors.os import oom  # noqa: F401
+from collectors.os import kernel_log  # noqa: F401
 from collectors.os import cpu_usage  # noqa: F401
 from collectors.os import disk_io  # noqa: F401
 from collectors.os import network  # noqa: F401
+from collectors.os import vmstat  # noqa: F401
+from collectors.os import processes  # noqa: F401
 from collectors.config import option_files  # noqa: F401
 from collectors.config import persisted  # noqa: F401
 from collectors.config import systemd  # noqa: F401
 from collectors.config import extra  # noqa: F401
 from collectors.config import effective  # noqa: F401
 from collectors.logs import error_log  # noqa: F401
+from collectors.logs import journal  # noqa: F401
 from collectors.logs import slow_log  # noqa: F401
 from collectors.registry import Collector, registered
 

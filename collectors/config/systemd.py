@@ -48,6 +48,14 @@ def find_units(dirs: Sequence[str] = UNIT_DIRS) -> Tuple[List[Dict[str, Any]], L
     return found[:_MAX_FILES], notes
 
 
+def server_services(dirs: Sequence[str] = UNIT_DIRS) -> List[str]:
+    """The installed server services (not aliases, masks or templates): `mariadb.service`."""
+    units, _ = find_units(dirs)
+    names = [u["unit"] for u in units if u["kind"] == "unit" and u["unit"].endswith(".service")
+             and "@" not in u["unit"] and not u.get("masked") and "alias_of" not in u]
+    return list(dict.fromkeys(names))
+
+
 def _matches(name: str) -> bool:
     return any(fnmatch.fnmatch(name, pattern) for pattern in UNIT_PATTERNS)
 
@@ -81,7 +89,7 @@ def systemd_units(ctx: Context) -> Iterator[Artifact]:
     units, notes = find_units()
     for note in notes:
         ctx.notes.add(note)
-    running_unit = _running_unit(ctx)
+    unit = running_unit(ctx)
     if not units:
         raise Skip("no mysql/mariadb systemd unit on this host (the server is not run by systemd)")
     for entry in units:
@@ -91,11 +99,11 @@ def systemd_units(ctx: Context) -> Iterator[Artifact]:
         if text is not None:
             entry["copied_as"] = copy_path("config/systemd", entry["path"])
             yield Artifact.text(entry["copied_as"], text)
-    yield Artifact.json("config/systemd_units.json", {"running_server_unit": running_unit,
+    yield Artifact.json("config/systemd_units.json", {"running_server_unit": unit,
                                                       "files": units})
 
 
-def _running_unit(ctx: Context) -> Optional[str]:
+def running_unit(ctx: Context) -> Optional[str]:
     """The unit whose cgroup holds the server process (`…/mariadb.service`), if any."""
     server = find(ctx).found
     if server is None:

@@ -1,4 +1,5 @@
-"""Memory and swap: /proc/meminfo in bytes, a summary, and the swap devices."""
+"""Memory and swap: /proc/meminfo in bytes, a summary, and the swap devices, read at the
+start of the sampling window; /proc/meminfo again at its end, with what changed."""
 
 from __future__ import annotations
 
@@ -6,17 +7,21 @@ from typing import Any, Dict, Iterator, List
 
 import psutil
 
-from collectors.os.procfs import Reader, key_values
+from collectors.os.procfs import Reader, key_values, utc_stamp
+from collectors.os.sampling import sample_count, schedule
 from collectors.registry import PROFILES, Artifact, Context, collector
 
 
-@collector("os.memory", profiles=PROFILES, timeout=5)
+@collector("os.memory", profiles=PROFILES, timeout=5, sampled=True)
 def memory(ctx: Context) -> Iterator[Artifact]:
-    """Physical memory and swap: totals, available, cache, huge pages, swap devices."""
+    """Physical memory and swap (totals, available, cache, huge pages, swap devices), at the
+    window's start and end."""
     reader = Reader()
+    stamp = utc_stamp()
     meminfo = parse_meminfo(reader.text("/proc/meminfo") or "")
     virtual, swap = psutil.virtual_memory(), psutil.swap_memory()
     info = {
+        "ts": stamp,
         "summary": {
             "total_bytes": virtual.total, "available_bytes": virtual.available,
             "used_bytes": virtual.used, "free_bytes": virtual.free,
@@ -28,7 +33,15 @@ def memory(ctx: Context) -> Iterator[Artifact]:
         },
         "meminfo": meminfo,
         "swaps": _swaps(reader.text("/proc/swaps") or ""),
+        "end": None,
     }
+    if sample_count(ctx) > 1:
+        # Only the last reading of the shared schedule matters: the end of the window.
+        end_stamp = [stamp for _index, stamp, _moment in schedule(ctx)][-1]
+        end = parse_meminfo(reader.text("/proc/meminfo") or "")
+        info["end"] = {"ts": end_stamp, "meminfo": end,
+                       "change": {k: v - meminfo[k] for k, v in end.items()
+                                  if k in meminfo and v != meminfo[k]}}
     yield Artifact.json("os/meminfo.json", info)
 
 

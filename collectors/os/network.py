@@ -1,4 +1,6 @@
-"""Network counters from /proc/net/dev and /proc/net/snmp, sampled into rates."""
+"""Network counters from /proc/net/dev, /proc/net/snmp and /proc/net/netstat, sampled into
+rates: bytes, packets, errors and drops per interface, TCP retransmits, and the TcpExt
+counters that tell a full accept queue or a dropping backlog from a slow server."""
 
 from __future__ import annotations
 
@@ -14,6 +16,16 @@ _NIC = ("bytes_sent", "bytes_recv", "packets_sent", "packets_recv", "errin", "er
         "dropin", "dropout")
 _TCP = ("ActiveOpens", "PassiveOpens", "AttemptFails", "EstabResets", "CurrEstab", "InSegs",
         "OutSegs", "RetransSegs", "InErrs", "OutRsts")
+#: /proc/net/netstat `TcpExt:` counters worth a rate: accept-queue overflows and drops,
+#: timeouts and retransmits, backlog, memory-pressure and SYN-queue drops, aborts.
+TCP_EXT = ("ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPBacklogDrop", "TCPLostRetransmit",
+           "TCPSynRetrans", "TCPFastRetrans", "TCPSlowStartRetrans", "TCPRetransFail",
+           "TCPAbortOnTimeout", "TCPAbortOnMemory", "TCPAbortOnData", "TCPAbortOnClose",
+           "TCPAbortOnLinger", "TCPAbortFailed", "TCPMemoryPressures", "PruneCalled",
+           "RcvPruned", "OfoPruned", "TCPRcvQDrop", "TCPReqQFullDrop", "TCPReqQFullDoCookies",
+           "SyncookiesSent", "SyncookiesRecv", "SyncookiesFailed", "TCPOFODrop",
+           "TCPZeroWindowDrop", "TW",
+           "TCPSpuriousRTOs", "TCPDSACKRecv", "EmbryonicRsts")
 
 
 @collector("os.network", profiles=PROFILES, timeout=5, sampled=True)
@@ -28,11 +40,12 @@ def network(ctx: Context) -> Iterator[Artifact]:
             "interfaces": {name: counters._asdict() for name, counters in
                            psutil.net_io_counters(pernic=True).items()},
             "tcp": parse_snmp_tcp(reader.text("/proc/net/snmp") or ""),
+            "tcp_ext": parse_netstat(reader.text("/proc/net/netstat") or ""),
         }
         if before is None:
             # The first window starts at boot: every counter then counts from zero.
             seconds = float((reader.line("/proc/uptime") or "0").split()[0])
-            base: Dict[str, Any] = {"interfaces": {}, "tcp": {}}
+            base: Dict[str, Any] = {"interfaces": {}, "tcp": {}, "tcp_ext": {}}
         else:
             seconds, base = moment - previous, before
         zero_nic = dict.fromkeys(_NIC, 0)
@@ -47,6 +60,9 @@ def network(ctx: Context) -> Iterator[Artifact]:
             "tcp": {f"{k}_per_s": rate(v, base["tcp"].get(k, 0), seconds)
                     for k, v in now["tcp"].items() if k != "CurrEstab"},
             "tcp_established": now["tcp"].get("CurrEstab"),
+            # Keyed by the kernel's names as nstat shows them, per second over the window.
+            "tcp_ext_per_s": {k: rate(v, base["tcp_ext"].get(k, 0), seconds)
+                              for k, v in now["tcp_ext"].items()},
             "counters": now,
         })
         before, previous = now, moment
@@ -59,3 +75,11 @@ def parse_snmp_tcp(text: str) -> Dict[str, int]:
     if len(lines) < 2:
         return {}
     return {k: int(v) for k, v in zip(lines[0], lines[1]) if k in _TCP}
+
+
+def parse_netstat(text: str, section: str = "TcpExt:") -> Dict[str, int]:
+    """The kept counters of one section of /proc/net/netstat (a header line, then values)."""
+    lines = [line.split()[1:] for line in text.splitlines() if line.startswith(section)]
+    if len(lines) < 2:
+        return {}
+    return {k: int(v) for k, v in zip(lines[0], lines[1]) if k in TCP_EXT and v.isdigit()}
