@@ -93,7 +93,9 @@ class JsonRedaction:
         out: Dict[Any, Any] = {}
         for key, item in value.items():
             low = str(key).lower()
-            if _scalar(item) and (
+            # Only a string can be a secret: a number, a count, a switch or null under a
+            # secret's name (`"by_plugin": {"mysql_native_password": 3}`) stays.
+            if isinstance(item, str) and (
                 (is_secret_name(str(key)) and not benign_value(str(item), str(key)))
                 or (secret_pair and low in _PAIR_VALUES and not benign_value(str(item), pair_name))
             ):
@@ -159,7 +161,3 @@ class JsonRedaction:
             return user + ":" + MASK
         self.count("command_line_secret", 1)
         return MASK
-
-
-def _scalar(value: Any) -> bool:
-    return isinstance(value, (str, int, float)) and not isinstance(value, bool)

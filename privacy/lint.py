@@ -26,6 +26,7 @@ from privacy.rules import (
     Rule,
     benign_value,
     is_secret_name,
+    json_literal,
 )
 
 
@@ -145,7 +146,7 @@ def _named_secret(line: str) -> bool:
         name, value = match.group("name"), match.group("v")
         # A count (`"secret_field": 3` in the redaction report) is no finding; the rules
         # still mask a number where a secret's name stands before it.
-        if _COUNT.fullmatch(value) or shapes.masked(value):
+        if _COUNT.fullmatch(value) or shapes.masked(value) or json_literal(match):
             continue
         if is_secret_name(name) and not benign_value(value, name):
             return True

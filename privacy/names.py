@@ -95,6 +95,8 @@ def _secrecy(name: str) -> int:
     flat = "_".join(words)
     if flat in ("authentication_string", "auth_string"):
         return 2
+    if flat in AUTH_PLUGINS:
+        return 0
     if flat.startswith(_BENIGN_PREFIXES):
         return 0
     if len(words) > 1 and words[-1] in _BENIGN_LAST:
@@ -118,10 +120,27 @@ _BENIGN_VALUES = frozenset({
     "", "?", "on", "off", "true", "false", "yes", "no", "none", "null", "0", "1",
     "basic", "bearer", "digest", "negotiate",
 })
+#: Authentication plugins of MySQL, MariaDB and Percona Server (server and client side):
+#: as a value (`"plugin": "caching_sha2_password"`, `password = pam` in a summary) and
+#: as a key (`"by_plugin": {"mysql_native_password": 3}`) each names a method, no secret.
+AUTH_PLUGINS = frozenset({
+    "mysql_native_password", "mysql_old_password", "mysql_clear_password",
+    "caching_sha2_password", "sha256_password", "sha2_password", "ed25519", "client_ed25519",
+    "auth_ed25519", "unix_socket", "auth_socket", "named_pipe", "auth_named_pipe", "pam",
+    "auth_pam", "auth_pam_compat", "auth_pam_v1", "authentication_pam", "dialog", "gssapi",
+    "auth_gssapi", "auth_gssapi_client", "authentication_kerberos",
+    "authentication_kerberos_client", "authentication_ldap_simple", "authentication_ldap_sasl",
+    "authentication_ldap_sasl_client", "authentication_windows", "authentication_windows_client",
+    "authentication_fido", "authentication_fido_client", "authentication_webauthn",
+    "authentication_webauthn_client", "authentication_oci", "authentication_oci_client",
+    "authentication_openid_connect", "authentication_openid_connect_client", "parsec",
+    "auth_parsec", "mysql_no_login", "no_login", "auth_test_plugin", "test_plugin_server",
+})
 
 
 def benign_value(value: str, name: str = "") -> bool:
-    """A value no one would use as a secret: a switch, empty, already masked, a placeholder.
+    """A value no one would use as a secret: a switch, empty, already masked, a placeholder,
+    the name of an authentication plugin.
 
     Under a name that is secret only by its last word (`Handler_read_key`), a plain
     number is a counter, not a key.
@@ -129,10 +148,25 @@ def benign_value(value: str, name: str = "") -> bool:
     bare = value.strip().strip("\"'\\").strip()
     if bare.lower() in _BENIGN_VALUES or MASK in bare or set(bare) <= {"*"}:
         return True
+    if bare.lower() in AUTH_PLUGINS:
+        return True
     if name and bare.isdigit() and len(bare) <= 20 and _secrecy(name) == 1:
         return True
     # `PWD` is the working directory in an environment, a password in ODBC strings.
     return name.strip().lower() in ("pwd", "oldpwd") and bare.startswith(("/", "~"))
+
+
+#: A value JSON writes without quotes: a number, true, false or null.
+_JSON_LITERAL = re.compile(r"-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?|true|false|null")
+
+
+def json_literal(match: re.Match[str]) -> bool:
+    """A `"name": value` in JSON text whose value is no string (`"mysql_native_password": 3`):
+    its type says it is a number, a switch or null, so it is no secret. The name must be
+    quoted (group `q`): `password=123456` in an option file or a log may well be one."""
+    groups = match.re.groupindex
+    return ("q" in groups and bool(match.group("q")) and "v" in groups
+            and _JSON_LITERAL.fullmatch(match.group("v")) is not None)
 
 
 def placeholder(value: str) -> bool:

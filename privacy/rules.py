@@ -34,6 +34,7 @@ from privacy.names import (
     SQL_VALUE,
     benign_value,
     is_secret_name,
+    json_literal,
     mask_groups,
     placeholder,
 )
@@ -41,7 +42,8 @@ from privacy.names import (
 __all__ = [
     "ARG_VALUE", "INLINE_VALUE", "MASK", "NEEDLES", "OPTIONS_FIRST", "PROBE_RULES", "QUOTED",
     "RULES", "Rule", "SQL_VALUE", "TOOL_SECRET_FLAGS", "USER_PASSWORD_FLAGS", "benign_value",
-    "is_secret_name", "looks_like_option", "mask_groups", "placeholder", "tool_of",
+    "is_secret_name", "json_literal", "looks_like_option", "mask_groups", "placeholder",
+    "tool_of",
 ]
 
 # --- rules ----------------------------------------------------------------------------
@@ -70,7 +72,7 @@ def _masking(match: re.Match[str]) -> Optional[str]:
 def _named(match: re.Match[str]) -> Optional[str]:
     name = match.group("name")
     value = match.group("v")
-    if not is_secret_name(name) or benign_value(value, name):
+    if not is_secret_name(name) or benign_value(value, name) or json_literal(match):
         return None
     words = re.split(r"[^a-z0-9]+", name.lower())
     return mask_groups(match, keep_user=bool(words) and words[-1] == "auth")
