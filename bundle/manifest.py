@@ -21,6 +21,12 @@ def iso(moment: _dt.datetime) -> str:
     return moment.astimezone(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def stamp(moment: Optional[_dt.datetime] = None) -> str:
+    """UTC, ISO 8601 with milliseconds and a Z: a sample's `ts`, a file's `captured_at`."""
+    moment = (moment or utc_now()).astimezone(_dt.timezone.utc)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 @dataclass
 class CollectorEntry:
     name: str
@@ -39,6 +45,8 @@ class FileEntry:
     sha256: str
     #: What redaction changed in this file: rule -> count (never the values).
     redactions: Dict[str, int] = field(default_factory=dict)
+    #: When its collector produced it (UTC, `stamp`); JSON Lines rows carry their own `ts`.
+    captured_at: Optional[str] = None
 
 
 @dataclass

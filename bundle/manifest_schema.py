@@ -119,6 +119,8 @@ def _check(doc: Dict[str, Any], limits: Limits) -> None:
         if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
             raise ManifestError(f"{where}.sha256 must be 64 lowercase hex digits, not {_brief(sha)}")
         _counts(entry.get("redactions", {}), f"{where}.redactions")
+        if entry.get("captured_at") is not None:
+            _stamp(entry["captured_at"], f"{where}.captured_at")
     collectors = _list(doc.get("collectors", []), "collectors")
     if len(collectors) > limits.members:
         raise ManifestError(f"collectors lists {len(collectors)} entries; the limit is {limits.members}")
@@ -159,7 +161,8 @@ def _collector(entry: Any, where: str, limits: Limits) -> None:
 
 def _mysql(value: Any) -> None:
     _object(value, "mysql")
-    for key in ("flavor", "version", "version_string", "version_comment", "label"):
+    for key in ("flavor", "version", "version_string", "version_comment", "label", "time_zone",
+                "system_time_zone"):
         if value.get(key) is not None and not isinstance(value[key], str):
             raise ManifestError(f"mysql.{key} must be text or null, not {_kind(value[key])}")
     if "statements" in value:

@@ -13,6 +13,7 @@ from collectors.mysql import identity  # noqa: F401
 from collectors.mysql import variables  # noqa: F401
 from collectors.mysql import processlist  # noqa: F401
 from collectors.mysql import innodb  # noqa: F401
+from collectors.mysql import metadata_locks  # noqa: F401
 from collectors.mysql import replication  # noqa: F401
 from collectors.mysql import schema  # noqa: F401
 from collectors.mysql import accounts  # noqa: F401

@@ -1,9 +1,13 @@
 """Runs collectors under deadlines and writes what they return into one bundle.
 
-Snapshot collectors run one at a time (one connection, plus a reserve used only to
-stop a runaway statement), each in a worker thread under its own deadline and the
-overall budget; then the samplers run side by side over the sampling window. A failing
-or hanging collector is recorded and never stops the others.
+The sampling window opens first: `mysql.status` takes sample 0 (with the OS samplers
+already running) before any other collector sends a statement, so the first reading
+shows the server as mydiag found it, not after a schema scan has filled its caches.
+Then the other samplers start, side by side in threads on a session of their own, while
+the snapshot collectors run one at a time on the main connection (plus a reserve used
+only to stop a runaway statement), each in a worker thread under its own deadline and
+the overall budget. A failing or hanging collector is recorded and never stops the
+others. Each file's `captured_at` is when its collector produced it.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -19,10 +23,11 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.home import home
-from bundle.manifest import CollectorEntry, FileEntry, Manifest, iso, utc_now
+from bundle.manifest import CollectorEntry, FileEntry, Manifest, iso, stamp, utc_now
 from bundle.paths import bundle_name
 from bundle.writer import BundleWriter
 from collectors.catalog import collectors_for
+from collectors.mysql import window
 from collectors.mysql.session import AccessDenied, ConnectSpec, ServerDown, Session
 from collectors.registry import Artifact, Collector, CollectorError, Context, Need, Notes, Skip
 from privacy.lint import Finding, SecretFindings
@@ -87,7 +92,12 @@ class Result:
         return all(e.status in ("ok", "skipped") for e in self.manifest.collectors)
 
 
+#: (what, None) when something starts, (name, entry) when a collector is done; during the
+#: window `what` is its state ("sampling 3/5 · mysql.schema").
 Progress = Callable[[str, Optional[CollectorEntry]], None]
+
+#: How often the progress line's window state is refreshed.
+TICK = 0.25
 
 
 def _nothing(_name: str, _entry: Optional[CollectorEntry]) -> None:
@@ -127,6 +137,10 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
             "version_comment": session.identity.get("version_comment"),
             "label": session.flavor.label,
             "connection": spec.describe(),
+            # Server-local times in the bundle (trx_started, first_seen) are in this zone;
+            # each sits beside its UTC form.
+            "time_zone": session.identity.get("time_zone"),
+            "system_time_zone": session.identity.get("system_time_zone"),
         }
 
     shared: dict = {}
@@ -140,29 +154,47 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
     writer = BundleWriter(
         options.output_dir, Redactor(pseudonymizer), allow_findings=options.allow_findings
     )
+    # The status clock and the other samplers get connections of their own: a stalled or
+    # interrupted statement on one never costs another its reading.
+    clock, sampling = _companion(session, connect_error), _companion(session, connect_error)
+    sessions = [session, clock, sampling]
     try:
-        entries = {}
+        entries: Dict[str, CollectorEntry] = {}
+        samplers = [c for c in chosen if c.sampled]
+        snapshots = [c for c in chosen if not c.sampled]
+        shared[window.OPENED] = threading.Event()
+        shared[window.OWN_CONNECTIONS] = lambda: {s.connection_id for s in sessions} - {None}
+        line = _ProgressLine(progress, options, shared, bool(samplers))
 
-        def run(item: Collector) -> None:
-            progress(item.name, None)
+        def run(item: Collector, on: Session) -> None:
             entries[item.name] = _run_one(
-                item, session, options, shared, connect_error, budget_end, writer
+                item, on, options, shared, connect_error, budget_end, writer
             )
             progress(item.name, entries[item.name])
 
-        for item in chosen:
-            if not item.sampled:
-                run(item)
-        # Samplers (MySQL status, CPU, disk, network) run together so their readings line up.
-        samplers = [c for c in chosen if c.sampled]
-        if samplers:
-            with ThreadPoolExecutor(len(samplers), thread_name_prefix="sampler") as pool:
-                list(pool.map(run, samplers))
+        opener = [c for c in samplers if c.name == window.OPENER]
+        first = opener + [c for c in samplers if Need.MYSQL not in c.needs]
+        later = [c for c in samplers if c not in first]
+        futures: List[Future] = []
+        with line, ThreadPoolExecutor(max(len(samplers), 1), thread_name_prefix="sampler") as pool:
+            for item in first:
+                futures.append(pool.submit(run, item, clock if item in opener else sampling))
+            if opener:
+                # Nothing else reaches the server until sample 0 is taken (or cannot be).
+                while not shared[window.OPENED].wait(0.05) and not futures[0].done():
+                    pass
+            futures += [pool.submit(run, item, sampling) for item in later]
+            for item in snapshots:
+                line.doing(item.name)
+                run(item, session)
+            line.doing(None)
+            for future in futures:
+                future.result()
         manifest.collectors = [entries[c.name] for c in chosen]
-        session.close()
-        manifest.mysql["statements"] = session.statements
+        statements = _close(sessions)
+        manifest.mysql["statements"] = statements
         manifest.finished = iso(utc_now())
-        result = Result(manifest, connect_error=connect_error, statements=session.statements)
+        result = Result(manifest, connect_error=connect_error, statements=statements)
         if not writer.paths:
             writer.discard()
             return result
@@ -186,8 +218,69 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
         return result
     except BaseException:
         writer.discard()
-        session.close()
+        _close(sessions)
         raise
+
+
+def _companion(session: Session, connect_error: Optional[CollectorError]) -> Session:
+    """Another connection like `session` (opened at its first statement), or `session`
+    itself when the server was not reached (every MySQL collector fails then anyway)."""
+    if connect_error is not None:
+        return session
+    other = Session(session.spec, statement_timeout=session.statement_timeout)
+    other.flavor, other.identity = session.flavor, session.identity
+    return other
+
+
+def _close(sessions: List[Session]) -> int:
+    """Close each distinct session; the statements they sent, all told."""
+    distinct = list({id(s): s for s in sessions}.values())
+    for each in distinct:
+        each.close()
+    return sum(each.statements for each in distinct)
+
+
+class _ProgressLine:
+    """Keeps the progress line saying what the run is doing while the window is open:
+    "sampling 3/5", and the snapshot collector that runs meanwhile."""
+
+    def __init__(self, progress: Progress, options: Options, shared: dict, window_open: bool) -> None:
+        self.progress = progress
+        self.count = 1 if options.profile == "quick" else max(1, options.samples)
+        self.interval = options.interval
+        self.shared = shared
+        self.current: Optional[str] = None
+        self.active = window_open and progress is not _nothing
+        self._done = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def text(self) -> str:
+        start = self.shared.get(window.START)
+        if start is None:
+            return self.current or "opening the sampling window"
+        due = int((time.monotonic() - start) / self.interval) + 1 if self.interval > 0 else self.count
+        window_state = f"sampling {min(max(due, 1), self.count)}/{self.count}"
+        return f"{window_state} · {self.current}" if self.current else window_state
+
+    def doing(self, name: Optional[str]) -> None:
+        self.current = name
+        if name is not None:
+            self.progress(self.text() if self.active else name, None)
+
+    def _tick(self) -> None:
+        while not self._done.wait(TICK):
+            self.progress(self.text(), None)
+
+    def __enter__(self) -> _ProgressLine:
+        if self.active:
+            self._thread = threading.Thread(target=self._tick, name="progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
 
 
 def _run_one(
@@ -216,13 +309,13 @@ def _run_one(
         log_bytes=options.log_bytes, config_files=list(options.config_files),
         deadline=time.monotonic() + limit, notes=Notes(), shared=shared,
     )
-    artifacts: List[Artifact] = []
+    artifacts: List[Tuple[Artifact, str]] = []
     failure: List[BaseException] = []
 
     def work() -> None:
         try:
             for artifact in item.func(ctx):
-                artifacts.append(artifact)
+                artifacts.append((artifact, stamp()))
         except BaseException as exc:  # noqa: BLE001 - recorded, never re-raised in a thread
             failure.append(exc)
 
@@ -236,8 +329,10 @@ def _run_one(
         worker.join(GRACE)
     entry.duration = round(time.monotonic() - begun, 3)
     kept = list(artifacts)
-    for artifact in kept:
-        entry.files.append(writer.add(artifact.path, artifact.encode()).path)
+    for artifact, captured in kept:
+        added = writer.add(artifact.path, artifact.encode())
+        added.captured_at = captured
+        entry.files.append(added.path)
     entry.notes = list(ctx.notes.items)
     if timed_out:
         entry.status = "partial" if kept else "failed"

@@ -1,33 +1,91 @@
-"""InnoDB: the monitor output, transactions, lock waits, metrics, mutexes."""
+"""InnoDB: the monitor output at the window's start and end, transactions and who blocks
+whom at every sample, metrics, mutexes."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections import Counter
+from typing import Any, Dict, Iterator, List
 
+from collectors.mysql import window
 from collectors.mysql.common import optional
 from collectors.mysql.sql import INNODB_METRICS, INNODB_MUTEX, INNODB_STATUS, INNODB_TRX, LOCK_WAITS
-from collectors.registry import PROFILES, Artifact, Context, Need, Skip, collector
+from collectors.registry import PROFILES, Artifact, CollectorError, Context, Need, Skip, collector
+from privacy.fingerprint import fingerprint
+
+_STATUS_FILES = {"start": "mysql/innodb_status.txt", "end": "mysql/innodb_status_end.txt"}
 
 
-@collector("mysql.innodb_status", profiles=PROFILES, needs=[Need.MYSQL], timeout=5)
+@collector("mysql.innodb_status", profiles=PROFILES, needs=[Need.MYSQL], timeout=5, sampled=True)
 def innodb_status(ctx: Context) -> Iterator[Artifact]:
-    """SHOW ENGINE INNODB STATUS, whole (the pipeline takes the statements and record bytes
-    out of it: privacy/innodb_status.py)."""
-    rows = ctx.session.query(INNODB_STATUS)
-    if not rows:
-        raise Skip("InnoDB is not enabled on this server")
-    yield Artifact.text("mysql/innodb_status.txt", str(rows[0].get("Status", "")))
+    """SHOW ENGINE INNODB STATUS, whole, at the window's start and end (the pipeline takes
+    the statements and record bytes out of it: privacy/innodb_status.py)."""
+    for moment, _taken in window.start_and_end(ctx):
+        try:
+            rows = ctx.session.query(INNODB_STATUS)
+        except CollectorError as exc:
+            if moment == "start":
+                raise
+            ctx.notes.add(f"no reading at the window's end: {exc.reason}", partial=True)
+            return
+        if not rows:
+            raise Skip("InnoDB is not enabled on this server")
+        yield Artifact.text(_STATUS_FILES[moment], str(rows[0].get("Status", "")))
 
 
-@collector("mysql.innodb_transactions", needs=[Need.MYSQL], timeout=5)
+@collector("mysql.innodb_transactions", needs=[Need.MYSQL], timeout=5, sampled=True)
 def innodb_transactions(ctx: Context) -> Iterator[Artifact]:
-    """Open InnoDB transactions (oldest first) and who waits for whom."""
-    trx = optional(ctx, INNODB_TRX)
-    if trx is not None:
-        yield Artifact.json("mysql/innodb_transactions.json", trx)
-    waits = optional(ctx, LOCK_WAITS)
-    if waits is not None:
-        yield Artifact.json("mysql/innodb_lock_waits.json", waits)
+    """Open InnoDB transactions (oldest first) and who blocks whom, at every sample."""
+    trx_samples: List[Dict[str, Any]] = []
+    wait_samples: List[Dict[str, Any]] = []
+    readable = {"trx": True, "waits": True}
+    try:
+        for index, taken in window.ticks(ctx):
+            trx = optional(ctx, INNODB_TRX) if readable["trx"] else None
+            readable["trx"] = trx is not None
+            waits = None
+            # Lock waits only when a transaction waits (or INNODB_TRX could not say).
+            if readable["waits"] and (trx is None or any(
+                    t.get("trx_state") == "LOCK WAIT" for t in trx)):
+                waits = optional(ctx, LOCK_WAITS)
+                readable["waits"] = waits is not None
+            elif readable["waits"]:
+                waits = []
+            if trx is not None:
+                for row in trx:
+                    query = row.pop("trx_query", None)
+                    row["statement"] = fingerprint(str(query)) if query else None
+                trx_samples.append({"ts": taken, "sample": index, "transactions": trx})
+            if waits is not None:
+                waits = blockers(waits)
+                wait_samples.append({"ts": taken, "sample": index, "waits": waits})
+            if index == 0:
+                if trx is not None:
+                    yield Artifact.json("mysql/innodb_transactions.json", trx)
+                if waits is not None:
+                    yield Artifact.json("mysql/innodb_lock_waits.json", waits)
+            if not readable["trx"] and not readable["waits"]:
+                break
+    except CollectorError as exc:
+        if not trx_samples and not wait_samples:
+            raise
+        ctx.notes.add(f"stopped after {len(trx_samples)} samples: {exc.reason}", partial=True)
+    if trx_samples:
+        yield Artifact.jsonl("mysql/innodb_trx.jsonl", trx_samples)
+    if wait_samples:
+        yield Artifact.jsonl("mysql/lock_waits.jsonl", wait_samples)
+
+
+def blockers(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Lock waits with statements as fingerprints and each blocker's number of waiters,
+    the blocker that holds up most threads first."""
+    waiters = Counter(str(r.get("blocking_trx_id")) for r in rows)
+    for row in rows:
+        for side in ("waiting", "blocking"):
+            query = row.pop(f"{side}_query", None)
+            row[f"{side}_statement"] = fingerprint(str(query)) if query else None
+        row["waiters"] = waiters[str(row.get("blocking_trx_id"))]
+    rows.sort(key=lambda r: (-r["waiters"], -(r.get("wait_seconds") or 0)))
+    return rows
 
 
 @collector("mysql.innodb_metrics", needs=[Need.MYSQL], timeout=5)
@@ -39,4 +97,12 @@ def innodb_metrics(ctx: Context) -> Iterator[Artifact]:
 @collector("mysql.innodb_mutex", profiles=["full"], needs=[Need.MYSQL], timeout=5)
 def innodb_mutex(ctx: Context) -> Iterator[Artifact]:
     """SHOW ENGINE INNODB MUTEX."""
-    yield Artifact.json("mysql/innodb_mutex.json", ctx.session.query(INNODB_MUTEX))
+    rows = ctx.session.query(INNODB_MUTEX)
+    if not rows:
+        # An empty list is not "no contention": say what the server leaves out.
+        ctx.notes.add(
+            "empty: MariaDB's InnoDB lists no mutexes here (only rw-locks that waited); see "
+            "performance_schema waits (wait/synch/%)" if ctx.session.flavor.is_mariadb else
+            "empty: mutex statistics need innodb_monitor_enable='latch'"
+        )
+    yield Artifact.json("mysql/innodb_mutex.json", rows)

@@ -1,25 +1,32 @@
-"""Replication in each flavor's syntax: replica status, binary logs, GTID state."""
+"""Replication in each flavor's syntax: replica status at every sample (so lag has a
+trend), binary log position and files, GTID state."""
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Dict, Iterator, List
 
+from collectors.mysql import window
 from collectors.mysql.common import optional
 from collectors.mysql.sql import BINARY_LOGS, BINLOG_STATUS, GTID_STATE, REPLICA_STATUS
-from collectors.registry import PROFILES, Artifact, Context, Need, collector
+from collectors.registry import PROFILES, Artifact, CollectorError, Context, Need, collector
 
 
-@collector("mysql.replication", profiles=PROFILES, needs=[Need.MYSQL], timeout=8)
+@collector("mysql.replication", profiles=PROFILES, needs=[Need.MYSQL], timeout=8, sampled=True)
 def replication(ctx: Context) -> Iterator[Artifact]:
-    """Replica channels, binary log position and files, GTID state."""
+    """Replica channels per sample, binary log position and files, GTID state."""
+    statement = REPLICA_STATUS.sql(ctx.session.flavor)
+    samples: List[Dict[str, Any]] = []
+    ticks = window.ticks(ctx)
+    _index, taken = next(ticks)
     replicas = optional(ctx, REPLICA_STATUS)
     if replicas is not None:
         if not replicas:
             ctx.notes.add("not a replica (no replication channel configured)")
         yield Artifact.json(
             "mysql/replication/replica_status.json",
-            {"statement": REPLICA_STATUS.sql(ctx.session.flavor), "channels": replicas},
+            {"statement": statement, "channels": replicas},
         )
+        samples.append({"ts": taken, "sample": 0, "channels": replicas})
     binlog = optional(ctx, BINLOG_STATUS)
     if binlog is not None:
         if not binlog:
@@ -31,3 +38,13 @@ def replication(ctx: Context) -> Iterator[Artifact]:
     gtid = optional(ctx, GTID_STATE)
     if gtid:
         yield Artifact.json("mysql/replication/gtid.json", gtid[0])
+    if not replicas:
+        return
+    try:
+        for index, taken in ticks:
+            samples.append({"ts": taken, "sample": index,
+                            "channels": ctx.session.query(REPLICA_STATUS)})
+    except CollectorError as exc:
+        ctx.notes.add(f"replica status stopped after {len(samples)} samples: {exc.reason}",
+                      partial=True)
+    yield Artifact.jsonl("mysql/replication/replica_status.jsonl", samples)

@@ -47,10 +47,42 @@ UPTIME = _stmt("uptime", "SHOW GLOBAL STATUS LIKE 'Uptime'")
 INNODB_STATUS = _stmt("innodb_status", "SHOW ENGINE INNODB STATUS", "process")
 INNODB_MUTEX = _stmt("innodb_mutex", "SHOW ENGINE INNODB MUTEX", "process")
 
+
+def _utc(column: str) -> str:
+    """A server-local DATETIME/TIMESTAMP column as UTC ISO 8601 (`…Z`), by the session's
+    own time zone (`%%` because every statement is formatted with its parameters)."""
+    return (f"DATE_FORMAT(CONVERT_TZ({column}, @@session.time_zone, '+00:00'),"
+            " '%%Y-%%m-%%dT%%H:%%i:%%sZ')")
+
+
+#: Every connection, with what each flavor adds: MariaDB's TIME_MS, STAGE/PROGRESS, memory,
+#: examined rows and OS thread id (TID); MySQL's OS thread id from performance_schema.threads.
 PROCESSLIST = _stmt(
     "processlist",
+    lambda f: (
+        "SELECT ID AS id, USER AS user, HOST AS host, DB AS db, COMMAND AS command,"
+        " TIME AS time, TIME_MS AS time_ms, STATE AS state, STAGE AS stage,"
+        " MAX_STAGE AS max_stage, PROGRESS AS progress, MEMORY_USED AS memory_used,"
+        " MAX_MEMORY_USED AS max_memory_used, EXAMINED_ROWS AS examined_rows,"
+        " QUERY_ID AS query_id, TID AS os_thread_id, INFO AS info"
+        " FROM information_schema.PROCESSLIST ORDER BY TIME DESC LIMIT 1000"
+        if f.is_mariadb
+        else "SELECT p.ID AS id, p.USER AS user, p.HOST AS host, p.DB AS db,"
+        " p.COMMAND AS command, p.TIME AS time, p.STATE AS state,"
+        " t.THREAD_OS_ID AS os_thread_id, p.INFO AS info"
+        " FROM information_schema.PROCESSLIST p"
+        " LEFT JOIN performance_schema.threads t ON t.PROCESSLIST_ID = p.ID"
+        " ORDER BY p.TIME DESC LIMIT 1000"
+    ),
+    "process",
+)
+
+#: The processlist without performance_schema (MySQL, when SELECT on it is not granted).
+PROCESSLIST_PLAIN = _stmt(
+    "processlist",
     "SELECT ID AS id, USER AS user, HOST AS host, DB AS db, COMMAND AS command,"
-    " TIME AS time, STATE AS state, INFO AS info FROM information_schema.PROCESSLIST",
+    " TIME AS time, STATE AS state, INFO AS info FROM information_schema.PROCESSLIST"
+    " ORDER BY TIME DESC LIMIT 1000",
     "process",
 )
 
@@ -72,25 +104,96 @@ GTID_STATE = _stmt(
 
 INNODB_TRX = _stmt(
     "innodb_trx",
-    "SELECT trx_id, trx_state, trx_started, trx_requested_lock_id, trx_wait_started,"
-    " trx_weight, trx_mysql_thread_id, trx_operation_state, trx_tables_in_use,"
+    "SELECT trx_id, trx_state, trx_started,"
+    f" {_utc('trx_started')} AS trx_started_utc, trx_requested_lock_id, trx_wait_started,"
+    f" {_utc('trx_wait_started')} AS trx_wait_started_utc, trx_weight,"
+    " trx_mysql_thread_id, trx_query, trx_operation_state, trx_tables_in_use,"
     " trx_tables_locked, trx_lock_structs, trx_rows_locked, trx_rows_modified,"
     " trx_isolation_level, TIMESTAMPDIFF(SECOND, trx_started, NOW()) AS age_seconds"
     " FROM information_schema.INNODB_TRX ORDER BY trx_started LIMIT 200",
     "process",
 )
 
+#: Who blocks whom, joined on the server: the waiting and the blocking transaction, their
+#: threads, hosts and statements, how long the blocker has been idle (its connection
+#: sleeping inside the transaction), and the table, index and lock modes.
+_WAITS_8 = (
+    "SELECT w.REQUESTING_ENGINE_TRANSACTION_ID AS requesting_trx_id,"
+    " w.BLOCKING_ENGINE_TRANSACTION_ID AS blocking_trx_id,"
+    " w.REQUESTING_THREAD_ID AS requesting_thread_id,"
+    " w.BLOCKING_THREAD_ID AS blocking_thread_id,"
+    " r.trx_mysql_thread_id AS waiting_thread, r.trx_query AS waiting_query,"
+    " TIMESTAMPDIFF(SECOND, r.trx_wait_started, NOW()) AS wait_seconds,"
+    " rt.PROCESSLIST_USER AS waiting_user, rt.PROCESSLIST_HOST AS waiting_host,"
+    " b.trx_mysql_thread_id AS blocking_thread, b.trx_query AS blocking_query,"
+    " b.trx_state AS blocking_trx_state, b.trx_started AS blocking_trx_started,"
+    f" {_utc('b.trx_started')} AS blocking_trx_started_utc,"
+    " TIMESTAMPDIFF(SECOND, b.trx_started, NOW()) AS blocking_trx_seconds,"
+    " bt.PROCESSLIST_USER AS blocking_user, bt.PROCESSLIST_HOST AS blocking_host,"
+    " bt.PROCESSLIST_COMMAND AS blocking_command,"
+    " IF(bt.PROCESSLIST_COMMAND = 'Sleep', bt.PROCESSLIST_TIME, 0) AS blocking_idle_seconds,"
+    " CONCAT('`', rl.OBJECT_SCHEMA, '`.`', rl.OBJECT_NAME, '`') AS locked_table,"
+    " rl.INDEX_NAME AS locked_index, rl.LOCK_TYPE AS lock_type,"
+    " rl.LOCK_MODE AS waiting_lock_mode, bl.LOCK_MODE AS blocking_lock_mode"
+    " FROM performance_schema.data_lock_waits w"
+    " JOIN information_schema.INNODB_TRX r ON r.trx_id = w.REQUESTING_ENGINE_TRANSACTION_ID"
+    " JOIN information_schema.INNODB_TRX b ON b.trx_id = w.BLOCKING_ENGINE_TRANSACTION_ID"
+    " LEFT JOIN performance_schema.data_locks rl"
+    " ON rl.ENGINE_LOCK_ID = w.REQUESTING_ENGINE_LOCK_ID AND rl.ENGINE = w.ENGINE"
+    " LEFT JOIN performance_schema.data_locks bl"
+    " ON bl.ENGINE_LOCK_ID = w.BLOCKING_ENGINE_LOCK_ID AND bl.ENGINE = w.ENGINE"
+    " LEFT JOIN performance_schema.threads rt ON rt.THREAD_ID = w.REQUESTING_THREAD_ID"
+    " LEFT JOIN performance_schema.threads bt ON bt.THREAD_ID = w.BLOCKING_THREAD_ID"
+    " LIMIT 200"
+)
+_WAITS_IS = (
+    "SELECT w.requesting_trx_id, w.requested_lock_id, w.blocking_trx_id, w.blocking_lock_id,"
+    " r.trx_mysql_thread_id AS waiting_thread, r.trx_query AS waiting_query,"
+    " TIMESTAMPDIFF(SECOND, r.trx_wait_started, NOW()) AS wait_seconds,"
+    " rp.USER AS waiting_user, rp.HOST AS waiting_host,"
+    " b.trx_mysql_thread_id AS blocking_thread, b.trx_query AS blocking_query,"
+    " b.trx_state AS blocking_trx_state, b.trx_started AS blocking_trx_started,"
+    f" {_utc('b.trx_started')} AS blocking_trx_started_utc,"
+    " TIMESTAMPDIFF(SECOND, b.trx_started, NOW()) AS blocking_trx_seconds,"
+    " bp.USER AS blocking_user, bp.HOST AS blocking_host, bp.COMMAND AS blocking_command,"
+    " IF(bp.COMMAND = 'Sleep', bp.TIME, 0) AS blocking_idle_seconds,"
+    " rl.lock_table AS locked_table, rl.lock_index AS locked_index, rl.lock_type AS lock_type,"
+    " rl.lock_mode AS waiting_lock_mode, bl.lock_mode AS blocking_lock_mode"
+    " FROM information_schema.INNODB_LOCK_WAITS w"
+    " JOIN information_schema.INNODB_TRX r ON r.trx_id = w.requesting_trx_id"
+    " JOIN information_schema.INNODB_TRX b ON b.trx_id = w.blocking_trx_id"
+    " LEFT JOIN information_schema.INNODB_LOCKS rl ON rl.lock_id = w.requested_lock_id"
+    " LEFT JOIN information_schema.INNODB_LOCKS bl ON bl.lock_id = w.blocking_lock_id"
+    " LEFT JOIN information_schema.PROCESSLIST rp ON rp.ID = r.trx_mysql_thread_id"
+    " LEFT JOIN information_schema.PROCESSLIST bp ON bp.ID = b.trx_mysql_thread_id"
+    " LIMIT 200"
+)
 LOCK_WAITS = _stmt(
-    "lock_waits",
+    "lock_waits", lambda f: _WAITS_8 if f.has_data_locks else _WAITS_IS, "process"
+)
+
+#: Metadata-lock holders (and, on MySQL, waiters): performance_schema.metadata_locks on
+#: MySQL; MariaDB's METADATA_LOCK_INFO plugin lists granted locks only.
+METADATA_LOCKS = _stmt(
+    "metadata_locks",
     lambda f: (
-        "SELECT REQUESTING_ENGINE_TRANSACTION_ID AS requesting_trx_id,"
-        " BLOCKING_ENGINE_TRANSACTION_ID AS blocking_trx_id,"
-        " REQUESTING_THREAD_ID AS requesting_thread_id,"
-        " BLOCKING_THREAD_ID AS blocking_thread_id"
-        " FROM performance_schema.data_lock_waits LIMIT 200"
-        if f.has_data_locks
-        else "SELECT requesting_trx_id, requested_lock_id, blocking_trx_id, blocking_lock_id"
-        " FROM information_schema.INNODB_LOCK_WAITS LIMIT 200"
+        "SELECT m.THREAD_ID AS thread_id, 'GRANTED' AS lock_status, m.LOCK_MODE AS lock_mode,"
+        " m.LOCK_DURATION AS lock_duration, m.LOCK_TYPE AS lock_type,"
+        " m.TABLE_SCHEMA AS object_schema, m.TABLE_NAME AS object_name, p.USER AS user,"
+        " p.HOST AS host, p.COMMAND AS command, p.TIME AS time, p.STATE AS state,"
+        " p.INFO AS info FROM information_schema.METADATA_LOCK_INFO m"
+        " LEFT JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID"
+        " WHERE m.THREAD_ID <> CONNECTION_ID() LIMIT 500"
+        if f.is_mariadb
+        else "SELECT t.PROCESSLIST_ID AS thread_id, m.LOCK_STATUS AS lock_status,"
+        " m.LOCK_TYPE AS lock_mode, m.LOCK_DURATION AS lock_duration,"
+        " m.OBJECT_TYPE AS lock_type, m.OBJECT_SCHEMA AS object_schema,"
+        " m.OBJECT_NAME AS object_name, t.PROCESSLIST_USER AS user,"
+        " t.PROCESSLIST_HOST AS host, t.PROCESSLIST_COMMAND AS command,"
+        " t.PROCESSLIST_TIME AS time, t.PROCESSLIST_STATE AS state,"
+        " t.PROCESSLIST_INFO AS info FROM performance_schema.metadata_locks m"
+        " LEFT JOIN performance_schema.threads t ON t.THREAD_ID = m.OWNER_THREAD_ID"
+        " WHERE t.PROCESSLIST_ID IS NULL OR t.PROCESSLIST_ID <> CONNECTION_ID() LIMIT 500"
     ),
     "process",
 )
@@ -201,7 +304,8 @@ PS_DIGESTS = _stmt(
     " SUM_LOCK_TIME/1e12 AS lock_seconds, SUM_ROWS_SENT AS rows_sent,"
     " SUM_ROWS_EXAMINED AS rows_examined, SUM_CREATED_TMP_DISK_TABLES AS tmp_disk_tables,"
     " SUM_SELECT_FULL_JOIN AS full_joins, SUM_NO_INDEX_USED AS no_index_used,"
-    " FIRST_SEEN AS first_seen, LAST_SEEN AS last_seen"
+    " FIRST_SEEN AS first_seen, LAST_SEEN AS last_seen,"
+    f" {_utc('FIRST_SEEN')} AS first_seen_utc, {_utc('LAST_SEEN')} AS last_seen_utc"
     " FROM performance_schema.events_statements_summary_by_digest"
     " ORDER BY SUM_TIMER_WAIT DESC LIMIT %(limit)s",
     "select_ps",
@@ -232,6 +336,29 @@ PS_TABLE_IO = _stmt(
     " SUM_TIMER_WAIT/1e12 AS total_seconds"
     " FROM performance_schema.table_io_waits_summary_by_table WHERE COUNT_STAR > 0"
     " ORDER BY SUM_TIMER_WAIT DESC LIMIT %(limit)s",
+    "select_ps",
+)
+#: Every statement kind, prepared statements included (MariaDB's digests miss those).
+PS_STATEMENTS_BY_EVENT = _stmt(
+    "ps_statements_by_event",
+    "SELECT EVENT_NAME AS event, COUNT_STAR AS calls, SUM_TIMER_WAIT/1e12 AS total_seconds,"
+    " MAX_TIMER_WAIT/1e12 AS max_seconds, SUM_LOCK_TIME/1e12 AS lock_seconds,"
+    " SUM_ERRORS AS errors, SUM_ROWS_SENT AS rows_sent, SUM_ROWS_EXAMINED AS rows_examined"
+    " FROM performance_schema.events_statements_summary_global_by_event_name"
+    " WHERE COUNT_STAR > 0 ORDER BY SUM_TIMER_WAIT DESC LIMIT %(limit)s",
+    "select_ps",
+)
+#: What is being recorded at all, so a zero can be told from "not instrumented".
+PS_CONSUMERS = _stmt(
+    "ps_consumers",
+    "SELECT NAME AS name, ENABLED AS enabled FROM performance_schema.setup_consumers",
+    "select_ps",
+)
+PS_INSTRUMENTS = _stmt(
+    "ps_instruments",
+    "SELECT SUBSTRING_INDEX(NAME, '/', 1) AS class, COUNT(*) AS instruments,"
+    " SUM(ENABLED = 'YES') AS enabled, SUM(TIMED = 'YES') AS timed"
+    " FROM performance_schema.setup_instruments GROUP BY SUBSTRING_INDEX(NAME, '/', 1)",
     "select_ps",
 )
 PS_MEMORY = _stmt(

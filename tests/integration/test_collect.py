@@ -66,7 +66,8 @@ def test_standard_collection_succeeds_and_reports_every_collector(standard):
     statuses = {c["name"]: c["status"] for c in summary["collectors"]}
     assert statuses["mysql.cluster"] == "skipped"
     # Not there or not asked for: persisted variables (MariaDB), --config-file, the slow log.
-    absent = {"mysql.cluster", "config.persisted", "config.extra_files", "logs.slow_log"}
+    absent = {"mysql.cluster", "config.persisted", "config.extra_files", "logs.slow_log",
+              "mysql.metadata_locks"}
     assert all(s == "ok" for n, s in statuses.items() if n not in absent), statuses
     assert done.stderr == ""
 
@@ -128,7 +129,8 @@ def test_processlist_holds_the_sleeper_as_a_fingerprint(standard):
     statements = [r["statement"] for r in rows if r["statement"]]
     assert "SELECT SLEEP(?), ? AS marker" in statements
     assert literal.encode() not in b"".join(files.values())
-    assert sum(1 for r in rows if r["mydiag"]) == 1
+    # mydiag's own connections (snapshots, the status clock, the other samplers), marked.
+    assert 1 <= sum(1 for r in rows if r["mydiag"]) <= 3
 
 
 def test_innodb_status_is_whole(standard):
