@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
+from typing import List
 
 from rich.console import Console
 from rich.table import Table
@@ -28,6 +30,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
     parser.add_argument("--show", metavar="PATH", help="print this member (e.g. manifest.json)")
     parser.set_defaults(run=run)
+
+
+def wrap_path(path: str, width: int) -> str:
+    """`path` in lines of at most `width` characters, broken after a `/` where one fits, so a
+    narrow terminal shows every path whole (a cut path looks like its neighbours)."""
+    if width < 8 or len(path) <= width:
+        return path
+    lines: List[str] = []
+    line = ""
+    for part in re.split(r"(?<=/)", path):
+        if line and len(line) + len(part) > width:
+            lines.append(line)
+            line = ""
+        line += part
+        while len(line) > width:  # one name longer than the column: fold it
+            lines.append(line[:width])
+            line = line[width:]
+    if line:
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,16 +75,28 @@ def run(args: argparse.Namespace) -> int:
         f"{path.name}: {manifest.host}, {manifest.profile} profile, "
         f"{printable(str(manifest.mysql.get('label') or 'no MySQL'))}, {manifest.started} to "
         f"{manifest.finished}"))
-    collectors = Table("collector", "status", "time", "error or notes")
+    # On a narrow terminal long names wrap (fold) instead of being cut to an ellipsis: two
+    # paths that differ only at the end must stay two distinguishable rows.
+    collectors = Table()
+    collectors.add_column("collector", overflow="fold")
+    collectors.add_column("status", no_wrap=True)
+    collectors.add_column("time", no_wrap=True)
+    collectors.add_column("error or notes")
     for entry in manifest.collectors:
         collectors.add_row(
             Text(entry.name), entry.status, f"{entry.duration:.2f}s",
             Text(printable(entry.error or "; ".join(entry.notes))),
         )
     console.print(collectors)
-    files = Table("file", "bytes", "sha256")
+    files = Table()
+    files.add_column("file", overflow="fold")
+    files.add_column("bytes", justify="right", no_wrap=True)
+    files.add_column("sha256", no_wrap=True)
+    digits = max([len("bytes")] + [len(str(item.bytes)) for item in manifest.files])
+    # What is left of the width once the other columns, their padding and the borders are in.
+    room = console.width - (digits + 2) - (16 + 2) - 2 - 4
     for item in manifest.files:
-        files.add_row(Text(item.path), str(item.bytes), item.sha256[:16])
+        files.add_row(Text(wrap_path(item.path, room)), str(item.bytes), item.sha256[:16])
     console.print(files)
     if manifest.redaction:
         console.print(Text(

@@ -96,7 +96,8 @@ def test_server_down_is_one_clear_line_and_exit_4(tmp_path):
                   "--output", str(tmp_path))
     assert done.returncode == 4
     lines = done.stderr.strip().splitlines()
-    assert lines == [f"mydiag: cannot connect to 'root' at 127.0.0.1:{port}: server not reachable"]
+    assert lines == [f"mydiag: cannot connect to 'root' at 127.0.0.1:{port}: server not reachable "
+                     "(Connection refused)"]
     assert time.monotonic() - started < 10
     json_done, summary = collect_json("--host", "127.0.0.1", "--port", str(port),
                                       "--output", str(tmp_path))
