@@ -52,7 +52,9 @@ def mysqld_memory(ctx: Context) -> Iterator[Artifact]:
         "resident": _rollup(rollup),
         "virtual": summarize(mappings),
         "mappings": len(mappings),
-        "largest": sorted(mappings, key=lambda m: (-m["size_bytes"], m["start"]))[:LARGEST],
+        "largest": sorted((m for m in mappings if m["kind"] != "reserved"),
+                          key=lambda m: (-m["size_bytes"], m["start"]))[:LARGEST],
+        "files": by_path(mappings)[:LARGEST],
         "allocator": allocator(mappings),
     })
 
@@ -95,6 +97,18 @@ def summarize(mappings: List[Dict[str, Any]]) -> Dict[str, int]:
         totals[key] = totals.get(key, 0) + mapping["size_bytes"]
     totals["total_bytes"] = sum(m["size_bytes"] for m in mappings)
     return totals
+
+
+def by_path(mappings: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """File-backed mappings summed per path (a library maps four or five segments), largest first."""
+    sizes: Dict[str, List[int]] = {}
+    for mapping in mappings:
+        if mapping["kind"] in ("file", "shared") and mapping["path"]:
+            entry = sizes.setdefault(mapping["path"], [0, 0])
+            entry[0] += mapping["size_bytes"]
+            entry[1] += 1
+    return [{"path": path, "size_bytes": size, "segments": count}
+            for path, (size, count) in sorted(sizes.items(), key=lambda i: (-i[1][0], i[0]))]
 
 
 def _rollup(text: Optional[str]) -> Optional[Dict[str, Any]]:

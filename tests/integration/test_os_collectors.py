@@ -40,7 +40,7 @@ def collected(server, tmp_path_factory):
 def test_every_os_collector_succeeds(collected):
     summary, _ = collected
     entries = {n: e for n, e in by_name(summary).items() if n.startswith("os.")}
-    assert len(entries) == 13
+    assert len(entries) == 17
     assert {n: e["status"] for n, e in entries.items()} == dict.fromkeys(entries, "ok")
 
 
@@ -184,3 +184,109 @@ def test_mysqld_process_is_the_private_instance_as_proc_sees_it(server, collecte
         assert proc["oom_score_adj"] == int(handle.read())
     assert proc["open_files"] > 0 and proc["io"]["rchar"] > 0
     assert proc["exe"] == os.readlink(f"/proc/{pid}/exe")
+
+
+def _proc_stat() -> dict:
+    with open("/proc/stat") as handle:
+        return {p[0]: int(p[1]) for p in (line.split() for line in handle) if len(p) > 1}
+
+
+def test_vmstat_rates_come_from_proc_stat_and_vmstat(collected):
+    _, files = collected
+    rows = _lines(files, "os/vmstat.jsonl")
+    assert [r["sample"] for r in rows] == list(range(SAMPLES))
+    assert rows[0]["window_seconds"] is None
+    assert all(abs(r["window_seconds"] - INTERVAL) < 0.15 for r in rows[1:])
+    now = _proc_stat()
+    with open("/proc/vmstat") as handle:
+        vm = dict(line.split() for line in handle)
+    for row in rows:
+        assert row["procs_running"] >= 1 and row["procs_blocked"] >= 0  # the sampler itself runs
+        assert set(row["counters"]) >= {"context_switches", "interrupts", "forks", "pswpin",
+                                        "pswpout", "pgfault", "pgmajfault", "allocstall"}
+        assert row["counters"]["context_switches"] <= now["ctxt"]  # never run ahead of the kernel
+        assert row["counters"]["pgfault"] <= int(vm["pgfault"])
+        assert all(v >= 0 for v in row["rates"].values())
+    for before, after in zip(rows, rows[1:]):
+        delta = after["counters"]["context_switches"] - before["counters"]["context_switches"]
+        assert delta > 0  # a 2-core host with four servers always switches
+        assert abs(after["rates"]["context_switches_per_s"] - delta / after["window_seconds"]) \
+            <= 0.01 * delta / after["window_seconds"] + 1
+    stalls = sum(int(v) for k, v in vm.items() if k.startswith("allocstall"))
+    assert rows[-1]["counters"]["allocstall"] <= stalls
+
+
+def test_tcp_ext_counters_are_sampled_with_the_network(collected):
+    _, files = collected
+    rows = _lines(files, "os/net_dev.jsonl")
+    with open("/proc/net/netstat") as handle:
+        header, values = [line.split()[1:] for line in handle if line.startswith("TcpExt:")]
+    real = dict(zip(header, map(int, values)))
+    for row in rows:
+        ext = row["counters"]["tcp_ext"]
+        assert {"ListenOverflows", "ListenDrops", "TCPTimeouts", "TCPBacklogDrop"} <= set(ext)
+        assert all(ext[k] <= real[k] for k in ("ListenOverflows", "ListenDrops", "TCPTimeouts"))
+        assert set(row["tcp_ext_per_s"]) == set(ext)
+        assert "RetransSegs_per_s" in row["tcp"]
+    assert rows[0]["window_seconds"] is None and rows[1]["window_seconds"] > 0
+
+
+def test_meminfo_is_read_at_the_start_and_the_end_of_the_window(collected):
+    _, files = collected
+    meminfo = json.loads(files["os/meminfo.json"])
+    start = dt.datetime.fromisoformat(meminfo["ts"].replace("Z", "+00:00"))
+    end = dt.datetime.fromisoformat(meminfo["end"]["ts"].replace("Z", "+00:00"))
+    assert (SAMPLES - 1) * INTERVAL - 0.1 <= (end - start).total_seconds() <= SAMPLES * INTERVAL + 1
+    first, last = meminfo["meminfo"], meminfo["end"]["meminfo"]
+    assert first["MemTotal"] == last["MemTotal"]
+    assert meminfo["end"]["change"] == {k: v - first[k] for k, v in last.items() if v != first[k]}
+    assert "MemFree" in meminfo["end"]["change"]  # four servers and a sampler: memory moves
+
+
+def test_process_table_ranks_the_host_by_cpu_and_rss(server, collected):
+    _, files = collected
+    rows = _lines(files, "os/processes.jsonl")
+    table = _lines(files, "os/process_table.jsonl")
+    assert [r["sample"] for r in table] == list(range(SAMPLES))
+    assert all(abs(r["processes"] - len(psutil.pids())) < 60 for r in table)
+    assert all(sum(r["states"].values()) == r["processes"] for r in table)
+    for sample in range(SAMPLES):
+        shown = [r for r in rows if r["sample"] == sample]
+        cpu = sorted((r for r in shown if r["cpu_rank"]), key=lambda r: r["cpu_rank"])
+        rss = sorted((r for r in shown if r["rss_rank"]), key=lambda r: r["rss_rank"])
+        assert len(cpu) == len(rss) == 15
+        assert [r["cpu_percent"] for r in cpu] == sorted((r["cpu_percent"] for r in cpu), reverse=True)
+        assert [r["rss_bytes"] for r in rss] == sorted((r["rss_bytes"] for r in rss), reverse=True)
+    pid = int(server.instance.pid_file.read_text())
+    mine = [r for r in rows if r["pid"] == pid]
+    assert mine and all(r["name"] == "mariadbd" and r["user"] == "root" for r in mine)
+    assert mine[0]["cmdline"][1:3] == ["--no-defaults", f"--datadir={server.instance.datadir}"]
+    assert abs(mine[0]["threads"] - psutil.Process(pid).num_threads()) <= 8
+
+
+def test_mysqld_memory_map_splits_anonymous_and_file_backed(server, collected):
+    _, files = collected
+    info = json.loads(files["os/mysqld_memory_map.json"])
+    pid = int(server.instance.pid_file.read_text())
+    assert info["pid"] == pid and info["ts"].endswith("Z")
+    resident = info["resident"]
+    with open(f"/proc/{pid}/status") as handle:
+        status = dict(line.split(":", 1) for line in handle)
+    rss = int(status["VmRSS"].split()[0]) * 1024
+    assert abs(resident["rss_bytes"] - rss) < max(0.2 * rss, 32 << 20)
+    assert resident["anonymous_bytes"] > resident["file_backed_bytes"] > 0
+    assert resident["anonymous_bytes"] + resident["file_backed_bytes"] <= resident["rss_bytes"] + (1 << 20)
+    with open(f"/proc/{pid}/maps") as handle:
+        assert abs(info["mappings"] - len(handle.readlines())) < 40
+    sizes = [m["size_bytes"] for m in info["largest"]]
+    assert len(sizes) == 20 and sizes == sorted(sizes, reverse=True)
+    assert all(m["kind"] != "reserved" for m in info["largest"])  # no-access reservations cost nothing
+    assert any(m["path"] == "[heap]" for m in info["largest"])
+    files = {f["path"]: f for f in info["files"]}
+    binary = os.readlink(f"/proc/{pid}/exe")
+    assert files[binary]["segments"] >= 2 and files[binary]["size_bytes"] > 1 << 20
+    assert [f["size_bytes"] for f in info["files"]] == sorted((f["size_bytes"] for f in info["files"]),
+                                                              reverse=True)
+    assert info["virtual"]["file_bytes"] > 0 and info["virtual"]["anonymous_bytes"] > 0
+    assert info["allocator"]["name"] == "glibc" and info["allocator"]["library"].startswith("libc.so")
+    assert any(lib.startswith("libstdc++") for lib in info["allocator"]["libraries"])
