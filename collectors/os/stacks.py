@@ -30,16 +30,14 @@ TOOLS = ("eu-stack", "gdb")
 TIME_LIMIT = 5.0
 #: The raw output kept (a thousand threads of 40 frames is about 4 MiB).
 RAW_LIMIT = 8 << 20
-_GDB_SETTINGS = ("set pagination off", "set print frame-arguments none",
+_GDB_SETTINGS = ("set debuginfod enabled off", "set pagination off", "set print frame-arguments none",
                  "set print entry-values no", "set width 0")
 
 
 def tool() -> Optional[str]:
-    """The path of the first snapshot tool installed, or None."""
+    """The path of the first snapshot tool on PATH, or None."""
     for name in TOOLS:
-        found = shutil.which(name) or next(
-            (f"{d}/{name}" for d in ("/usr/bin", "/usr/local/bin") if os.access(f"{d}/{name}", os.X_OK)),
-            None)
+        found = shutil.which(name)
         if found:
             return found
     return None
@@ -64,10 +62,11 @@ def refusal() -> Optional[str]:
 
 def command(path: str, pid: int) -> List[str]:
     if os.path.basename(path) == "gdb":
-        words = [path, "-nx", "-batch", "-iex", "set debuginfod enabled off", "-p", str(pid)]
+        # -iex: the settings hold from the attach on (its banner prints a frame too).
+        words = [path, "-nx", "-batch"]
         for setting in _GDB_SETTINGS:
-            words += ["-ex", setting]
-        return words + ["-ex", "thread apply all bt"]
+            words += ["-iex", setting]
+        return words + ["-p", str(pid), "-ex", "thread apply all bt"]
     return [path, "-p", str(pid)]
 
 
