@@ -24,6 +24,7 @@ case "${1:-}" in
     need zstd zstd
     need ssh openssh-client
     need sshd openssh-server
+    need eu-stack elfutils; need gdb gdb  # --stacks (tests/integration/test_stacks.py)
     need pt-query-digest percona-toolkit ;;
 esac
 
