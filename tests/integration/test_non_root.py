@@ -85,8 +85,25 @@ def test_kernel_log_and_private_error_log_say_root_would_add_them(as_nobody):
         assert oom["readable"] is False
         assert "/dev/kmsg" in _said(entries["os.oom_kills"])
         assert "run as root to add recent OOM kills" in _said(entries["os.oom_kills"])
+        kernel = json.loads(files["os/kernel_log.json"])
+        assert kernel["readable"] is False and kernel["events"] == []
+        said = _said(entries["os.kernel_log"])
+        assert "not readable as this user (kernel.dmesg_restrict=1): /dev/kmsg" in said
+        assert "run as root to add segfaults, hung tasks and I/O errors" in said
     error_log = entries["logs.error_log"]
     assert error_log["status"] == "failed" and "permission denied" in error_log["error"]
     assert "root" in error_log["fix"]
     assert entries["config.persisted"]["status"] == "skipped"
     assert "logs/error.log" not in files
+
+
+def test_the_process_table_is_read_but_mysqlds_memory_map_needs_root(server, as_nobody):
+    _, summary, files, _ = as_nobody
+    entries = by_name(summary)
+    assert entries["os.processes"]["status"] == "ok"
+    pid = int(server.instance.pid_file.read_text())
+    rows = [json.loads(line) for line in files["os/processes.jsonl"].splitlines()]
+    assert any(r["pid"] == pid and r["cmdline"] for r in rows)  # /proc/PID/cmdline is public
+    memory = entries["os.mysqld_memory"]
+    assert memory["status"] == "skipped" and f"/proc/{pid}/maps is not readable" in memory["error"]
+    assert "run as root to add mysqld's memory map" in _said(memory)
