@@ -44,12 +44,8 @@ class Target:
                                **kwargs)
 
     def sql(self, *statements: str) -> list:
-        with self.connect() as conn, conn.cursor() as cur:
-            rows: list = []
-            for statement in statements:
-                cur.execute(statement)
-                rows = list(cur.fetchall())
-            return rows
+        with self.connect() as conn:
+            return servers.run_sql(conn, statements)
 
     def defaults_file(self, folder: Path, user: Optional[str] = None,
                       password: Optional[str] = None) -> Path:

@@ -16,7 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 import pymysql
 
@@ -44,6 +44,16 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
+
+
+def run_sql(conn: pymysql.Connection, statements: Iterable[str]) -> list:
+    """Run statements one after another on `conn`; the rows of the last one."""
+    rows: list = []
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+            rows = list(cur.fetchall())
+    return rows
 
 @dataclass
 class Instance:
@@ -78,12 +88,8 @@ class Instance:
 
     def sql(self, *statements: str) -> list:
         """Run statements as root; return the rows of the last one."""
-        with self.connect() as conn, conn.cursor() as cur:
-            rows: list = []
-            for statement in statements:
-                cur.execute(statement)
-                rows = list(cur.fetchall())
-            return rows
+        with self.connect() as conn:
+            return run_sql(conn, statements)
 
     def init(self) -> None:
         install = _which(INSTALL_DB)

@@ -10,6 +10,8 @@ from typing import Optional, Tuple
 
 import pymysql
 
+from tests import servers
+
 ROOT = Path(__file__).resolve().parent.parent.parent
 COMPOSE_FILE = ROOT / "docker" / "compose.yml"
 PASSWORD_ENV = "MYDIAG_MATRIX_ROOT_PASSWORD"
@@ -65,12 +67,8 @@ class Service:
                                autocommit=True, connect_timeout=5, ssl_disabled=True)
 
     def sql(self, *statements: str) -> list:
-        with self.connect() as conn, conn.cursor() as cur:
-            rows: list = []
-            for statement in statements:
-                cur.execute(statement)
-                rows = list(cur.fetchall())
-            return rows
+        with self.connect() as conn:
+            return servers.run_sql(conn, statements)
 
     def defaults_file(self, folder: Path, user: str = "root",
                       password: Optional[str] = None) -> Path:
