@@ -16,10 +16,14 @@ from collectors.mysql import innodb  # noqa: F401
 from collectors.mysql import metadata_locks  # noqa: F401
 from collectors.mysql import replication  # noqa: F401
 from collectors.mysql import schema  # noqa: F401
+from collectors.mysql import table_facts  # noqa: F401
+from collectors.mysql import stored_objects  # noqa: F401
 from collectors.mysql import accounts  # noqa: F401
 from collectors.mysql import plugins  # noqa: F401
 from collectors.mysql import perfschema  # noqa: F401
 from collectors.mysql import cluster  # noqa: F401
+from collectors.mysql import replicas  # noqa: F401
+from collectors.mysql import thread_memory  # noqa: F401
 from collectors.mysql import status  # noqa: F401
 from collectors.os import host  # noqa: F401
 from collectors.os import cpu  # noqa: F401

@@ -30,8 +30,14 @@ def _grant(flavor: Flavor, key: str) -> Tuple[str, str]:
         if flavor.is_mariadb and flavor.at_least(10, 5, 2):
             return "BINLOG MONITOR", "*.*"
         return "REPLICATION CLIENT", "*.*"
+    if key == "replica_hosts":
+        if flavor.is_mariadb and flavor.at_least(10, 5, 9):
+            return "REPLICATION MASTER ADMIN", "*.*"
+        return "REPLICATION SLAVE", "*.*"
     if key == "select_ps":
         return "SELECT", "performance_schema.*"
+    if key == "select_sys":
+        return "SELECT", "sys.*"
     if key == "select_stats":
         return "SELECT", "mysql.innodb_table_stats"
     if key == "select_accounts":
