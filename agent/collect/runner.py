@@ -3,11 +3,12 @@
 The sampling window opens first: `mysql.status` takes sample 0 (with the OS samplers
 already running) before any other collector sends a statement, so the first reading
 shows the server as mydiag found it, not after a schema scan has filled its caches.
-Then the other samplers start, side by side in threads on a session of their own, while
-the snapshot collectors run one at a time on the main connection (plus a reserve used
-only to stop a runaway statement), each in a worker thread under its own deadline and
-the overall budget. A failing or hanging collector is recorded and never stops the
-others. Each file's `captured_at` is when its collector produced it.
+Then the other samplers start, side by side in threads, while the snapshot collectors run
+one at a time; they share the main connection (plus a reserve used only to stop a runaway
+statement), the status samples have one of their own. Each collector runs in a worker
+thread under its own deadline and the overall budget. A failing or hanging collector is
+recorded and never stops the others. Each file's `captured_at` is when its collector
+produced it.
 """
 
 from __future__ import annotations
@@ -154,10 +155,12 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
     writer = BundleWriter(
         options.output_dir, Redactor(pseudonymizer), allow_findings=options.allow_findings
     )
-    # The status clock and the other samplers get connections of their own: a stalled or
-    # interrupted statement on one never costs another its reading.
-    clock, sampling = _companion(session, connect_error), _companion(session, connect_error)
-    sessions = [session, clock, sampling]
+    # The status samples, the window's clock, get a connection of their own: a slow or
+    # interrupted statement elsewhere never shifts or costs them a reading. Everything else
+    # shares the main one (its lock takes one statement at a time), so a least-privilege
+    # account's MAX_USER_CONNECTIONS (`mydiag grants`) still leaves room for the reserve.
+    clock = _companion(session, connect_error)
+    sessions = [session, clock]
     try:
         entries: Dict[str, CollectorEntry] = {}
         samplers = [c for c in chosen if c.sampled]
@@ -178,12 +181,12 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
         futures: List[Future] = []
         with line, ThreadPoolExecutor(max(len(samplers), 1), thread_name_prefix="sampler") as pool:
             for item in first:
-                futures.append(pool.submit(run, item, clock if item in opener else sampling))
+                futures.append(pool.submit(run, item, clock if item in opener else session))
             if opener:
                 # Nothing else reaches the server until sample 0 is taken (or cannot be).
                 while not shared[window.OPENED].wait(0.05) and not futures[0].done():
                     pass
-            futures += [pool.submit(run, item, sampling) for item in later]
+            futures += [pool.submit(run, item, session) for item in later]
             for item in snapshots:
                 line.doing(item.name)
                 run(item, session)

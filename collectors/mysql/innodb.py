@@ -7,7 +7,6 @@ from collections import Counter
 from typing import Any, Dict, Iterator, List
 
 from collectors.mysql import window
-from collectors.mysql.common import optional
 from collectors.mysql.sql import INNODB_METRICS, INNODB_MUTEX, INNODB_STATUS, INNODB_TRX, LOCK_WAITS
 from collectors.registry import PROFILES, Artifact, CollectorError, Context, Need, Skip, collector
 from privacy.fingerprint import fingerprint
@@ -37,19 +36,17 @@ def innodb_transactions(ctx: Context) -> Iterator[Artifact]:
     """Open InnoDB transactions (oldest first) and who blocks whom, at every sample."""
     trx_samples: List[Dict[str, Any]] = []
     wait_samples: List[Dict[str, Any]] = []
-    readable = {"trx": True, "waits": True}
+    readable = {INNODB_TRX.name, LOCK_WAITS.name}
     try:
         for index, taken in window.ticks(ctx):
-            trx = optional(ctx, INNODB_TRX) if readable["trx"] else None
-            readable["trx"] = trx is not None
+            trx = window.read(ctx, INNODB_TRX, index, readable) if INNODB_TRX.name in readable else None
             waits = None
             # Lock waits only when a transaction waits (or INNODB_TRX could not say).
-            if readable["waits"] and (trx is None or any(
-                    t.get("trx_state") == "LOCK WAIT" for t in trx)):
-                waits = optional(ctx, LOCK_WAITS)
-                readable["waits"] = waits is not None
-            elif readable["waits"]:
-                waits = []
+            if LOCK_WAITS.name in readable:
+                if trx is None or any(t.get("trx_state") == "LOCK WAIT" for t in trx):
+                    waits = window.read(ctx, LOCK_WAITS, index, readable)
+                else:
+                    waits = []
             if trx is not None:
                 for row in trx:
                     query = row.pop("trx_query", None)
@@ -63,7 +60,7 @@ def innodb_transactions(ctx: Context) -> Iterator[Artifact]:
                     yield Artifact.json("mysql/innodb_transactions.json", trx)
                 if waits is not None:
                     yield Artifact.json("mysql/innodb_lock_waits.json", waits)
-            if not readable["trx"] and not readable["waits"]:
+            if not readable:
                 break
     except CollectorError as exc:
         if not trx_samples and not wait_samples:

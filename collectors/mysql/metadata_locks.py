@@ -42,11 +42,12 @@ def metadata_locks(ctx: Context) -> Iterator[Artifact]:
                 ctx.notes.add(PLUGIN_MISSING)
                 raise Skip("the METADATA_LOCK_INFO plugin is not installed",
                            "INSTALL SONAME 'metadata_lock_info' (no restart needed)") from None
-            except (MissingPrivilege, StatementTimeout) as exc:
+            except StatementTimeout as exc:
+                ctx.notes.add(f"sample {index}: {exc.reason}", partial=True)
+                continue
+            except MissingPrivilege as exc:
                 ctx.notes.add(exc.reason + (f"; to enable: {exc.fix}" if exc.fix else ""),
                               partial=True)
-                rows = None
-            if rows is None:
                 break
             for row in rows:
                 info = row.pop("info", None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterator, List
 
 from collectors.mysql import window
-from collectors.mysql.session import MissingPrivilege, NotAvailable
+from collectors.mysql.session import MissingPrivilege, NotAvailable, StatementTimeout
 from collectors.mysql.sql import PROCESSLIST, PROCESSLIST_PLAIN
 from collectors.registry import PROFILES, Artifact, CollectorError, Context, Need, collector
 from privacy.fingerprint import fingerprint
@@ -27,6 +27,9 @@ def processlist(ctx: Context) -> Iterator[Artifact]:
         for index, taken in window.ticks(ctx):
             try:
                 rows = ctx.session.query(statement)
+            except StatementTimeout as exc:
+                ctx.notes.add(f"sample {index}: {exc.reason}", partial=True)
+                continue
             except (MissingPrivilege, NotAvailable) as exc:
                 if statement is PROCESSLIST_PLAIN or ctx.session.flavor.is_mariadb:
                     raise

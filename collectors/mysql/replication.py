@@ -40,10 +40,14 @@ def replication(ctx: Context) -> Iterator[Artifact]:
         yield Artifact.json("mysql/replication/gtid.json", gtid[0])
     if not replicas:
         return
+    readable = {REPLICA_STATUS.name}
     try:
         for index, taken in ticks:
-            samples.append({"ts": taken, "sample": index,
-                            "channels": ctx.session.query(REPLICA_STATUS)})
+            channels = window.read(ctx, REPLICA_STATUS, index, readable)
+            if channels is not None:
+                samples.append({"ts": taken, "sample": index, "channels": channels})
+            elif not readable:
+                break
     except CollectorError as exc:
         ctx.notes.add(f"replica status stopped after {len(samples)} samples: {exc.reason}",
                       partial=True)

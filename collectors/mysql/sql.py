@@ -48,11 +48,23 @@ INNODB_STATUS = _stmt("innodb_status", "SHOW ENGINE INNODB STATUS", "process")
 INNODB_MUTEX = _stmt("innodb_mutex", "SHOW ENGINE INNODB MUTEX", "process")
 
 
-def _utc(column: str) -> str:
-    """A server-local DATETIME/TIMESTAMP column as UTC ISO 8601 (`…Z`), by the session's
-    own time zone (`%%` because every statement is formatted with its parameters)."""
-    return (f"DATE_FORMAT(CONVERT_TZ({column}, @@session.time_zone, '+00:00'),"
+def _utc(column: str, zone: str = "@@session.time_zone") -> str:
+    """A server-local DATETIME/TIMESTAMP column as UTC ISO 8601 (`…Z`). performance_schema
+    shows times in the session's time zone; InnoDB's information_schema tables in the
+    server's system time zone (`_trx_utc`). `%%` because every statement is formatted with
+    its parameters."""
+    return (f"DATE_FORMAT(CONVERT_TZ({column}, {zone}, '+00:00'),"
             " '%%Y-%%m-%%dT%%H:%%i:%%sZ')")
+
+
+def _trx_utc(column: str) -> str:
+    """An INNODB_TRX time (the OS's local time, whatever @@time_zone says) as UTC."""
+    return _utc(column, "'SYSTEM'")
+
+
+def _trx_age(column: str) -> str:
+    """Seconds since an INNODB_TRX time, right also when @@time_zone is not the system's."""
+    return f"TIMESTAMPDIFF(SECOND, CONVERT_TZ({column}, 'SYSTEM', '+00:00'), UTC_TIMESTAMP())"
 
 
 #: Every connection, with what each flavor adds: MariaDB's TIME_MS, STAGE/PROGRESS, memory,
@@ -105,11 +117,11 @@ GTID_STATE = _stmt(
 INNODB_TRX = _stmt(
     "innodb_trx",
     "SELECT trx_id, trx_state, trx_started,"
-    f" {_utc('trx_started')} AS trx_started_utc, trx_requested_lock_id, trx_wait_started,"
-    f" {_utc('trx_wait_started')} AS trx_wait_started_utc, trx_weight,"
+    f" {_trx_utc('trx_started')} AS trx_started_utc, trx_requested_lock_id, trx_wait_started,"
+    f" {_trx_utc('trx_wait_started')} AS trx_wait_started_utc, trx_weight,"
     " trx_mysql_thread_id, trx_query, trx_operation_state, trx_tables_in_use,"
     " trx_tables_locked, trx_lock_structs, trx_rows_locked, trx_rows_modified,"
-    " trx_isolation_level, TIMESTAMPDIFF(SECOND, trx_started, NOW()) AS age_seconds"
+    f" trx_isolation_level, {_trx_age('trx_started')} AS age_seconds"
     " FROM information_schema.INNODB_TRX ORDER BY trx_started LIMIT 200",
     "process",
 )
@@ -123,12 +135,12 @@ _WAITS_8 = (
     " w.REQUESTING_THREAD_ID AS requesting_thread_id,"
     " w.BLOCKING_THREAD_ID AS blocking_thread_id,"
     " r.trx_mysql_thread_id AS waiting_thread, r.trx_query AS waiting_query,"
-    " TIMESTAMPDIFF(SECOND, r.trx_wait_started, NOW()) AS wait_seconds,"
+    f" {_trx_age('r.trx_wait_started')} AS wait_seconds,"
     " rt.PROCESSLIST_USER AS waiting_user, rt.PROCESSLIST_HOST AS waiting_host,"
     " b.trx_mysql_thread_id AS blocking_thread, b.trx_query AS blocking_query,"
     " b.trx_state AS blocking_trx_state, b.trx_started AS blocking_trx_started,"
-    f" {_utc('b.trx_started')} AS blocking_trx_started_utc,"
-    " TIMESTAMPDIFF(SECOND, b.trx_started, NOW()) AS blocking_trx_seconds,"
+    f" {_trx_utc('b.trx_started')} AS blocking_trx_started_utc,"
+    f" {_trx_age('b.trx_started')} AS blocking_trx_seconds,"
     " bt.PROCESSLIST_USER AS blocking_user, bt.PROCESSLIST_HOST AS blocking_host,"
     " bt.PROCESSLIST_COMMAND AS blocking_command,"
     " IF(bt.PROCESSLIST_COMMAND = 'Sleep', bt.PROCESSLIST_TIME, 0) AS blocking_idle_seconds,"
@@ -149,12 +161,12 @@ _WAITS_8 = (
 _WAITS_IS = (
     "SELECT w.requesting_trx_id, w.requested_lock_id, w.blocking_trx_id, w.blocking_lock_id,"
     " r.trx_mysql_thread_id AS waiting_thread, r.trx_query AS waiting_query,"
-    " TIMESTAMPDIFF(SECOND, r.trx_wait_started, NOW()) AS wait_seconds,"
+    f" {_trx_age('r.trx_wait_started')} AS wait_seconds,"
     " rp.USER AS waiting_user, rp.HOST AS waiting_host,"
     " b.trx_mysql_thread_id AS blocking_thread, b.trx_query AS blocking_query,"
     " b.trx_state AS blocking_trx_state, b.trx_started AS blocking_trx_started,"
-    f" {_utc('b.trx_started')} AS blocking_trx_started_utc,"
-    " TIMESTAMPDIFF(SECOND, b.trx_started, NOW()) AS blocking_trx_seconds,"
+    f" {_trx_utc('b.trx_started')} AS blocking_trx_started_utc,"
+    f" {_trx_age('b.trx_started')} AS blocking_trx_seconds,"
     " bp.USER AS blocking_user, bp.HOST AS blocking_host, bp.COMMAND AS blocking_command,"
     " IF(bp.COMMAND = 'Sleep', bp.TIME, 0) AS blocking_idle_seconds,"
     " rl.lock_table AS locked_table, rl.lock_index AS locked_index, rl.lock_type AS lock_type,"

@@ -10,9 +10,11 @@ are taken at sample 0 and at the last sample.
 from __future__ import annotations
 
 import time
-from typing import Iterator, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from bundle.manifest import stamp
+from collectors.mysql.session import MissingPrivilege, NotAvailable, StatementTimeout
+from collectors.mysql.sql import Statement
 from collectors.registry import Context
 
 #: The collector whose first sample opens the window.
@@ -65,3 +67,21 @@ def own_connections(ctx: Context) -> set:
     if ctx.session is not None and ctx.session.connection_id is not None:
         ids.add(ctx.session.connection_id)
     return ids
+
+
+def read(ctx: Context, stmt: Statement, index: int, readable: Set[str]) -> Optional[List[Dict[str, Any]]]:
+    """One sample's rows of `stmt`, or None with a note. A statement stopped by its time
+    limit (or by the runner's interrupt of a shared connection) costs this sample only; a
+    missing privilege or table takes `stmt` out of `readable` for the rest of the window.
+    A lost server is not caught: the sampler stops."""
+    try:
+        return ctx.session.query(stmt)
+    except StatementTimeout as exc:
+        ctx.notes.add(f"sample {index}: {exc.reason}", partial=True)
+    except MissingPrivilege as exc:
+        readable.discard(stmt.name)
+        ctx.notes.add(exc.reason + (f"; to enable: {exc.fix}" if exc.fix else ""), partial=True)
+    except NotAvailable as exc:
+        readable.discard(stmt.name)
+        ctx.notes.add(exc.reason)
+    return None
