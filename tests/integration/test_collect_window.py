@@ -395,3 +395,28 @@ def test_replica_status_is_sampled_so_lag_has_a_trend(replica_pair, tmp_path):
     assert "mysql/replication/replica_status.jsonl" not in primary_files
     assert "mysql/replication/replica_status.json" in primary_files
 
+
+
+def test_each_sample_costs_the_server_at_most_twelve_statements(zoned, tmp_path):
+    """The per-sample budget of issue 12, measured as the cost of three more samples."""
+    zoned.sql("INSTALL SONAME 'metadata_lock_info'")
+    holder, waiter = zoned.connect(), zoned.connect()
+    holder.cursor().execute("BEGIN")
+    holder.cursor().execute("UPDATE shop.stock SET qty = 1 WHERE id = 9")
+    waiter.cursor().execute("SET SESSION innodb_lock_wait_timeout = 60")
+    thread = _in_thread(waiter, "UPDATE shop.stock SET qty = 2 WHERE id = 9")
+    try:
+        _wait_for(zoned, "SELECT 1 FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'")
+        short, _ = _collect(zoned, tmp_path / "short", None, samples=2, allow_findings=True)
+        long, files = _collect(zoned, tmp_path / "long", None, samples=5, allow_findings=True)
+    finally:
+        holder.rollback()
+        thread.join(10)
+        holder.close()
+        waiter.close()
+        zoned.sql("UNINSTALL SONAME 'metadata_lock_info'")
+    # Every per-sample part was read (a lock wait, metadata locks): the worst case here.
+    assert len(_lines(files, "mysql/lock_waits.jsonl")) == 5
+    assert len(_lines(files, "mysql/metadata_locks.jsonl")) == 5
+    per_sample = (long.statements - short.statements) / 3
+    assert 3 <= per_sample <= 12, (short.statements, long.statements)
