@@ -254,15 +254,17 @@ class _ProgressLine:
         self.shared = shared
         self.current: Optional[str] = None
         self.active = window_open and progress is not _nothing
+        self.started = time.monotonic()
         self._done = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
     def text(self) -> str:
-        start = self.shared.get(window.START)
-        if start is None:
-            return self.current or "opening the sampling window"
+        # The MySQL window's start once status has opened it; else the samplers' (the OS's).
+        start = self.shared.get(window.START, self.started)
         due = int((time.monotonic() - start) / self.interval) + 1 if self.interval > 0 else self.count
         window_state = f"sampling {min(max(due, 1), self.count)}/{self.count}"
+        if due > self.count and self.current:
+            return self.current  # the window is over; a snapshot collector still runs
         return f"{window_state} · {self.current}" if self.current else window_state
 
     def doing(self, name: Optional[str]) -> None:
