@@ -190,5 +190,5 @@ def test_unwritable_output_is_one_clear_line(private_server, tmp_path):
     )
     assert done.returncode == 6
     assert done.stderr.strip().splitlines() == [
-        f"mydiag: cannot write the bundle in {blocked}: File exists"
+        f"mydiag: --output {blocked}: is a file, not a directory: name the directory to write the bundle in"
     ]
