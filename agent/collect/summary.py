@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Dict, List, Optional
 
 from rich.console import Console
@@ -83,6 +84,21 @@ def connection_casualties(result: Result) -> List[CollectorEntry]:
             if e.status == "failed" and e.error == error.reason and not e.files]
 
 
+#: How the collectors that look for the server on this host say it is not here.
+_NOT_HERE = re.compile(r"(?:no server runs on|nothing listens on TCP) port ([0-9]+) here")
+
+
+def absent_server_skips(result: Result) -> List[CollectorEntry]:
+    """The collectors skipped because no server runs here on the asked port (its process,
+    settings, slow log): when the connection failed too, that is one fact, told once."""
+    if result.connect_error is None:
+        return []
+    skipped = [(e, _NOT_HERE.search(e.error or "")) for e in result.manifest.collectors
+               if e.status == "skipped" and not e.files]
+    ports = {m.group(1) for _, m in skipped if m}
+    return [e for e, m in skipped if m] if len(ports) == 1 else []
+
+
 def print_summary(result: Result, console: Optional[Console] = None) -> None:
     console = console or Console()
     manifest = result.manifest
@@ -95,7 +111,8 @@ def print_summary(result: Result, console: Optional[Console] = None) -> None:
     table.add_column("files", justify="right", no_wrap=True)
     table.add_column("reason and fix")
     folded = connection_casualties(result)
-    skip = {id(e) for e in folded[1:]}
+    absent = absent_server_skips(result)
+    skip = {id(e) for e in folded[1:] + absent[1:]}
     for e in manifest.collectors:
         if id(e) in skip:
             continue
@@ -103,6 +120,14 @@ def print_summary(result: Result, console: Optional[Console] = None) -> None:
             what = "MySQL collector" + ("s" if len(folded) > 1 else "")
             table.add_row(f"{len(folded)} {what}", "[red]not run[/]", "", "0",
                           _reason(e.error or "", e.fix))
+            continue
+        if len(absent) > 1 and e is absent[0]:
+            port = _NOT_HERE.search(e.error or "").group(1)  # type: ignore[union-attr]
+            table.add_row(
+                f"{len(absent)} collectors", f"[{_STYLE['skipped']}]skipped[/]", "", "0",
+                _reason(f"no server runs on port {port} here, so its process, settings and "
+                        f"logs are unknown ({', '.join(a.name for a in absent)})",
+                        "start the server, or collect with the --port of this host's server"))
             continue
         reason = e.error or ""
         if e.status == "partial" and not reason:

@@ -96,6 +96,23 @@ def test_a_server_that_is_down_is_one_row_and_one_line_in_the_os_words(tmp_path,
     assert words in summary["connect_error"]
 
 
+def test_what_looks_for_the_absent_server_on_this_host_is_one_row_too(tmp_path):
+    """The standard profile also looks for the server's process, settings and slow log on
+    this host: with nothing on that port, that is one more fact, told once."""
+    port = free_port()
+    done = mydiag("collect", "--host", "127.0.0.1", "--port", str(port), "--user", "root",
+                  "--samples", "1", "--output", str(tmp_path), "--allow-findings", env=NARROW)
+    assert done.returncode == 4, done.stderr
+    rows = _rows(done.stdout, "reason and fix", 1)
+    said = [r for r in rows if f"port {port} here" in r[4]]
+    skipped = [r for r in said if r[1] == "skipped"]
+    assert len(skipped) == 1 and re.fullmatch(r"\d+ collectors", skipped[0][0]), done.stdout
+    assert "os.mysqld_process" in skipped[0][4] and "fix: start the server" in skipped[0][4]
+    _, summary = collect_json("--host", "127.0.0.1", "--port", str(port), "--user", "root",
+                              "--samples", "1", "--output", str(tmp_path), "--allow-findings")
+    assert by_name(summary)["os.mysqld_process"]["status"] == "skipped"  # the JSON keeps each
+
+
 def test_a_wrong_password_is_one_row_and_the_servers_own_words(own, tmp_path):
     wrong = secrets.token_urlsafe(16)
     defaults = own.defaults_file(tmp_path, "diag", wrong)
