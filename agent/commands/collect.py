@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--statement-timeout", type=float, default=3.0, metavar="SECONDS",
                         help="server-side limit for every statement (default 3)")
     parser.add_argument("--table-guard", type=int, default=10_000, metavar="N",
-                        help="above N tables, use cheap sources for sizes (default 10000)")
+                        help="above N tables, list no table by name (default 10000)")
     parser.add_argument("--log-bytes", type=_size, default=2 << 20, metavar="SIZE",
                         help="include the last SIZE of each server log (default 2M; K, M, G)")
     parser.add_argument("--config-file", action="append", default=[], metavar="PATH",

@@ -239,24 +239,6 @@ TABLE_COUNT = _stmt(
     f" WHERE TABLE_SCHEMA NOT IN {_SYSTEM_SCHEMAS} GROUP BY TABLE_SCHEMA",
 )
 
-#: Opens every table's metadata: only below the table-count guard.
-SCHEMA_SIZES = _stmt(
-    "schema_sizes",
-    "SELECT TABLE_SCHEMA AS schema_name, IFNULL(ENGINE, TABLE_TYPE) AS engine,"
-    " COUNT(*) AS tables, SUM(DATA_LENGTH) AS data_bytes, SUM(INDEX_LENGTH) AS index_bytes"
-    f" FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN {_SYSTEM_SCHEMAS}"
-    " GROUP BY TABLE_SCHEMA, IFNULL(ENGINE, TABLE_TYPE)",
-)
-TOP_TABLES = _stmt(
-    "top_tables",
-    "SELECT TABLE_SCHEMA AS schema_name, TABLE_NAME AS table_name, ENGINE AS engine,"
-    " TABLE_ROWS AS rows_estimate, DATA_LENGTH AS data_bytes, INDEX_LENGTH AS index_bytes,"
-    " DATA_FREE AS free_bytes"
-    f" FROM information_schema.TABLES WHERE TABLE_SCHEMA NOT IN {_SYSTEM_SCHEMAS}"
-    " AND TABLE_TYPE = 'BASE TABLE'"
-    " ORDER BY DATA_LENGTH + INDEX_LENGTH DESC LIMIT 50",
-)
-
 #: How many InnoDB tables exist, whatever this account may see in information_schema.
 STATS_TABLE_COUNT = _stmt(
     "stats_table_count",
@@ -265,7 +247,7 @@ STATS_TABLE_COUNT = _stmt(
     "select_stats",
 )
 
-#: The guarded path: InnoDB's persistent statistics, one small table, no table opened.
+#: Sizes from InnoDB's persistent statistics: one small table, no table opened.
 STATS_SCHEMA_SIZES = _stmt(
     "stats_schema_sizes",
     "SELECT database_name AS schema_name, 'InnoDB' AS engine, COUNT(*) AS tables,"
@@ -273,15 +255,6 @@ STATS_SCHEMA_SIZES = _stmt(
     " SUM(sum_of_other_index_sizes) * @@innodb_page_size AS index_bytes"
     f" FROM mysql.innodb_table_stats WHERE database_name NOT IN {_SYSTEM_SCHEMAS}"
     " GROUP BY database_name",
-    "select_stats",
-)
-STATS_TOP_TABLES = _stmt(
-    "stats_top_tables",
-    "SELECT database_name AS schema_name, table_name, 'InnoDB' AS engine,"
-    " n_rows AS rows_estimate, clustered_index_size * @@innodb_page_size AS data_bytes,"
-    " sum_of_other_index_sizes * @@innodb_page_size AS index_bytes, last_update"
-    f" FROM mysql.innodb_table_stats WHERE database_name NOT IN {_SYSTEM_SCHEMAS}"
-    " ORDER BY clustered_index_size + sum_of_other_index_sizes DESC LIMIT 50",
     "select_stats",
 )
 
