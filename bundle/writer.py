@@ -39,6 +39,10 @@ ZSTD_LEVEL = 6
 _CHUNK = 1 << 16
 
 
+class BadMemberPath(ValueError):
+    """A member path the bundle format refuses (bundle.paths.member_problem)."""
+
+
 class BundleWriter:
     def __init__(
         self, output_dir: Path, redactor: Optional[Redactor] = None, *,
@@ -68,7 +72,7 @@ class BundleWriter:
     def add(self, path: str, data: bytes) -> FileEntry:
         """Redact `data` and stage it as member `path`."""
         if not member_ok(path) or path in (MANIFEST_PATH, SIGNATURE_PATH):
-            raise ValueError(f"bad bundle member path {path!r}")
+            raise BadMemberPath(f"bad bundle member path {path!r}")
         with self._lock:
             if path in self.paths:
                 raise ValueError(f"bundle member {path} written twice")
@@ -85,7 +89,7 @@ class BundleWriter:
     def add_stream(self, path: str, src: IO[bytes]) -> FileEntry:
         """Redact a big text stream (a log) line by line straight into member `path`."""
         if not member_ok(path) or path in (MANIFEST_PATH, SIGNATURE_PATH):
-            raise ValueError(f"bad bundle member path {path!r}")
+            raise BadMemberPath(f"bad bundle member path {path!r}")
         with self._lock:
             if path in self.paths or self._prepared:
                 raise ValueError(f"bundle member {path} written twice or after prepare")

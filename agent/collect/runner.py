@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.home import home
 from bundle.manifest import CollectorEntry, FileEntry, Manifest, iso, stamp, utc_now
 from bundle.paths import bundle_name
-from bundle.writer import BundleWriter
+from bundle.writer import BadMemberPath, BundleWriter
 from collectors.catalog import collectors_for
 from collectors.mysql import window
 from collectors.mysql.session import AccessDenied, ConnectSpec, ServerDown, Session
@@ -334,10 +334,18 @@ def _run_one(
         worker.join(GRACE)
     entry.duration = round(time.monotonic() - begun, 3)
     kept = list(artifacts)
+    refused = 0
     for artifact, captured in kept:
-        added = writer.add(artifact.path, artifact.encode())
+        try:
+            added = writer.add(artifact.path, artifact.encode())
+        except BadMemberPath:
+            refused += 1
+            continue
         added.captured_at = captured
         entry.files.append(added.path)
+    if refused:
+        ctx.notes.add(f"{refused} file(s) left out: their names break the bundle format's "
+                      "path rule", partial=True)
     entry.notes = list(ctx.notes.items)
     if timed_out:
         entry.status = "partial" if kept else "failed"

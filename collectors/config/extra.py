@@ -46,6 +46,9 @@ def extra_files(ctx: Context) -> Iterator[Artifact]:
                 ctx.notes.add(f"--config-file {path}: binary content, not included")
         for name, text in texts.items():
             target = copy_path(COPY_ROOT, name)
+            if target.startswith(f"{COPY_ROOT}/by-hash/") and target not in copied:
+                shown = ascii(name)[1:-1]
+                ctx.notes.add(f"{shown} is copied as {target}: its path cannot name a bundle member")
             if target not in copied and text is not None:
                 copied.add(target)
                 yield Artifact.text(target, text)

@@ -7,9 +7,12 @@ them are the redaction pipeline's job, which every artifact passes through.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 from typing import Any, Dict, Iterator, List
 
+from bundle.paths import member_problem
 from collectors.config.search import read_server_files
 from collectors.os.mysqld import find
 from collectors.registry import PROFILES, Artifact, Context, collector
@@ -18,8 +21,21 @@ COPY_ROOT = "config/files"
 
 
 def copy_path(root: str, path: str) -> str:
-    """Bundle path of a copied file: its absolute path under `root` (ls finds it by name)."""
-    return f"{root}/{os.path.abspath(path).lstrip('/')}"
+    """Bundle path of a copied file: its absolute path under `root` (ls finds it by name).
+
+    A path that cannot name a member (longer than a member path may be, a control
+    character, not UTF-8) is copied as `root/by-hash/<digest>-<its name's safe letters>`;
+    the collector's listing still gives the original path next to it.
+    """
+    plain = f"{root}/{os.path.abspath(path).lstrip('/')}"
+    if member_problem(plain) is None:
+        return plain
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
+    name = _UNSAFE.sub("_", os.path.basename(path))[:64].strip("._") or "file"
+    return f"{root}/by-hash/{digest}-{name}"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def add_parser_notes(ctx: Context, notes: List[str]) -> None:

@@ -146,3 +146,35 @@ def test_systemd_units_of_the_installed_server_are_copied(collected):
         with open(unit["path"]) as handle:
             assert files[unit["copied_as"]].decode() == handle.read()
     assert {os.path.realpath(u) for u in units} <= {os.path.realpath(f["path"]) for f in index["files"]}
+
+
+def test_config_files_whose_paths_cannot_be_member_names_are_copied_by_digest(configured, tmp_path):
+    """A path longer than a member path may be, or with a line break, a bidi override or
+    bytes that are not UTF-8 in it (an option file can !include any of them): each is
+    copied under by-hash/, named in a note, and the collection goes on."""
+    instance = configured[0]
+    deep = tmp_path.joinpath(*(["d" * 60] * 4))
+    deep.mkdir(parents=True)
+    odd = [deep / "long.cnf", tmp_path / "line\nbreak.cnf", tmp_path / "bidi\u202e.cnf",
+           tmp_path / os.fsdecode(b"latin\xe9.cnf")]
+    values = {}
+    for path in odd:
+        values[path] = f"v{secrets.token_hex(4)}"
+        path.write_text(f"[mysqld]\nmax_allowed_packet = {values[path]}\n")
+    including = tmp_path / "including.cnf"
+    including.write_text(f"[mysqld]\n!include {odd[0]}\n")
+    args = ["--profile", "quick", "--host", "127.0.0.1", "--port", str(instance.port),
+            "--user", "root", "--output", str(tmp_path / "out")]
+    for path in [*odd, including]:
+        args += ["--config-file", str(path)]
+    done, summary = collect_json(*args)
+    assert summary is not None and "internal error" not in done.stderr, done.stderr
+    entry = by_name(summary)["config.extra_files"]
+    assert entry["status"] == "ok", entry
+    members = [f for f in entry["files"] if f.startswith("config/extra/by-hash/")]
+    assert len(members) == len(odd), entry["files"]
+    files = bundle_files(summary["bundle"])
+    for path in odd:
+        assert sum(values[path].encode() in files[m] for m in members) == 1
+    assert sum("cannot name a bundle member" in n for n in entry["notes"]) == len(odd)
+    assert f"config/extra{including}" in entry["files"]
