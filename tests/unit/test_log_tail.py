@@ -88,7 +88,8 @@ def test_a_1gib_log_is_tailed_in_bounded_memory_and_time(tmp_path):
         big.unlink()  # a gigabyte is not left behind in the temp folder
 
 
-@pytest.mark.parametrize("stamp", ["2026-12-02 {h:2d}:02:44 0 [Note] x", "2026-12-02T{h:02d}:02:44.1Z 0 [Note] x",
+@pytest.mark.parametrize("stamp", ["2026-12-02 {h:2d}:02:44 0 [Note] x",
+                                   "2026-12-02T{h:02d}:02:44.1Z 0 [Note] x",
                                    "261202 {h:2d}:02:44 [Note] x"])
 def test_a_cut_error_log_starts_at_its_first_entry_at_any_hour(stamp):
     from collectors.logs.error_log import _from_first_entry
