@@ -243,13 +243,22 @@ def _close(sessions: List[Session]) -> int:
     return sum(each.statements for each in distinct)
 
 
+def window_samples(options: Options) -> int:
+    """Readings across the window: one in the quick profile, except in a trigger's capture,
+    which is there for the incident over time (the processlist, locks and counters as it
+    unfolds), whatever its profile."""
+    if options.profile == "quick" and options.trigger is None:
+        return 1
+    return max(1, options.samples)
+
+
 class _ProgressLine:
     """Keeps the progress line saying what the run is doing while the window is open:
     "sampling 3/5", and the snapshot collector that runs meanwhile."""
 
     def __init__(self, progress: Progress, options: Options, shared: dict, window_open: bool) -> None:
         self.progress = progress
-        self.count = 1 if options.profile == "quick" else max(1, options.samples)
+        self.count = window_samples(options)
         self.interval = options.interval
         self.shared = shared
         self.current: Optional[str] = None
@@ -306,10 +315,11 @@ def _run_one(
         entry.status, entry.error = "skipped", "the --max-time budget was used up"
         entry.fix = "raise --max-time"
         return entry
-    limit = item.timeout + (max(options.samples - 1, 0) * options.interval if item.sampled else 0)
+    samples = window_samples(options)
+    limit = item.timeout + ((samples - 1) * options.interval if item.sampled else 0)
     limit = min(limit, remaining)
     ctx = Context(
-        profile=options.profile, session=session, samples=options.samples,
+        profile=options.profile, session=session, samples=samples,
         interval=options.interval, table_guard=options.table_guard,
         log_bytes=options.log_bytes, config_files=list(options.config_files),
         deadline=time.monotonic() + limit, notes=Notes(), shared=shared,

@@ -14,7 +14,7 @@ import pytest
 
 from tests import secretkit
 from tests.agentkit import SupportServer, agent, journal, read_bundle, status, wait_for, write_config
-from tests.helpers import mydiag
+from tests.helpers import bundle_files, mydiag
 
 pytestmark = pytest.mark.mysql
 
@@ -94,6 +94,33 @@ def test_a_trigger_fires_on_real_load_and_not_without_it(server, tmp_path):
     assert fired["name"] == "busy" and fired["when"] == "Threads_running > 10" and fired["checks"] == 2
     assert fired["values"]["Threads_running"] > 10
     assert "trigger busy fired: Threads_running > 10 held for 2 check(s)" in proc.log()
+
+
+def test_a_trigger_capture_holds_the_incident_over_time_even_when_quick(server, tmp_path):
+    """A quick collection takes one sample; a trigger's capture is there for the incident as
+    it unfolds, so it samples the processlist, transactions and counters across the window."""
+    trigger = {"name": "busy", "when": "Threads_running > 10", "for": 1, "check_every": "0.3s",
+               "cooldown": "1h", "max_per_day": 5, "capture": "quick"}
+    config = write_config(tmp_path, server, triggers=[trigger], samples=3, interval="0.5s")
+    spool = tmp_path / "spool"
+    proc = agent(config, tmp_path).start()
+    try:
+        wait_for(lambda: (status(config, proc.home)["triggers"][0].get("last_check")), 15,
+                 step=0.2, message="the first check")
+        load = _load(server, 15, 8)
+        entries = wait_for(lambda: journal(spool), 15, message="a trigger capture")
+        for thread in load:
+            thread.join(10)
+    finally:
+        proc.stop()
+    files = bundle_files(spool / "bundles" / entries[0]["file"])
+    sampled = [m for m in files if m.endswith(".jsonl")]
+    assert {"mysql/global_status.jsonl", "mysql/processlist.jsonl"} <= set(sampled), sampled
+    for member in sampled:
+        rows = [json.loads(line) for line in files[member].decode().splitlines()]
+        assert sorted({r["sample"] for r in rows}) == [0, 1, 2], member  # some hold a row per item
+    samples = [json.loads(line) for line in files["mysql/processlist.jsonl"].decode().splitlines()]
+    assert all("SLEEP" in json.dumps(s).upper() for s in samples)
 
 
 def test_cooldown_and_the_daily_cap_hold_across_a_restart(server, tmp_path):
