@@ -17,8 +17,8 @@ from collectors.mysql import metadata_locks  # noqa: F401
 from collectors.mysql import replication  # noqa: F401
 from collectors.mysql import schema  # noqa: F401
 from collectors.mysql import table_facts  # noqa: F401
-from collectors.mysql import stored_objects  # noqa: F401
 from collectors.mysql import accounts  # noqa: F401
+from collectors.mysql import stored_objects  # noqa: F401
 from collectors.mysql import plugins  # noqa: F401
 from collectors.mysql import perfschema  # noqa: F401
 from collectors.mysql import cluster  # noqa: F401

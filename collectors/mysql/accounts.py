@@ -59,6 +59,9 @@ def accounts(ctx: Context) -> Iterator[Artifact]:
         row["empty_authentication"] = (
             None if empty is None else usable and (str(row.get("user")), host) in empty
         )
+    # The definer check (stored_objects) needs the names: it need not read them again.
+    ctx.shared.setdefault("account_names", {(str(r.get("user")), str(r.get("host", "")).lower())
+                                            for r in rows})
     with_empty = sum(1 for r in rows if r["empty_authentication"])
     summary = {
         "accounts": len(rows),

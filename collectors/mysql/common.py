@@ -42,3 +42,16 @@ def variables(ctx: Context) -> Dict[str, Any]:
     if "variables" not in ctx.shared:
         ctx.shared["variables"] = name_value(ctx.session.query(GLOBAL_VARIABLES))
     return ctx.shared["variables"]
+
+
+def table_counts(ctx: Context) -> List[Dict[str, Any]]:
+    """Tables per schema (information_schema by name only: opens nothing), read once per run."""
+    from collectors.mysql.sql import TABLE_COUNT
+
+    if "table_counts" not in ctx.shared:
+        ctx.shared["table_counts"] = ctx.session.query(TABLE_COUNT)
+    return ctx.shared["table_counts"]
+
+
+def table_total(ctx: Context) -> int:
+    return sum(int(r["tables"]) for r in table_counts(ctx))

@@ -18,14 +18,13 @@ import os
 from collections import Counter
 from typing import Any, Dict, Iterator, List
 
-from collectors.mysql.common import optional
+from collectors.mysql.common import optional, table_counts, table_total
 from collectors.mysql.dictionary import Catalog, catalog, decode_name, innodb_view
 from collectors.mysql.flavor import Flavor
 from collectors.mysql.sql import (
     OPEN_TABLES,
     STATS_SCHEMA_SIZES,
     STATS_TABLE_COUNT,
-    TABLE_COUNT,
     Statement,
 )
 from collectors.mysql.tablecache import guard
@@ -84,7 +83,7 @@ TOP_TABLES_BY_FILE = Statement("top_tables_by_file", _top_tables, "process")
 def schema_overview(ctx: Context) -> Iterator[Artifact]:
     """Per schema: tables by engine, InnoDB data, index and file bytes; the 50 largest
     InnoDB tables. Opens no table."""
-    counts = ctx.session.query(TABLE_COUNT)
+    counts = table_counts(ctx)
     total = sum(int(r["tables"]) for r in counts)
     cache = guard(ctx)
     found = catalog(ctx, total)
@@ -236,8 +235,8 @@ def _named(row: Dict[str, Any]) -> Dict[str, Any]:
 def open_tables(ctx: Context) -> Iterator[Artifact]:
     """Tables in use right now (SHOW OPEN TABLES: lists the cache, opens nothing), skipped
     above the table guard."""
-    table_total = sum(int(r["tables"]) for r in ctx.session.query(TABLE_COUNT))
-    if table_total > ctx.table_guard:
-        ctx.notes.add(f"skipped: {table_total} tables is above the guard of {ctx.table_guard}")
+    total = table_total(ctx)
+    if total > ctx.table_guard:
+        ctx.notes.add(f"skipped: {total} tables is above the guard of {ctx.table_guard}")
         return
     yield Artifact.json("mysql/open_tables.json", ctx.session.query(OPEN_TABLES))

@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
-from collectors.mysql.common import optional
+from collectors.mysql.common import optional, table_total
 from collectors.mysql.dictionary import catalog, lookup
-from collectors.mysql.sql import TABLE_COUNT, Statement
+from collectors.mysql.sql import Statement
 from collectors.registry import Artifact, Context, Need, collector
 
 _SYSTEM = "('mysql','information_schema','performance_schema','sys')"
@@ -60,7 +60,7 @@ def stored_objects(ctx: Context) -> Iterator[Artifact]:
     objects: List[Dict[str, Any]] = []
     for stmt in (ROUTINES, TRIGGERS, EVENTS):
         objects.extend(optional(ctx, stmt) or [])
-    total = sum(int(r["tables"]) for r in ctx.session.query(TABLE_COUNT))
+    total = table_total(ctx)
     found = catalog(ctx, total)
     views = [n for n, row in found.described.items() if row.get("table_type") == "VIEW"]
     objects.extend(lookup(ctx, "views_by_name", _VIEW, sorted(views)))

@@ -25,7 +25,7 @@ import os
 from collections import Counter
 from typing import Any, Dict, Iterator, List, Optional
 
-from collectors.mysql.common import optional, variables
+from collectors.mysql.common import optional, table_total, variables
 from collectors.mysql.dictionary import (
     COLLATION_IDS,
     INNODB_CHARSET_COLUMNS,
@@ -37,7 +37,7 @@ from collectors.mysql.dictionary import (
     lookup,
     open_tables,
 )
-from collectors.mysql.sql import TABLE_COUNT, Statement
+from collectors.mysql.sql import Statement
 from collectors.mysql.tablecache import guard
 from collectors.registry import Artifact, Context, Need, collector
 
@@ -64,7 +64,7 @@ _MYI_CRASHED = 0x02 | 0x04
 def table_facts(ctx: Context) -> Iterator[Artifact]:
     """Tables without a primary key, non-InnoDB tables, deprecated character sets, and
     tables that cannot be opened (with the server's reason). Opens no healthy table."""
-    total = sum(int(r["tables"]) for r in ctx.session.query(TABLE_COUNT))
+    total = table_total(ctx)
     found = catalog(ctx, total)
     if found.innodb is None:
         ctx.notes.add("InnoDB's dictionary is not readable here (PROCESS): InnoDB facts left out",
