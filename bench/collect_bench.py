@@ -25,7 +25,9 @@ How each number is measured (bench/README.md says more):
   GNU time -v reports it (ru_maxrss of the children, exact but per process).
 - server disturbance: FLUSH TABLES before each tool, then the growth of Opened_tables and
   Opened_table_definitions, Open_tables before and after against table_open_cache, and
-  mysqld's VmRSS growth, read by the monitoring connection around the tool's run.
+  mysqld's VmRSS growth, read by the monitoring connection around the tool's run; and
+  which tables the cache holds afterwards that it did not before (SHOW OPEN TABLES): the
+  customer's or the server's own (performance_schema, mysql.*).
 - wall: from start to exit of the tool's command. output: bytes written (mydiag: the
   bundle file; pt-mysql-summary: its stdout; pt-stalk: every file under --dest).
 
@@ -364,6 +366,10 @@ class Monitor:
         status["rss_kib"] = _rss_kib(self.pid)
         return status
 
+    def cached_tables(self) -> set:
+        """The tables in the table cache (SHOW OPEN TABLES lists the cache, opens nothing)."""
+        return {(r["Database"], r["Table"]) for r in self.rows("SHOW OPEN TABLES")}
+
     def history_count(self) -> int:
         return int(self.rows("SELECT COUNT(*) AS n FROM"
                              " performance_schema.events_statements_history_long")[0]["n"])
@@ -378,6 +384,7 @@ def measure(monitor: Monitor, tool: str, user: str, argv: List[str], work: Path,
     monitor.rows("FLUSH TABLES")
     time.sleep(0.5)
     cache_before = monitor.cache_state()
+    cached_before = monitor.cached_tables()
     before = monitor.counters(user)
     monitor.rows("TRUNCATE TABLE performance_schema.events_statements_history_long")
     result = Measurement(tool, " ".join(argv))
@@ -399,6 +406,8 @@ def measure(monitor: Monitor, tool: str, user: str, argv: List[str], work: Path,
     time.sleep(0.5)
     after = monitor.counters(user)
     cache_after = monitor.cache_state()
+    system = ("mysql", "performance_schema", "sys", "information_schema")
+    fresh = monitor.cached_tables() - cached_before
     result.disturbance = {
         "opened_tables": cache_after["Opened_tables"] - cache_before["Opened_tables"],
         "opened_table_definitions": (cache_after["Opened_table_definitions"]
@@ -407,6 +416,10 @@ def measure(monitor: Monitor, tool: str, user: str, argv: List[str], work: Path,
         "open_tables_after": cache_after["Open_tables"],
         "table_open_cache": cache_after["table_open_cache"],
         "rss_growth_kib": cache_after["rss_kib"] - cache_before["rss_kib"],
+        # What the growth is made of: the server's own tables (performance_schema, mysql.*)
+        # or the customer's, as the table cache holds them after the run.
+        "cached_system_tables": sum(1 for db, _ in fresh if db in system),
+        "cached_user_tables": sum(1 for db, _ in fresh if db not in system),
     }
     result.sql_statements = int(after["sql"] - before["sql"])
     result.com_statements = int(after["com"] - before["com"])
@@ -544,7 +557,9 @@ def report(results: List[Measurement], tables: int, tps: Optional[float]) -> str
             f"| {r.tool} | {r.wall:.1f} | {r.statements} ({r.sql_statements} + {r.com_statements})"
             f" | {r.connections} | {r.slowest_seconds:.3f} | {_mib(r.tree_rss_kib)}"
             f" | {_mib(r.max_process_rss_kib)} | {r.output_bytes:,}"
-            f" | +{d.get('opened_tables', '?')}, {fill}, {d.get('rss_growth_kib', 0) / 1024:+.1f}"
+            f" | +{d.get('opened_tables', '?')} ({d.get('cached_user_tables', '?')} user,"
+            f" {d.get('cached_system_tables', '?')} system), {fill},"
+            f" {d.get('rss_growth_kib', 0) / 1024:+.1f}"
             f" | {r.exit_code} |"
         )
     lines.append("")
@@ -606,7 +621,9 @@ def goals(mine: Measurement, stalk: Optional[Measurement], tables: int) -> List[
     opened = mine.disturbance.get("opened_tables", -1)
     out.append(f"goal: Opened_tables grows by <= {MAX_OPENED_TABLES} (set at 3,000 tables; here "
                f"{tables}): {verdict(0 <= opened <= MAX_OPENED_TABLES)} (+{opened}, table definitions "
-               f"+{mine.disturbance.get('opened_table_definitions', '?')})")
+               f"+{mine.disturbance.get('opened_table_definitions', '?')}; in the cache after it: "
+               f"{mine.disturbance.get('cached_user_tables', '?')} of the customer's tables, "
+               f"{mine.disturbance.get('cached_system_tables', '?')} of the server's own)")
     if stalk:
         out.append(f"goal: fewer statements than pt-stalk: "
                    f"{verdict(mine.statements < stalk.statements)} "
