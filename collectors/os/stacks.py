@@ -103,7 +103,9 @@ def snapshot(pid: int, path: str, limit: float = TIME_LIMIT) -> Snapshot:
                 proc.kill()
                 proc.wait()
         seconds = round(time.monotonic() - begun, 3)
-        resumed = resume_if_stopped(pid)
+        # A tool killed mid-attach can leave its SIGSTOP pending, delivered after any check:
+        # SIGCONT discards a pending stop signal as well as ending a stop.
+        resumed = resume_if_stopped(pid, pending_stop=timed_out)
         out.seek(0)
         raw = out.read(RAW_LIMIT + 1)
         err.seek(0)
@@ -129,17 +131,24 @@ def thread_states(pid: int) -> Dict[int, str]:
     return states
 
 
-def resume_if_stopped(pid: int, wait: float = 1.0) -> bool:
+def resume_if_stopped(pid: int, wait: float = 1.0, pending_stop: bool = False) -> bool:
     """Continue mysqld if a thread is still stopped once the tool is gone (a SIGSTOP of an
-    attach that was never consumed); True when it had to."""
+    attach that was never consumed), or always when the tool was killed and may have left
+    one pending (`pending_stop`); True when a thread was found stopped."""
     until = time.monotonic() + wait
     while True:
         states = set(thread_states(pid).values())
         if not states & {"T", "t"}:
+            if pending_stop:
+                _continue(pid)
             return False
         if "t" not in states or time.monotonic() >= until:
             break
         time.sleep(0.02)  # a tracer's exit detaches its threads: give the kernel a moment
+    return _continue(pid)
+
+
+def _continue(pid: int) -> bool:
     try:
         os.kill(pid, signal.SIGCONT)
     except OSError:
