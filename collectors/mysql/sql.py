@@ -8,7 +8,7 @@ information_schema scan without a count first.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable, Dict, Tuple, Union
 
 from collectors.mysql.flavor import Flavor
 
@@ -281,80 +281,124 @@ ACCOUNTS_GLOBAL_PRIV = _stmt(
     " IFNULL(JSON_VALUE(Priv, '$.is_role'), 0) AS is_role FROM mysql.global_priv",
 )
 
-PS_DIGESTS = _stmt(
+@dataclass(frozen=True)
+class PsPart:
+    """One performance_schema reading: its columns (alias, expression), the rest of the
+    statement (FROM … LIMIT) and the alias its rows are ordered by, descending."""
+
+    name: str
+    columns: Tuple[Tuple[str, str], ...]
+    tail: str
+    order: str = ""
+
+    def select(self) -> str:
+        return "SELECT " + ", ".join(f"{expr} AS {alias}" for alias, expr in self.columns) + " " + self.tail
+
+
+def _ps(part: PsPart) -> Statement:
+    PS_PARTS[part.name] = part
+    return _stmt(part.name, part.select(), "select_ps")
+
+
+#: Every performance_schema reading by statement name, for `ps_reading`.
+PS_PARTS: Dict[str, PsPart] = {}
+
+PS_DIGESTS = _ps(PsPart(
     "ps_digests",
-    "SELECT SCHEMA_NAME AS schema_name, DIGEST AS digest, DIGEST_TEXT AS digest_text,"
-    " COUNT_STAR AS calls, SUM_TIMER_WAIT/1e12 AS total_seconds,"
-    " AVG_TIMER_WAIT/1e12 AS avg_seconds, MAX_TIMER_WAIT/1e12 AS max_seconds,"
-    " SUM_LOCK_TIME/1e12 AS lock_seconds, SUM_ROWS_SENT AS rows_sent,"
-    " SUM_ROWS_EXAMINED AS rows_examined, SUM_CREATED_TMP_DISK_TABLES AS tmp_disk_tables,"
-    " SUM_SELECT_FULL_JOIN AS full_joins, SUM_NO_INDEX_USED AS no_index_used,"
-    " FIRST_SEEN AS first_seen, LAST_SEEN AS last_seen,"
-    f" {_utc('FIRST_SEEN')} AS first_seen_utc, {_utc('LAST_SEEN')} AS last_seen_utc"
-    " FROM performance_schema.events_statements_summary_by_digest"
+    (("schema_name", "SCHEMA_NAME"), ("digest", "DIGEST"), ("digest_text", "DIGEST_TEXT"),
+     ("calls", "COUNT_STAR"), ("total_seconds", "SUM_TIMER_WAIT/1e12"),
+     ("avg_seconds", "AVG_TIMER_WAIT/1e12"), ("max_seconds", "MAX_TIMER_WAIT/1e12"),
+     ("lock_seconds", "SUM_LOCK_TIME/1e12"), ("rows_sent", "SUM_ROWS_SENT"),
+     ("rows_examined", "SUM_ROWS_EXAMINED"), ("tmp_disk_tables", "SUM_CREATED_TMP_DISK_TABLES"),
+     ("full_joins", "SUM_SELECT_FULL_JOIN"), ("no_index_used", "SUM_NO_INDEX_USED"),
+     ("first_seen", "FIRST_SEEN"), ("last_seen", "LAST_SEEN"),
+     ("first_seen_utc", _utc("FIRST_SEEN")), ("last_seen_utc", _utc("LAST_SEEN"))),
+    "FROM performance_schema.events_statements_summary_by_digest"
     " ORDER BY SUM_TIMER_WAIT DESC LIMIT %(limit)s",
-    "select_ps",
-)
-PS_WAITS = _stmt(
+    "total_seconds",
+))
+PS_WAITS = _ps(PsPart(
     "ps_waits",
-    "SELECT EVENT_NAME AS event, COUNT_STAR AS count, SUM_TIMER_WAIT/1e12 AS total_seconds,"
-    " MAX_TIMER_WAIT/1e12 AS max_seconds"
-    " FROM performance_schema.events_waits_summary_global_by_event_name"
+    (("event", "EVENT_NAME"), ("count", "COUNT_STAR"), ("total_seconds", "SUM_TIMER_WAIT/1e12"),
+     ("max_seconds", "MAX_TIMER_WAIT/1e12")),
+    "FROM performance_schema.events_waits_summary_global_by_event_name"
     " WHERE COUNT_STAR > 0 AND EVENT_NAME <> 'idle'"
     " ORDER BY SUM_TIMER_WAIT DESC LIMIT %(limit)s",
-    "select_ps",
-)
-PS_FILE_IO = _stmt(
+    "total_seconds",
+))
+PS_FILE_IO = _ps(PsPart(
     "ps_file_io",
-    "SELECT FILE_NAME AS file, EVENT_NAME AS event, COUNT_READ AS read_count,"
-    " SUM_NUMBER_OF_BYTES_READ AS read_bytes, COUNT_WRITE AS write_count,"
-    " SUM_NUMBER_OF_BYTES_WRITE AS write_bytes, SUM_TIMER_WAIT/1e12 AS total_seconds"
-    " FROM performance_schema.file_summary_by_instance"
+    (("file", "FILE_NAME"), ("event", "EVENT_NAME"), ("read_count", "COUNT_READ"),
+     ("read_bytes", "SUM_NUMBER_OF_BYTES_READ"), ("write_count", "COUNT_WRITE"),
+     ("write_bytes", "SUM_NUMBER_OF_BYTES_WRITE"), ("total_seconds", "SUM_TIMER_WAIT/1e12")),
+    "FROM performance_schema.file_summary_by_instance"
     " ORDER BY SUM_TIMER_WAIT DESC LIMIT %(limit)s",
-    "select_ps",
-)
-PS_TABLE_IO = _stmt(
+    "total_seconds",
+))
+PS_TABLE_IO = _ps(PsPart(
     "ps_table_io",
-    "SELECT OBJECT_SCHEMA AS schema_name, OBJECT_NAME AS table_name,"
-    " COUNT_READ AS read_count, COUNT_WRITE AS write_count, COUNT_FETCH AS fetches,"
-    " COUNT_INSERT AS inserts, COUNT_UPDATE AS updates, COUNT_DELETE AS deletes,"
-    " SUM_TIMER_WAIT/1e12 AS total_seconds"
-    " FROM performance_schema.table_io_waits_summary_by_table WHERE COUNT_STAR > 0"
+    (("schema_name", "OBJECT_SCHEMA"), ("table_name", "OBJECT_NAME"),
+     ("read_count", "COUNT_READ"), ("write_count", "COUNT_WRITE"), ("fetches", "COUNT_FETCH"),
+     ("inserts", "COUNT_INSERT"), ("updates", "COUNT_UPDATE"), ("deletes", "COUNT_DELETE"),
+     ("total_seconds", "SUM_TIMER_WAIT/1e12")),
+    "FROM performance_schema.table_io_waits_summary_by_table WHERE COUNT_STAR > 0"
     " ORDER BY SUM_TIMER_WAIT DESC LIMIT %(limit)s",
-    "select_ps",
-)
+    "total_seconds",
+))
 #: Every statement kind, prepared statements included (MariaDB's digests miss those).
-PS_STATEMENTS_BY_EVENT = _stmt(
+PS_STATEMENTS_BY_EVENT = _ps(PsPart(
     "ps_statements_by_event",
-    "SELECT EVENT_NAME AS event, COUNT_STAR AS calls, SUM_TIMER_WAIT/1e12 AS total_seconds,"
-    " MAX_TIMER_WAIT/1e12 AS max_seconds, SUM_LOCK_TIME/1e12 AS lock_seconds,"
-    " SUM_ERRORS AS errors, SUM_ROWS_SENT AS rows_sent, SUM_ROWS_EXAMINED AS rows_examined"
-    " FROM performance_schema.events_statements_summary_global_by_event_name"
+    (("event", "EVENT_NAME"), ("calls", "COUNT_STAR"), ("total_seconds", "SUM_TIMER_WAIT/1e12"),
+     ("max_seconds", "MAX_TIMER_WAIT/1e12"), ("lock_seconds", "SUM_LOCK_TIME/1e12"),
+     ("errors", "SUM_ERRORS"), ("rows_sent", "SUM_ROWS_SENT"),
+     ("rows_examined", "SUM_ROWS_EXAMINED")),
+    "FROM performance_schema.events_statements_summary_global_by_event_name"
     " WHERE COUNT_STAR > 0 ORDER BY SUM_TIMER_WAIT DESC LIMIT %(limit)s",
-    "select_ps",
-)
+    "total_seconds",
+))
 #: What is being recorded at all, so a zero can be told from "not instrumented".
-PS_CONSUMERS = _stmt(
+PS_CONSUMERS = _ps(PsPart(
     "ps_consumers",
-    "SELECT NAME AS name, ENABLED AS enabled FROM performance_schema.setup_consumers",
-    "select_ps",
-)
-PS_INSTRUMENTS = _stmt(
+    (("name", "NAME"), ("enabled", "ENABLED")),
+    "FROM performance_schema.setup_consumers",
+))
+PS_INSTRUMENTS = _ps(PsPart(
     "ps_instruments",
-    "SELECT SUBSTRING_INDEX(NAME, '/', 1) AS class, COUNT(*) AS instruments,"
-    " SUM(ENABLED = 'YES') AS enabled, SUM(TIMED = 'YES') AS timed"
-    " FROM performance_schema.setup_instruments GROUP BY SUBSTRING_INDEX(NAME, '/', 1)",
-    "select_ps",
-)
-PS_MEMORY = _stmt(
+    (("class", "SUBSTRING_INDEX(NAME, '/', 1)"), ("instruments", "COUNT(*)"),
+     ("enabled", "SUM(ENABLED = 'YES')"), ("timed", "SUM(TIMED = 'YES')")),
+    "FROM performance_schema.setup_instruments GROUP BY SUBSTRING_INDEX(NAME, '/', 1)",
+))
+PS_MEMORY = _ps(PsPart(
     "ps_memory",
-    "SELECT EVENT_NAME AS event, CURRENT_NUMBER_OF_BYTES_USED AS current_bytes,"
-    " HIGH_NUMBER_OF_BYTES_USED AS high_bytes, CURRENT_COUNT_USED AS current_count"
-    " FROM performance_schema.memory_summary_global_by_event_name"
+    (("event", "EVENT_NAME"), ("current_bytes", "CURRENT_NUMBER_OF_BYTES_USED"),
+     ("high_bytes", "HIGH_NUMBER_OF_BYTES_USED"), ("current_count", "CURRENT_COUNT_USED")),
+    "FROM performance_schema.memory_summary_global_by_event_name"
     " WHERE CURRENT_NUMBER_OF_BYTES_USED > 0"
     " ORDER BY CURRENT_NUMBER_OF_BYTES_USED DESC LIMIT %(limit)s",
-    "select_ps",
-)
+    "current_bytes",
+))
+
+
+def ps_folds(flavor: Flavor) -> bool:
+    """Whether the server has JSON_ARRAYAGG/JSON_OBJECT (MariaDB 10.5, MySQL 5.7.22)."""
+    return flavor.at_least(10, 5, 0) if flavor.is_mariadb else flavor.at_least(5, 7, 22)
+
+
+def ps_reading(name: str, parts: Tuple[Statement, ...]) -> Statement:
+    """Several performance_schema readings in one statement: a row per reading, its rows as
+    one JSON array (NULL when it has none). JSON_ARRAYAGG keeps no order, so each row
+    carries its sort column and `collectors.mysql.perfschema` orders them again; the LIMIT
+    sits in a derived table, where it applies to the reading's own ORDER BY."""
+    selects = []
+    for n, stmt in enumerate(parts):
+        part = PS_PARTS[stmt.name]
+        pairs = ", ".join(f"'{alias}', `{alias}`" for alias, _ in part.columns)
+        selects.append(
+            f"SELECT '{part.name}' AS part, (SELECT JSON_ARRAYAGG(JSON_OBJECT({pairs}))"
+            f" FROM ({part.select()}) AS r{n}) AS rows_json"
+        )
+    return _stmt(name, " UNION ALL ".join(selects), "select_ps")
+
 
 GALERA_STATUS = _stmt("galera_status", "SHOW GLOBAL STATUS LIKE 'wsrep%%'")
 GROUP_REPLICATION_MEMBERS = _stmt(
