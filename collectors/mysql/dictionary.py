@@ -62,8 +62,15 @@ LISTED_TABLES = Statement(
 )
 INNODB_TABLE_NAMES = Statement(
     "innodb_table_names",
-    _dict_sql("SELECT TABLE_ID AS table_id, NAME AS name FROM {TABLES} WHERE NAME LIKE '%%/%%'",
-              "TABLES"),
+    # With whether InnoDB gave the table its hidden key (what INNODB_WITHOUT_KEY reads):
+    # the same two views, one statement.
+    _dict_sql(
+        "SELECT t.TABLE_ID AS table_id, t.NAME AS name, t.SPACE AS space,"
+        " i.TABLE_ID IS NOT NULL AS hidden_key FROM {TABLES} t LEFT JOIN"
+        " (SELECT TABLE_ID FROM {INDEXES} WHERE NAME = 'GEN_CLUST_INDEX') i"
+        " ON i.TABLE_ID = t.TABLE_ID WHERE t.NAME LIKE '%%/%%'",
+        "TABLES", "INDEXES",
+    ),
     "process",
 )
 #: InnoDB gives a table without a primary key (or a NOT NULL unique key) a hidden one.
@@ -140,6 +147,12 @@ class Catalog:
     innodb: Optional[Set[Name]] = None
     #: InnoDB's table ids and their names as it spells them (partitions apart).
     innodb_ids: Dict[int, str] = field(default_factory=dict)
+    #: Tables with their own tablespace file (SPACE > 0) by schema as InnoDB spells it,
+    #: the system schemas apart (None without the PROCESS privilege).
+    innodb_files: Optional[Dict[str, int]] = None
+    #: InnoDB tables with the hidden key of a table without a primary key, as InnoDB
+    #: spells them (None without the PROCESS privilege).
+    innodb_without_key: Optional[List[str]] = None
     #: Definitions read of the tables InnoDB does not hold, by name.
     described: Dict[Name, Dict[str, Any]] = field(default_factory=dict)
     #: Tables InnoDB does not hold whose definitions were left unread (the budget).
@@ -162,6 +175,12 @@ def catalog(ctx: Context, total_tables: int) -> Catalog:
     if names is not None:
         found.innodb = {n for n in (decode_name(str(r["name"])) for r in names) if n}
         found.innodb_ids = {int(r["table_id"]): str(r["name"]) for r in names}
+        found.innodb_files = {}
+        found.innodb_without_key = [str(r["name"]) for r in names if int(r.get("hidden_key") or 0)]
+        for row in names:
+            schema = str(row["name"]).split("/", 1)[0]
+            if int(row.get("space") or 0) > 0 and schema.lower() not in ("mysql", "sys"):
+                found.innodb_files[schema] = found.innodb_files.get(schema, 0) + 1
     if total_tables <= ctx.table_guard:
         rows = optional(ctx, LISTED_TABLES)
         if rows is not None:

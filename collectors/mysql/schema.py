@@ -43,6 +43,7 @@ def _tablespace_sizes(flavor: Flavor) -> str:
 
 def _dictionary_files(flavor: Flavor) -> str:
     # MariaDB lists a tablespace only once it is opened after start-up: count what it owes.
+    # Counted from the catalog's read of the same view (`Catalog.innodb_files`) when it has one.
     return (
         "SELECT SUBSTRING_INDEX(NAME, '/', 1) AS schema_name, COUNT(*) AS files"
         f" FROM {innodb_view(flavor, 'TABLES')} WHERE {_USER_SPACES} AND SPACE > 0 GROUP BY 1"
@@ -117,7 +118,7 @@ def schema_overview(ctx: Context) -> Iterator[Artifact]:
             f"(table_open_cache={cache.table_open_cache}, table_definition_cache="
             f"{cache.table_definition_cache}): nothing that opens every table is run"
         )
-    sizes = _sizes(ctx)
+    sizes = _sizes(ctx, found)
     overview["schemas"] = _by_schema(counts, found, sizes, hidden)
     top = optional(ctx, TOP_TABLES_BY_FILE, timeout=max(ctx.session.statement_timeout, 5))
     ranked = [_named(row) for row in top or []] + _from_files(ctx, found)
@@ -131,7 +132,7 @@ def _stats_count(ctx: Context) -> int:
     return int(rows[0]["tables"]) if rows else 0
 
 
-def _sizes(ctx: Context) -> Dict[str, Dict[str, int]]:
+def _sizes(ctx: Context, found: Catalog) -> Dict[str, Dict[str, int]]:
     out: Dict[str, Dict[str, int]] = {}
     for row in optional(ctx, STATS_SCHEMA_SIZES) or []:
         entry = out.setdefault(str(row["schema_name"]), {})
@@ -146,7 +147,9 @@ def _sizes(ctx: Context) -> Dict[str, Dict[str, int]]:
         entry["file_bytes"] = int(row["file_bytes"] or 0)
         entry["allocated_bytes"] = int(row["allocated_bytes"] or 0)
         entry["sized_files"] = int(row["files"] or 0)
-    for row in optional(ctx, DICTIONARY_FILES) or []:
+    files = (optional(ctx, DICTIONARY_FILES) if found.innodb_files is None else
+             [{"schema_name": k, "files": v} for k, v in found.innodb_files.items()])
+    for row in files or []:
         named = decode_name(f"{row['schema_name']}/x")
         if named is not None:
             entry = out.setdefault(named[0], {})

@@ -77,7 +77,7 @@ def table_facts(ctx: Context) -> Iterator[Artifact]:
                       "(at most 100 definitions are read per run)")
     others = {n: row for n, row in found.described.items() if row.get("table_type") != "VIEW"}
     facts: Dict[str, Any] = {
-        "without_primary_key": _without_key(ctx, others),
+        "without_primary_key": _without_key(ctx, found, others),
         "non_innodb": _non_innodb(others),
         "deprecated_charsets": _charsets(ctx, found, others),
         "unopenable": _unopenable(ctx, found, others),
@@ -91,10 +91,15 @@ def table_facts(ctx: Context) -> Iterator[Artifact]:
     yield Artifact.json("mysql/table_facts.json", facts)
 
 
-def _without_key(ctx: Context, others: Dict[Name, Dict[str, Any]]) -> List[Dict[str, Any]]:
+def _without_key(ctx: Context, found: Catalog,
+                 others: Dict[Name, Dict[str, Any]]) -> List[Dict[str, Any]]:
     tables = set()
-    for row in optional(ctx, INNODB_WITHOUT_KEY) or []:
-        named = decode_name(str(row["name"]))
+    # The catalog's dictionary read says which have InnoDB's hidden key; asked apart only
+    # when it could not be read (INNODB_WITHOUT_KEY's limit kept either way).
+    hidden = (found.innodb_without_key[:2000] if found.innodb_without_key is not None else
+              [str(row["name"]) for row in optional(ctx, INNODB_WITHOUT_KEY) or []])
+    for encoded in hidden:
+        named = decode_name(encoded)
         if named:
             tables.add((named[0], named[1], "InnoDB"))
     readable = [n for n, row in others.items() if row.get("engine")]

@@ -5,7 +5,9 @@ definition in the definition cache (`table_definition_cache`); a scan that opens
 table evicts the customer's hot tables and then makes the status samples say "table
 cache too small". So nothing here opens a table unless it fits in the caches' free slots
 and in a small budget per run; whole-catalog opens are never made. The state read at the
-start is kept in the bundle, so an engineer can tell the server's fill from ours.
+start (the window's first status sample, taken before anything touches the catalog; its
+own statement when there is none) is kept in the bundle, so an engineer can tell the
+server's fill from ours.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, Dict
 
 from collectors.mysql.common import name_value, variables
 from collectors.mysql.sql import Statement
+from collectors.mysql.status import SAMPLES
 from collectors.registry import Context
 
 CACHE_STATUS = Statement(
@@ -72,7 +75,10 @@ def guard(ctx: Context) -> CacheGuard:
     """The caches' sizes and fill, read once per run (before this run opens anything)."""
     if "table_cache" not in ctx.shared:
         settings = variables(ctx)
-        status = name_value(ctx.session.query(CACHE_STATUS))
+        samples = ctx.shared.get(SAMPLES) or []
+        first = samples[0].get("status") if samples else None
+        status = (first if first and "Open_tables" in first and "Open_table_definitions" in first
+                  else name_value(ctx.session.query(CACHE_STATUS)))
         ctx.shared["table_cache"] = CacheGuard(
             _int(settings.get("table_open_cache")),
             _int(settings.get("table_definition_cache")),
