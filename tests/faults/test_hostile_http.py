@@ -402,6 +402,14 @@ def test_each_control_class_in_a_reason_is_shown_escaped_in_the_header(support, 
     bundle_id = headers["mydiag-bundle"]
     wait_verified(support, ticket)
     reason = f"planted reason {CONTROLS[name]} end"
+    if support.database and "\x00" in reason:
+        # A PostgreSQL text column cannot hold NUL, so no row can carry one: what holds is
+        # that the server escapes it before it stores a reason (intake.bundles._settle).
+        from server.intake.checks import one_line
+
+        stored = one_line(reason)
+        assert "\x00" not in stored and "\\x00" in stored
+        reason = stored
     set_bundle(support, bundle_id, status="quarantined", reason=reason)
     status, headers, body = api(support, "HEAD", location, ticket["upload_token"])
     assert status == 200 and body == b"" and "x-injected" not in headers
@@ -507,8 +515,6 @@ def set_bundle(support: Server, bundle_id: str, **values: str) -> None:
     """Plant values in a bundle's row, as a verification of any kind could have left them."""
     from server.storage.db import open_database
 
-    if support.database and any("\x00" in v for v in values.values()):
-        pytest.skip("a PostgreSQL text column cannot hold NUL at all")
     url = support.database or f"sqlite:///{(support.data / 'server.db').resolve()}"
     db = open_database(url)
     try:
