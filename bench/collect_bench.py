@@ -619,6 +619,9 @@ def goals(mine: Measurement, stalk: Optional[Measurement], tables: int) -> List[
     out.append(f"goal: <= {STATEMENTS_PER_SAMPLE} statements per sample + {OTHER_STATEMENTS} others"
                f" ({budget}): {verdict(mine.statements <= budget)} ({mine.statements})")
     opened = mine.disturbance.get("opened_tables", -1)
+    user = mine.disturbance.get("cached_user_tables", -1)
+    out.append(f"goal: the customer's tables are left out of the table cache (at most "
+               f"{MAX_OPENED_TABLES} opened): {verdict(0 <= user <= MAX_OPENED_TABLES)} ({user})")
     out.append(f"goal: Opened_tables grows by <= {MAX_OPENED_TABLES} (set at 3,000 tables; here "
                f"{tables}): {verdict(0 <= opened <= MAX_OPENED_TABLES)} (+{opened}, table definitions "
                f"+{mine.disturbance.get('opened_table_definitions', '?')}; in the cache after it: "
