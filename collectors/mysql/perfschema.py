@@ -20,12 +20,12 @@ from collectors.mysql import window
 from collectors.mysql.common import optional
 from collectors.mysql.session import MissingPrivilege, NotAvailable, StatementTimeout
 from collectors.mysql.sql import (
-    PS_PARTS,
     PS_CONSUMERS,
     PS_DIGESTS,
     PS_FILE_IO,
     PS_INSTRUMENTS,
     PS_MEMORY,
+    PS_PARTS,
     PS_STATEMENTS_BY_EVENT,
     PS_TABLE_IO,
     PS_WAITS,
