@@ -80,6 +80,25 @@ def _wait_for(instance, sql: str, count: int = 1, timeout: float = 10) -> None:
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def _repeating(instance, statement: str):
+    """`statement` run again and again on a connection of its own until the block ends."""
+    stop = threading.Event()
+
+    def run() -> None:
+        with instance.connect() as conn, conn.cursor() as cur:
+            while not stop.is_set():
+                cur.execute(statement)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        worker.join(10)
+
+
 def _in_thread(conn, statement: str) -> threading.Thread:
     def run() -> None:
         with contextlib.suppress(pymysql.MySQLError):  # ended by the holder or a KILL
@@ -209,21 +228,11 @@ def test_the_history_list_grows_across_samples_behind_an_old_read_view(zoned, tm
     reader = zoned.connect()
     reader.cursor().execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
     reader.cursor().execute("SELECT COUNT(*) FROM shop.stock")
-    stop = threading.Event()
-
-    def write() -> None:
-        with zoned.connect() as conn, conn.cursor() as cur:
-            while not stop.is_set():
-                cur.execute("UPDATE shop.stock SET qty = qty + 1 WHERE id <= 20")
-
-    writer = threading.Thread(target=write, daemon=True)
-    writer.start()
     try:
-        result, files = _collect(zoned, tmp_path, ["mysql.status", "mysql.innodb_status",
-                                                   "mysql.innodb_transactions"], samples=4)
+        with _repeating(zoned, "UPDATE shop.stock SET qty = qty + 1 WHERE id <= 20"):
+            result, files = _collect(zoned, tmp_path, ["mysql.status", "mysql.innodb_status",
+                                                       "mysql.innodb_transactions"], samples=4)
     finally:
-        stop.set()
-        writer.join(10)
         reader.rollback()
         reader.close()
     lengths = [int(s["status"]["Innodb_history_list_length"])
@@ -243,22 +252,10 @@ def test_the_history_list_grows_across_samples_behind_an_old_read_view(zoned, tm
 
 
 def test_innodb_status_and_performance_schema_at_the_start_and_the_end(zoned, tmp_path):
-    stop = threading.Event()
-
-    def work() -> None:
-        with zoned.connect() as conn, conn.cursor() as cur:
-            while not stop.is_set():
-                # Slow enough to rank among the top digests by total time.
-                cur.execute("SELECT SLEEP(0.02), qty FROM shop.stock WHERE id = 3")
-
-    worker = threading.Thread(target=work, daemon=True)
-    worker.start()
-    try:
+    # Slow enough to rank among the top digests by total time.
+    with _repeating(zoned, "SELECT SLEEP(0.02), qty FROM shop.stock WHERE id = 3"):
         result, files = _collect(zoned, tmp_path, ["mysql.status", "mysql.innodb_status",
                                                    "mysql.performance_schema"], samples=3)
-    finally:
-        stop.set()
-        worker.join(10)
     entries = _entries(result)
     assert entries["mysql.performance_schema"].status == "ok", entries["mysql.performance_schema"]
     assert not [n for n in entries["mysql.performance_schema"].notes if "prepared" in n]
