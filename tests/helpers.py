@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tarfile
 from pathlib import Path
 from typing import Dict, List
 
+import pytest
 import zstandard
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Run a command as the unprivileged nobody user (root tests of what non-root users meet).
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 def mydiag(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
@@ -82,3 +86,20 @@ def cross_deadlock(a, b, b_statement: str, a_statement: str) -> list:
         errors.append(exc)
     thread.join()
     return errors
+
+
+def nobody_python() -> List[str]:
+    """An interpreter the nobody user may start with this checkout's packages: this one when
+    nobody can read it, else the system's python3 of the same version (the venv's own lives
+    under /root here)."""
+    for python in (sys.executable, "/usr/bin/python3"):
+        tried = subprocess.run(NOBODY + [python, "-c", "import sys; print(sys.version_info[:2])"],
+                               capture_output=True, text=True, timeout=30)
+        if tried.returncode == 0 and tried.stdout.strip() == str(tuple(sys.version_info[:2])):
+            return [python]
+    pytest.skip("no interpreter of this version that the nobody user may start")
+
+
+def nobody_env(home: Path) -> dict:
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    return dict(os.environ, HOME=str(home), PYTHONPATH=os.pathsep.join([str(ROOT), *site]))

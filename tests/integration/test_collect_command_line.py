@@ -21,11 +21,10 @@ from typing import List
 import pytest
 
 from tests.conftest import Target, _start
-from tests.helpers import ROOT, by_name, collect_json, mydiag
+from tests.helpers import NOBODY, ROOT, by_name, collect_json, mydiag, nobody_env, nobody_python
 from tests.servers import free_port
 
 NARROW = dict(os.environ, COLUMNS="80")
-NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 
 
 @pytest.fixture(scope="module")
@@ -254,23 +253,6 @@ def test_a_missing_output_directory_is_still_made(tmp_path):
     done = _collect_into(target, "--allow-findings")
     assert done.returncode == 4, done.stderr
     assert len(list(target.glob("*.tar.zst"))) == 1
-
-
-def nobody_python() -> List[str]:
-    """An interpreter the nobody user may start with this checkout's packages: this one when
-    nobody can read it, else the system's python3 of the same version (the venv's own lives
-    under /root here)."""
-    for python in (sys.executable, "/usr/bin/python3"):
-        tried = subprocess.run(NOBODY + [python, "-c", "import sys; print(sys.version_info[:2])"],
-                               capture_output=True, text=True, timeout=30)
-        if tried.returncode == 0 and tried.stdout.strip() == str(tuple(sys.version_info[:2])):
-            return [python]
-    pytest.skip("no interpreter of this version that the nobody user may start")
-
-
-def nobody_env(home: Path) -> dict:
-    site = [p for p in sys.path if p.endswith("site-packages")]
-    return dict(os.environ, HOME=str(home), PYTHONPATH=os.pathsep.join([str(ROOT), *site]))
 
 
 # -- inspect at 80 columns -------------------------------------------------------------------------

@@ -12,9 +12,7 @@ import tempfile
 
 import pytest
 
-from tests.helpers import ROOT, bundle_files, by_name
-
-NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+from tests.helpers import NOBODY, ROOT, bundle_files, by_name
 
 
 def _python_for_nobody() -> str:

@@ -20,8 +20,16 @@ import pytest
 
 from collectors.os import stacks
 from tests.conftest import Target, _start
-from tests.helpers import ROOT, bundle_files, bundle_json, by_name, collect_json
-from tests.integration.test_collect_command_line import NOBODY, nobody_env, nobody_python
+from tests.helpers import (
+    NOBODY,
+    ROOT,
+    bundle_files,
+    bundle_json,
+    by_name,
+    collect_json,
+    nobody_env,
+    nobody_python,
+)
 
 TOOLS = [name for name in stacks.TOOLS if shutil.which(name)]
 
