@@ -144,6 +144,12 @@ class Context:
     def full(self) -> bool:
         return self.profile == "full"
 
+    @property
+    def readings(self) -> int:
+        """Readings across the sampling window, for every sampler alike (the runner sets
+        `samples`: one in the quick profile, except in a trigger's capture)."""
+        return max(1, self.samples)
+
 
 @dataclass
 class Notes:

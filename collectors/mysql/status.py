@@ -17,7 +17,7 @@ SAMPLES = "mysql.status.samples"
 @collector("mysql.status", profiles=PROFILES, needs=[Need.MYSQL], timeout=5, sampled=True)
 def global_status(ctx: Context) -> Iterator[Artifact]:
     """Global status counters, `samples` readings `interval` seconds apart (JSON Lines)."""
-    count = window.sample_count(ctx)
+    count = ctx.readings
     rows: List[Dict[str, Any]] = ctx.shared.setdefault(SAMPLES, [])
     try:
         for index, taken in window.ticks(ctx):

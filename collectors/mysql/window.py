@@ -26,11 +26,6 @@ START = "mysql.window.start"
 OWN_CONNECTIONS = "mysql.own_connections"
 
 
-def sample_count(ctx: Context) -> int:
-    """Readings in the window: the runner sets ctx.samples (one in the quick profile)."""
-    return max(1, ctx.samples)
-
-
 def ticks(ctx: Context) -> Iterator[Tuple[int, str]]:
     """(index, UTC timestamp) at each sample of the window, anchored at its start.
 
@@ -38,7 +33,7 @@ def ticks(ctx: Context) -> Iterator[Tuple[int, str]]:
     schedule (not the gaps) so rates use the real spacing.
     """
     start = ctx.shared.setdefault(START, time.monotonic())
-    for index in range(sample_count(ctx)):
+    for index in range(ctx.readings):
         time.sleep(max(0.0, start + index * ctx.interval - time.monotonic()))
         yield index, stamp()
 
@@ -53,7 +48,7 @@ def opened(ctx: Context) -> None:
 def start_and_end(ctx: Context) -> Iterator[Tuple[str, str]]:
     """("start", timestamp) at once, then ("end", timestamp) at the window's last sample;
     only the start when the window has one sample (the quick profile)."""
-    count = sample_count(ctx)
+    count = ctx.readings
     start = ctx.shared.setdefault(START, time.monotonic())
     yield "start", stamp()
     if count > 1:

@@ -8,7 +8,7 @@ from typing import Any, Dict, Iterator, List
 import psutil
 
 from collectors.os.procfs import Reader, key_values, utc_stamp
-from collectors.os.sampling import sample_count, schedule
+from collectors.os.sampling import schedule
 from collectors.registry import PROFILES, Artifact, Context, collector
 
 
@@ -35,7 +35,7 @@ def memory(ctx: Context) -> Iterator[Artifact]:
         "swaps": _swaps(reader.text("/proc/swaps") or ""),
         "end": None,
     }
-    if sample_count(ctx) > 1:
+    if ctx.readings > 1:
         # Only the last reading of the shared schedule matters: the end of the window.
         end_stamp = [stamp for _index, stamp, _moment in schedule(ctx)][-1]
         end = parse_meminfo(reader.text("/proc/meminfo") or "")

@@ -15,14 +15,9 @@ from collectors.os.procfs import utc_stamp
 from collectors.registry import Context
 
 
-def sample_count(ctx: Context) -> int:
-    """Readings in the window: the runner sets ctx.samples (one in the quick profile)."""
-    return max(1, ctx.samples)
-
-
 def schedule(ctx: Context) -> Iterator[Tuple[int, str, float]]:
     """(index, UTC timestamp, monotonic time) at each reading; stops early at the deadline."""
-    count = sample_count(ctx)
+    count = ctx.readings
     start = time.monotonic()
     for index in range(count):
         due = start + index * ctx.interval
