@@ -12,6 +12,8 @@ case "${1:-}" in
   --bench)
     need mariadbd mariadb-server
     need pt-stalk percona-toolkit
+    need pt-variable-advisor percona-toolkit
+    need mysqltuner mysqltuner
     need sysbench sysbench
     need age age
     need sos sosreport
@@ -25,10 +27,22 @@ case "${1:-}" in
     need ssh openssh-client
     need sshd openssh-server
     need eu-stack elfutils; need gdb gdb  # --stacks (tests/integration/test_stacks.py)
-    need pt-query-digest percona-toolkit ;;
+    need pt-query-digest percona-toolkit
+    need chromium chromium   # the web pages' tests (Playwright drives Debian's chromium)
+    need npm npm ;;          # axe-core for those tests, from the npm registry (below)
 esac
 
-[ ${#want[@]} -eq 0 ] && exit 0
+# axe-core (accessibility checks injected into the pages under test), in the tree's .tools/.
+axe() {
+  [ -f "$(dirname "$0")/../.tools/node_modules/axe-core/axe.min.js" ] && return 0
+  command -v npm >/dev/null 2>&1 || return 0
+  npm install --silent --no-audit --no-fund --prefix "$(dirname "$0")/../.tools" axe-core@4 >/dev/null
+}
+
+if [ ${#want[@]} -eq 0 ]; then
+  [ -z "${1:-}" ] && axe
+  exit 0
+fi
 # Deduplicate: one package may provide several commands.
 mapfile -t want < <(printf '%s\n' "${want[@]}" | sort -u)
 if [ "$(id -u)" -ne 0 ]; then
@@ -39,3 +53,5 @@ fi
 echo "installing ${want[*]} ..."
 export DEBIAN_FRONTEND=noninteractive
 apt-get install -y -q "${want[@]}" >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q "${want[@]}" >/dev/null; }
+[ -z "${1:-}" ] && axe
+exit 0
