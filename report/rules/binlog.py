@@ -1,0 +1,1 @@
+"""Rules: binlog (filled by its author)."""

@@ -1,0 +1,1 @@
+"""Rules: caches (filled by its author)."""

@@ -1,0 +1,1 @@
+"""Rules: connections (filled by its author)."""

@@ -1,0 +1,1 @@
+"""Rules: errorlog (filled by its author)."""

@@ -1,0 +1,1 @@
+"""Rules: host (filled by its author)."""

@@ -1,0 +1,1 @@
+"""Rules: innodb (filled by its author)."""

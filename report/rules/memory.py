@@ -1,0 +1,1 @@
+"""Rules: memory (filled by its author)."""

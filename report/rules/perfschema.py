@@ -1,0 +1,1 @@
+"""Rules: perfschema (filled by its author)."""

@@ -1,0 +1,1 @@
+"""Rules: redo (filled by its author)."""

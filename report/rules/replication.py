@@ -1,0 +1,1 @@
+"""Rules: replication (filled by its author)."""

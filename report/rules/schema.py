@@ -1,0 +1,1 @@
+"""Rules: schema (filled by its author)."""

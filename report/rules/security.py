@@ -1,0 +1,1 @@
+"""Rules: security (filled by its author)."""

@@ -1,0 +1,1 @@
+"""Rules: workload (filled by its author)."""
