@@ -8,7 +8,10 @@ one statement at a time per remote session, and a time budget per remote session
   read: agent/session/sqllex.py), its client character set (an ASCII-compatible one, or a
   multi-byte character could hide a quote) and its own grants (agent/session/diagaccount.py).
 - Rows stream through an unbuffered cursor; should the server ever send more than the
-  cap, the connection is dropped rather than read to the end.
+  cap, the connection is dropped rather than read to the end. The row cap alone does not
+  bound bytes (1001 cells of `REPEAT('a', 16000000)` are 16 GB), so each cell is cut, as
+  it arrives, to what the console shows, and after MAX_RESULT_BYTES of one result the
+  console stops reading and drops the connection (the next statement opens a new one).
 - A remote session's console channels share a lock and a ledger in the session folder:
   one statement runs at a time, and the statement time spent is added up against a
   budget (wall time, which bounds the server CPU a single-threaded statement can use).
@@ -23,12 +26,16 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
+
+import pymysql
+import pymysql.cursors
 
 from agent.session import diagaccount
+from agent.session.diagoutput import MAX_CELL
 from agent.session.sqlcheck import MAX_ROWS
 from agent.session.sqllex import Mode
-from collectors.mysql.session import ConnectSpec, Session
+from collectors.mysql.session import ConnectSpec, ServerGone, Session
 from collectors.mysql.sql import Statement
 from collectors.registry import CollectorError
 
@@ -36,6 +43,12 @@ from collectors.registry import CollectorError
 BUDGET = 600.0
 #: Client character sets in which every byte below 0x80 is the ASCII character.
 ASCII_SAFE_CHARSETS = frozenset({"utf8mb4", "utf8mb3", "utf8", "latin1", "ascii", "binary"})
+#: Bytes of one result the console reads (cells counted before they are cut); past it the
+#: console stops reading and says so. A result the console can show is far smaller.
+MAX_RESULT_BYTES = 64 << 20
+#: A cell keeps one character more than the console shows (so it still knows to add `…`);
+#: bytes keep four per character (UTF-8).
+KEEP_CHARS = MAX_CELL + 1
 LEDGER = "diag-ledger.json"
 LOCK = "diag-statement.lock"
 _CONSOLE = Statement("console", "")
@@ -88,10 +101,66 @@ class DiagSession(Session):
         self.excess = diagaccount.excess((str(next(iter(r.values()))) for r in grants), self.mode)
 
     def stream(self, text: str) -> Result:
-        """Run one checked statement; keep at most MAX_ROWS + 1 rows of what comes back."""
-        got = self.stream_rows(text, MAX_ROWS + 1, _CONSOLE)
-        return Result(got.names, got.rows, more=got.more or len(got.rows) > MAX_ROWS,
-                      warnings=got.warnings)
+        """Run one checked statement; keep at most MAX_ROWS + 1 rows of what comes back, each
+        cell cut to what the console shows, and read at most MAX_RESULT_BYTES of it."""
+        if self._conn is None:
+            self._conn = self._open()  # the last result was cut: its connection was dropped
+        conn = self._conn
+        try:
+            with self._lock:
+                cursor = conn.cursor(pymysql.cursors.SSCursor)
+                self.statements += 1
+                cursor.execute(text)
+                names = [d[0] for d in cursor.description or ()]
+                rows: List[tuple] = []
+                read = 0
+                while names:
+                    row = cursor.fetchone()
+                    if row is None:
+                        break
+                    if len(rows) > MAX_ROWS:
+                        return self._dropped(conn, cursor, names, rows, [])
+                    read += sum(_size(value) for value in row)
+                    rows.append(tuple(_kept(value) for value in row))
+                    if read > MAX_RESULT_BYTES:
+                        return self._dropped(conn, cursor, names, rows, [
+                            f"the console stopped reading this result after {MAX_RESULT_BYTES >> 20} MiB "
+                            f"(it shows {MAX_CELL} characters of a cell): narrow the query"])
+                count = cursor.warning_count
+                cursor.close()
+                warnings: List[str] = []
+                if count:
+                    with conn.cursor(pymysql.cursors.Cursor) as cur:
+                        cur.execute("SHOW WARNINGS")
+                        warnings = [f"{level} {code}: {message}" for level, code, message in cur.fetchall()]
+                return Result(names, rows, more=len(rows) > MAX_ROWS, warnings=warnings)
+        except pymysql.err.MySQLError as exc:
+            raise self._statement_error(exc, _CONSOLE, conn, None) from None
+        except (OSError, AttributeError) as exc:
+            self._conn = None
+            raise ServerGone(f"console: connection lost ({exc})", "") from None
+
+    def _dropped(self, conn: Any, cursor: Any, names: List[str], rows: List[tuple],
+                 warnings: List[str]) -> Result:
+        """Stop reading a result: drop its connection rather than read it to the end."""
+        self._conn = None
+        result = getattr(cursor, "_result", None)
+        if result is not None:
+            result.unbuffered_active = False  # else its finalizer reads on the closed socket
+        conn._force_close()
+        return Result(names, rows, more=True, warnings=warnings)
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, bytes, bytearray)) else 8
+
+
+def _kept(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > KEEP_CHARS:
+        return value[:KEEP_CHARS]
+    if isinstance(value, (bytes, bytearray)) and len(value) > 4 * KEEP_CHARS:
+        return bytes(value[:4 * KEEP_CHARS])
+    return value
 
 
 class Ledger:

@@ -326,6 +326,43 @@ def test_a_huge_result_keeps_the_console_small(diag_account, tmp_path):
     assert took < 8
 
 
+WIDE = ("SELECT REPEAT('a', {n}) AS wide, 'end' AS tail FROM information_schema.COLLATIONS a,"
+        " information_schema.COLLATIONS b")
+
+
+@pytest.mark.parametrize("cell", [1 << 20, 16_000_000], ids=["1MiB-cells", "16MB-cells"])
+def test_wide_cells_keep_the_console_small_whatever_their_size(diag_account, tmp_path, cell):
+    """The row cap does not bound bytes: 1001 cells of 16 MB (max_allowed_packet) would be
+    16 GB. Cells are cut as they arrive and a result stops being read past its byte limit."""
+    began = time.monotonic()
+    shown = console_process(diag_account, tmp_path, f"sql {WIDE.format(n=cell)}", measure=True)
+    took = time.monotonic() - began
+    peak_mib = int(shown.stderr.rsplit("peak_kib=", 1)[1]) / 1024
+    assert shown.returncode == 0, shown.stderr
+    assert "the console stopped reading this result after 64 MiB" in shown.stdout
+    assert "the server has more" in shown.stdout and "| " + "a" * 200 + "… | end  |" in shown.stdout
+    assert peak_mib < 160, f"the console peaked at {peak_mib:.0f} MiB"
+    assert took < 20
+
+
+def test_wide_cells_under_the_byte_limit_show_every_row_and_the_next_statement_runs(diag_account, tmp_path):
+    out: list = []
+    console = Console(diag_account, out.append, tmp_path)
+    try:
+        assert console.run_line(f"sql {WIDE.format(n=10_000)}") == 0
+        shown = "".join(out)
+        assert "1000 rows shown; the server has more" in shown and "stopped reading" not in shown
+        out.clear()
+        assert console.run_line(f"sql {WIDE.format(n=1 << 20)}") == 0
+        assert "stopped reading" in "".join(out)
+        out.clear()
+        # A new connection for the next statement, with the row cap again.
+        assert console.run_line(f"sql {CROSS_JOIN}") == 0
+        assert "1000 rows shown; the server has more" in "".join(out)
+    finally:
+        console.close()
+
+
 def test_one_statement_at_a_time_per_session(diag_account, tmp_path):
     out: list = []
     console = Console(diag_account, out.append, tmp_path)
