@@ -59,6 +59,18 @@ CREATE TABLE IF NOT EXISTS sessions (
   created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL, state TEXT NOT NULL,
   ended DOUBLE PRECISION, end_reason TEXT, parts INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS sessions_ticket ON sessions (ticket_id, created);
+CREATE TABLE IF NOT EXISTS engineer_passwords (
+  name TEXT PRIMARY KEY, hash TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS web_sessions (
+  digest TEXT PRIMARY KEY, engineer TEXT NOT NULL, csrf TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS web_sessions_expires ON web_sessions (expires);
+CREATE TABLE IF NOT EXISTS reports (
+  bundle_id TEXT PRIMARY KEY, state TEXT NOT NULL, headline TEXT, report_json TEXT, html_key TEXT,
+  error TEXT, rendered DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS tickets_created ON tickets (created, id);
+CREATE INDEX IF NOT EXISTS bundles_ticket ON bundles (ticket_id, received);
+CREATE INDEX IF NOT EXISTS hosts_ticket ON hosts (ticket_id);
 """
 
 _AUDIT = {
@@ -70,6 +82,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE INDEX IF NOT EXISTS audit_ticket ON audit (ticket_id, seq);
 """,
     "postgresql": """
 CREATE TABLE IF NOT EXISTS audit (
@@ -80,6 +93,7 @@ CREATE OR REPLACE FUNCTION mydiag_audit_append_only() RETURNS trigger AS $$
 DROP TRIGGER IF EXISTS audit_append_only ON audit;
 CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit
   FOR EACH ROW EXECUTE FUNCTION mydiag_audit_append_only();
+CREATE INDEX IF NOT EXISTS audit_ticket ON audit (ticket_id, seq);
 """,
 }
 
