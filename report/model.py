@@ -71,7 +71,8 @@ class Bundle:
     @classmethod
     def open(cls, path: Union[str, Path], identities: Sequence[str] = (), limits: Limits = DEFAULT,
              ) -> Bundle:
-        """A plain `.tar.zst` or a sealed `.tar.zst.age` (opened with `identities`)."""
+        """A plain `.tar.zst` or a sealed `.tar.zst.age` (opened with `identities`). Raises
+        ReportError, or age.AgeError (its `kind` says which: wrong key, damaged, bad key)."""
         label = str(path)
         try:
             with open(path, "rb") as raw:
@@ -81,8 +82,6 @@ class Bundle:
                                           "(--identity FILE)")
                     return cls.read(age.AgeReader(raw, list(identities)), label, limits)
                 return cls.read(raw, label, limits)
-        except age.AgeError as exc:
-            raise ReportError(f"{label}: {exc}") from None
         except OSError as exc:
             raise ReportError(f"{label}: {exc.strerror or exc}") from None
 
