@@ -191,7 +191,8 @@ def _finding(out: Any, finding: Any) -> None:
     out.write(f"\n[{finding.severity}] {finding.rule} {printable(finding.title)}\n")
     out.write(f"  {printable(finding.summary)}\n")
     for item in finding.evidence:
-        shown = ", ".join(f"{printable(str(k))}={printable(str(v))}" for k, v in list(item.values.items())[:8])
+        pairs = list(item.values.items())[:8]
+        shown = ", ".join(f"{printable(str(k))}={printable(str(v))}" for k, v in pairs)
         out.write(f"  evidence: {printable(item.member)}" + (f": {shown}" if shown else "") + "\n")
         for digest in item.digests[:3]:
             out.write(f"    digest {printable(str(digest.get('digest', ''))[:16])}: "
