@@ -26,16 +26,13 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
-
-import pymysql
-import pymysql.cursors
+from typing import Iterator, List, Optional
 
 from agent.session import diagaccount
 from agent.session.diagoutput import MAX_CELL
 from agent.session.sqlcheck import MAX_ROWS
 from agent.session.sqllex import Mode
-from collectors.mysql.session import ConnectSpec, ServerGone, Session
+from collectors.mysql.session import ConnectSpec, Session
 from collectors.mysql.sql import Statement
 from collectors.registry import CollectorError
 
@@ -105,62 +102,13 @@ class DiagSession(Session):
         cell cut to what the console shows, and read at most MAX_RESULT_BYTES of it."""
         if self._conn is None:
             self._conn = self._open()  # the last result was cut: its connection was dropped
-        conn = self._conn
-        try:
-            with self._lock:
-                cursor = conn.cursor(pymysql.cursors.SSCursor)
-                self.statements += 1
-                cursor.execute(text)
-                names = [d[0] for d in cursor.description or ()]
-                rows: List[tuple] = []
-                read = 0
-                while names:
-                    row = cursor.fetchone()
-                    if row is None:
-                        break
-                    if len(rows) > MAX_ROWS:
-                        return self._dropped(conn, cursor, names, rows, [])
-                    read += sum(_size(value) for value in row)
-                    rows.append(tuple(_kept(value) for value in row))
-                    if read > MAX_RESULT_BYTES:
-                        return self._dropped(conn, cursor, names, rows, [
-                            f"the console stopped reading this result after {MAX_RESULT_BYTES >> 20} MiB "
-                            f"(it shows {MAX_CELL} characters of a cell): narrow the query"])
-                count = cursor.warning_count
-                cursor.close()
-                warnings: List[str] = []
-                if count:
-                    with conn.cursor(pymysql.cursors.Cursor) as cur:
-                        cur.execute("SHOW WARNINGS")
-                        warnings = [f"{level} {code}: {message}" for level, code, message in cur.fetchall()]
-                return Result(names, rows, more=len(rows) > MAX_ROWS, warnings=warnings)
-        except pymysql.err.MySQLError as exc:
-            raise self._statement_error(exc, _CONSOLE, conn, None) from None
-        except (OSError, AttributeError) as exc:
-            self._conn = None
-            raise ServerGone(f"console: connection lost ({exc})", "") from None
-
-    def _dropped(self, conn: Any, cursor: Any, names: List[str], rows: List[tuple],
-                 warnings: List[str]) -> Result:
-        """Stop reading a result: drop its connection rather than read it to the end."""
-        self._conn = None
-        result = getattr(cursor, "_result", None)
-        if result is not None:
-            result.unbuffered_active = False  # else its finalizer reads on the closed socket
-        conn._force_close()
-        return Result(names, rows, more=True, warnings=warnings)
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, bytes, bytearray)) else 8
-
-
-def _kept(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > KEEP_CHARS:
-        return value[:KEEP_CHARS]
-    if isinstance(value, (bytes, bytearray)) and len(value) > 4 * KEEP_CHARS:
-        return bytes(value[:4 * KEEP_CHARS])
-    return value
+        got = self.stream_rows(text, MAX_ROWS + 1, _CONSOLE, cell_chars=KEEP_CHARS,
+                               max_bytes=MAX_RESULT_BYTES)
+        warnings = list(got.warnings)
+        if got.stopped_at_bytes:
+            warnings.append(f"the console stopped reading this result after {MAX_RESULT_BYTES >> 20} MiB "
+                            f"(it shows {MAX_CELL} characters of a cell): narrow the query")
+        return Result(got.names, got.rows, more=got.more or len(got.rows) > MAX_ROWS, warnings=warnings)
 
 
 class Ledger:

@@ -109,6 +109,20 @@ class Streamed:
     rows: List[tuple]
     more: bool = False
     warnings: List[str] = field(default_factory=list)
+    stopped_at_bytes: bool = False
+
+
+def _cell_size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, bytes, bytearray)) else 8
+
+
+def _cut(value: Any, chars: int) -> Any:
+    """A cell cut to `chars` characters (bytes: four per character, as UTF-8 could need)."""
+    if isinstance(value, str) and len(value) > chars:
+        return value[:chars]
+    if isinstance(value, (bytes, bytearray)) and len(value) > 4 * chars:
+        return bytes(value[:4 * chars])
+    return value
 
 
 class Session:
@@ -292,12 +306,17 @@ class Session:
             self._conn = None
             raise ServerGone(f"{stmt.name}: connection lost ({exc})", "") from None
 
-    def stream_rows(self, sql: str, keep: int, stmt: Statement) -> Streamed:
+    def stream_rows(self, sql: str, keep: int, stmt: Statement, *, cell_chars: Optional[int] = None,
+                    max_bytes: Optional[int] = None) -> Streamed:
         """Run one statement and keep at most `keep` rows of its result, unbuffered.
 
         The caller caps what the server sends (e.g. `sql_select_limit`); should the server
         send more than `keep` rows anyway, the connection is dropped rather than read to
-        the end, so a huge result never reaches this process whole.
+        the end, so a huge result never reaches this process whole. Rows alone do not bound
+        bytes (1001 cells of `REPEAT('a', 16000000)` are 16 GB): with `cell_chars` each cell
+        is cut as it arrives, and past `max_bytes` of one result (counted before the cut)
+        reading stops and the connection is dropped; `stopped_at_bytes` says so. After a
+        drop the session is disconnected: the caller reconnects.
         """
         if self._conn is None:
             raise ServerGone(f"{stmt.name}: not connected", "")
@@ -308,11 +327,19 @@ class Session:
                 self.statements += 1
                 cursor.execute(sql)
                 names = [d[0] for d in cursor.description or ()]
-                rows = list(cursor.fetchmany(keep)) if names else []
-                if names and len(rows) >= keep and cursor.fetchone() is not None:
-                    self._conn = None
-                    conn._force_close()
-                    return Streamed(names, rows, more=True)
+                rows: List[tuple] = []
+                read = 0
+                while names:
+                    row = cursor.fetchone()
+                    if row is None:
+                        break
+                    if len(rows) >= keep:
+                        return self._drop(conn, cursor, Streamed(names, rows, more=True))
+                    read += sum(_cell_size(value) for value in row)
+                    rows.append(row if cell_chars is None else tuple(_cut(v, cell_chars) for v in row))
+                    if max_bytes is not None and read > max_bytes:
+                        cut = Streamed(names, rows, more=True, stopped_at_bytes=True)
+                        return self._drop(conn, cursor, cut)
                 count = cursor.warning_count
                 cursor.close()
                 warnings: List[str] = []
@@ -326,6 +353,15 @@ class Session:
         except (OSError, AttributeError) as exc:
             self._conn = None
             raise ServerGone(f"{stmt.name}: connection lost ({exc})", "") from None
+
+    def _drop(self, conn: Any, cursor: Any, kept: Streamed) -> Streamed:
+        """Stop reading a result: drop its connection rather than read it to the end."""
+        self._conn = None
+        result = getattr(cursor, "_result", None)
+        if result is not None:
+            result.unbuffered_active = False  # else its finalizer reads on the closed socket
+        conn._force_close()
+        return kept
 
     def _statement_error(
         self,
