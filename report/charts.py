@@ -426,13 +426,13 @@ def _present(points: Sequence[Point]) -> bool:
     return any(v is not None for _t, v in points)
 
 
-def _measured(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def measured_rows(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """OS sampler rows whose rates cover an interval of the window (the first row's rates,
     `window_seconds` null, are since boot)."""
     return [r for r in rows if not ("window_seconds" in r and r.get("window_seconds") is None)]
 
 
-def _os_series(rows: List[Dict[str, Any]], *keys: str) -> List[Point]:
+def os_series(rows: List[Dict[str, Any]], *keys: str) -> List[Point]:
     points: List[Point] = []
     for row in rows:
         t = parse_ts(row.get("ts"))
@@ -524,10 +524,10 @@ def standard_charts(bundle: Bundle, report: Any) -> List[Chart]:
         "bytes", status)
     add("InnoDB dirty pages", [("Innodb_buffer_pool_pages_dirty",
                                 _gauge(window, "Innodb_buffer_pool_pages_dirty"))], "pages", status)
-    cpu = _measured(bundle.jsonl("os/proc_stat.jsonl"))
-    add("CPU", [(k, _os_series(cpu, "total", k)) for k in ("busy", "iowait", "steal")], "percent",
+    cpu = measured_rows(bundle.jsonl("os/proc_stat.jsonl"))
+    add("CPU", [(k, os_series(cpu, "total", k)) for k in ("busy", "iowait", "steal")], "percent",
         "os/proc_stat.jsonl")
-    disks = _measured(bundle.jsonl("os/diskstats.jsonl"))
+    disks = measured_rows(bundle.jsonl("os/diskstats.jsonl"))
     names: List[str] = []
     for row in disks:
         found = row.get("disks")
@@ -535,12 +535,12 @@ def standard_charts(bundle: Bundle, report: Any) -> List[Chart]:
             if name not in names:
                 names.append(str(name)[:60])
     active = [n for n in names if any((v or 0) > 0 for key in ("reads_per_s", "writes_per_s")
-                                      for _t, v in _os_series(disks, "disks", n, key))][:_MAX_SERIES]
+                                      for _t, v in os_series(disks, "disks", n, key))][:_MAX_SERIES]
     for name in active:
-        add(f"Disk I/O: {name}", [(f"{k.split('_')[0]}/s", _os_series(disks, "disks", name, k))
+        add(f"Disk I/O: {name}", [(f"{k.split('_')[0]}/s", os_series(disks, "disks", name, k))
                                   for k in ("reads_per_s", "writes_per_s")], "operations per second",
             "os/diskstats.jsonl")
-    add("Disk latency", [(n, _os_series(disks, "disks", n, "await_ms")) for n in active], "ms",
+    add("Disk latency", [(n, os_series(disks, "disks", n, "await_ms")) for n in active], "ms",
         "os/diskstats.jsonl")
     vmstat = bundle.jsonl("os/vmstat.jsonl")
     add("Swap", [(k, _vm_rate(vmstat, k)) for k in ("pswpin", "pswpout")], "pages per second",
@@ -550,8 +550,8 @@ def standard_charts(bundle: Bundle, report: Any) -> List[Chart]:
 
 
 def _vm_rate(rows: List[Dict[str, Any]], name: str) -> List[Point]:
-    measured = _measured(rows)
-    rates = _os_series(measured, "rates", f"{name}_per_s")
+    measured = measured_rows(rows)
+    rates = os_series(measured, "rates", f"{name}_per_s")
     if _present(rates):
         return rates
     counted = Window.from_rows(rows, "counters")
