@@ -10,13 +10,21 @@ from typing import Any, Dict, List, Optional
 
 from fastapi import FastAPI, Header
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from server.api.access import Who, engineer_only
 from server.api.errors import ApiError
 from server.api.routing import API, ERRORS, read
-from server.intake import bundles
+from server.intake import bundles, reports
+from server.storage.db import Tx
 from server.storage.state import State
+
+
+class HeadlineOut(BaseModel):
+    rule: str
+    severity: str
+    title: str
+    summary: str
 
 
 class BundleOut(BaseModel):
@@ -33,6 +41,9 @@ class BundleOut(BaseModel):
     finished: Optional[str] = None
     received: str
     verified: Optional[str] = None
+    report: Optional[str] = Field(None, description="the report: rendered, failed, or null (not yet)")
+    headline: Optional[List[HeadlineOut]] = Field(
+        None, description="the report's headline findings (warning or worse), when it is rendered")
 
 
 class BundleDetail(BundleOut):
@@ -44,10 +55,10 @@ def install(app: FastAPI, state: State, who: Who) -> None:
              tags=["bundles"])
     async def list_bundles(ticket_id: str, authorization: Optional[str] = Header(None)) -> Any:
         await who(authorization, ticket_id)
-        return await read(state, bundles.list_bundles, ticket_id)
+        return await read(state, _listed, ticket_id)
 
     async def _bundle(ticket_id: str, bundle_id: str) -> Dict[str, Any]:
-        found = await read(state, bundles.get_bundle, bundle_id)
+        found = await read(state, _one, bundle_id)
         if found is None or found["ticket"] != ticket_id:
             raise ApiError(404, "no such bundle")
         return found
@@ -73,3 +84,20 @@ def install(app: FastAPI, state: State, who: Who) -> None:
 
         return StreamingResponse(chunks(), media_type="application/octet-stream",
                                  headers={"Content-Length": str(found["size"])})
+
+
+def _with_reports(tx: Tx, found: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Each bundle with its report's state and headline findings (additive fields)."""
+    known = reports.summaries(tx, [b["id"] for b in found])
+    for bundle in found:
+        bundle.update(known.get(bundle["id"], {"report": None, "headline": None}))
+    return found
+
+
+def _listed(tx: Tx, ticket_id: str) -> List[Dict[str, Any]]:
+    return _with_reports(tx, bundles.list_bundles(tx, ticket_id))
+
+
+def _one(tx: Tx, bundle_id: str) -> Optional[Dict[str, Any]]:
+    found = bundles.get_bundle(tx, bundle_id)
+    return _with_reports(tx, [found])[0] if found is not None else None

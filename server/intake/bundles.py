@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from bundle import age
 from bundle.limits import Limits as BundleLimits
 from bundle.reader import BundleError, members
-from server.intake import checks
+from server.intake import checks, reports
 from server.storage import audit
 from server.storage.db import Tx
 from server.storage.state import State
@@ -84,6 +84,8 @@ def verify(state: State, bundle_id: str) -> None:
         _attempt_failed(state, bundle_id, exc)
         return
     _settle(state, row, verdict)
+    if verdict.status == "accepted":
+        reports.render_quietly(state, bundle_id)  # here, in the background: never a request's wait
 
 
 def _run_checks(state: State, row: Dict[str, Any]) -> checks.Verdict:
