@@ -34,6 +34,7 @@ from server.intake import tus as uploads
 from server.intake.tus import TusError
 from server.storage.state import State
 from server.support.tickets import Invalid
+from server.web.routes import router as web_router
 
 SWEEP_SECONDS = 10.0
 
@@ -87,6 +88,8 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
     # The order of installation is the order of the OpenAPI document's paths.
     for resource in (tickets_api, bundles_api, audit_api, uploads_api):
         resource.install(app, state, who)
+    # The engineers' web pages (server/web/): outside /api/v1 and outside the OpenAPI document.
+    app.include_router(web_router(state))
     return app
 
 

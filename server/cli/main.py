@@ -129,6 +129,42 @@ def cmd_engineer_add(args: argparse.Namespace) -> int:
     return exitcodes.OK
 
 
+def cmd_engineer_password(args: argparse.Namespace) -> int:
+    from server.web import passwords
+
+    password = _read_new_password(args.stdin)
+    why = passwords.acceptable(password)
+    if why:
+        raise Failure(exitcodes.USAGE, why)
+    state = _open(args)
+    try:
+        with state.db.tx() as tx:
+            passwords.set_password(tx, args.name, password, _actor())
+    finally:
+        state.close()
+    print(f"password of engineer {args.name} set; their web sessions were signed out")
+    return exitcodes.OK
+
+
+def _read_new_password(from_stdin: bool) -> str:
+    """The new password: one line of stdin (--stdin), else typed twice at a prompt that
+    does not echo. It is never printed, logged or put on a command line."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY))
+    except OSError:
+        # getpass would fall back to reading stdin with echo on: refuse instead.
+        raise Failure(exitcodes.USAGE, "no terminal to ask for the password on: "
+                                       "pipe it in with --stdin") from None
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise Failure(exitcodes.USAGE, "the two passwords differ; nothing was changed")
+    return first
+
+
 def _ticket_or_fail(state: Any, ticket_id: str) -> Dict[str, Any]:
     from server.support import tickets
 
@@ -267,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ssh-key", metavar="PUBKEY_FILE",
                    help="the engineer's OpenSSH public key, for joining remote sessions")
     json_option(p)
+
+    p = command(engineer, "password", "set an engineer's password for the web pages (asked twice, "
+                "or one line of stdin with --stdin); ends their web sessions", cmd_engineer_password)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--stdin", action="store_true", help="read the password from the first line of stdin")
 
     from server.cli import sessions as session_cli
 

@@ -65,6 +65,10 @@ CREATE TABLE IF NOT EXISTS web_sessions (
   digest TEXT PRIMARY KEY, engineer TEXT NOT NULL, csrf TEXT NOT NULL,
   created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS web_sessions_expires ON web_sessions (expires);
+CREATE TABLE IF NOT EXISTS signin_failures (
+  account TEXT NOT NULL, address TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS signin_failures_account ON signin_failures (account, at);
+CREATE INDEX IF NOT EXISTS signin_failures_address ON signin_failures (address, at);
 CREATE TABLE IF NOT EXISTS reports (
   bundle_id TEXT PRIMARY KEY, state TEXT NOT NULL, headline TEXT, report_json TEXT, html_key TEXT,
   error TEXT, rendered DOUBLE PRECISION);

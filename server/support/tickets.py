@@ -114,3 +114,27 @@ def enrolled_host(tx: Tx, customer: str, public_key: str) -> Optional[str]:
 
 def iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def ticket_page(tx: Tx, offset: int, limit: int) -> Dict[str, Any]:
+    """One page of the ticket list, newest first, with each ticket's bundle count and last
+    bundle time, and the number of tickets in all: one query over the indexes
+    (tickets_created, bundles_ticket), whatever the number of tickets and bundles."""
+    rows = tx.all(
+        "SELECT t.id, t.customer, t.title, t.created, "
+        "(SELECT COUNT(*) FROM bundles b WHERE b.ticket_id = t.id) AS bundles, "
+        "(SELECT MAX(b.received) FROM bundles b WHERE b.ticket_id = t.id) AS last_bundle, "
+        "(SELECT COUNT(*) FROM tickets) AS total "
+        "FROM tickets t ORDER BY t.created DESC, t.id DESC LIMIT ? OFFSET ?", (limit, offset))
+    if rows:
+        total = int(rows[0]["total"])
+    else:  # a page past the end: the count alone
+        total = int((tx.one("SELECT COUNT(*) AS n FROM tickets") or {"n": 0})["n"])
+    return {"tickets": [{k: r[k] for k in ("id", "customer", "title", "created", "bundles", "last_bundle")}
+                        for r in rows], "total": total}
+
+
+def ticket_hosts(tx: Tx, ticket_id: str) -> List[Dict[str, Any]]:
+    """The host keys enrolled through this ticket, oldest first."""
+    return tx.all("SELECT fingerprint, hostname, enrolled FROM hosts WHERE ticket_id = ? "
+                  "ORDER BY enrolled, fingerprint", (ticket_id,))

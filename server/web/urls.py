@@ -1,0 +1,59 @@
+"""Every link the pages show, built in one place (path parts are quoted; ids are checked
+where they are read, not here)."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Optional
+
+_SAFE_NEXT_MAX = 2000
+
+
+def _q(part: str) -> str:
+    return urllib.parse.quote(str(part), safe="")
+
+
+def ticket_list(page: int = 1) -> str:
+    return "/" if page <= 1 else f"/?page={int(page)}"
+
+
+def ticket(ticket_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}"
+
+
+def bundle_report(ticket_id: str, bundle_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/bundles/{_q(bundle_id)}/report"
+
+
+def diff(ticket_id: str, a: str, b: str) -> str:
+    """Compare bundle `a` (the earlier) with bundle `b`."""
+    return f"/tickets/{_q(ticket_id)}/diff?" + urllib.parse.urlencode({"a": a, "b": b})
+
+
+def replay(ticket_id: str, session_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/sessions/{_q(session_id)}/replay"
+
+
+def static(name: str) -> str:
+    return f"/static/{_q(name)}"
+
+
+def signin(next_path: Optional[str] = None) -> str:
+    safe = safe_next(next_path)
+    return "/signin" if safe == "/" else "/signin?" + urllib.parse.urlencode({"next": safe})
+
+
+SIGNOUT = "/signout"
+
+
+def safe_next(value: Optional[str]) -> str:
+    """`value` if it is a path on this site, else "/": never `//host`, `/\\host`, a scheme,
+    a control character or a backslash (browsers read `/\\` as `//`)."""
+    if not value or len(value) > _SAFE_NEXT_MAX or not value.startswith("/"):
+        return "/"
+    if value.startswith("//") or "\\" in value or any(ord(c) < 0x21 or ord(c) == 0x7f for c in value):
+        return "/"
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
