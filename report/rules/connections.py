@@ -189,7 +189,9 @@ def max_used_connections(b: Bundle) -> Optional[Hit]:
     """
     peak = b.window.last("Max_used_connections")
     limit = b.number("max_connections")
-    share = guarded_ratio(peak, limit, 1, "max_connections")
+    # The one extra connection kept for an administrator can take the peak to limit + 1.
+    capped = min(peak, limit) if peak is not None and limit is not None else peak
+    share = guarded_ratio(capped, limit, 1, "max_connections")
     if share < 0.85:
         return None
     return Hit(f"Max_used_connections={peak:.0f} is {share:.0%} of max_connections={limit:.0f}",
