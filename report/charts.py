@@ -327,8 +327,12 @@ def _axes(low: float, high: float, t0: float, t1: float, left: float, top: float
         count += 1
         value = low + step * count
     ticks = 4 if plot_w >= 300 else 2
+    shown = set()
     for index in range(ticks + 1):
         t = t0 + (t1 - t0) * index / ticks
+        if _clock(t) in shown:
+            continue  # a short window: one label per second
+        shown.add(_clock(t))
         x = x_of(t)
         anchor = "start" if index == 0 else "end" if index == ticks else "middle"
         parts.append(Markup('<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="#767676"/>'
