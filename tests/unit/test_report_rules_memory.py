@@ -1,0 +1,294 @@
+"""The memory rules (MEM-*): each fires on the host it describes and stays quiet on a healthy
+one; the ratio and window rules say "insufficient" on a restart, a zero or tiny denominator,
+or one sample; malformed members never make a rule fail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+import report.catalog  # noqa: F401 - declares the rules
+from report import engine, registry
+from report.finding import Finding
+from report.model import Bundle
+from tests.reportkit import START, counters, make_bundle
+
+GIB = 1 << 30
+MIB = 1 << 20
+MEM_RULES = [r for r in registry.all_rules() if r.group == "memory"]
+
+
+def outcome(bundle, rule_id: str):
+    report = engine.evaluate(bundle, [registry.get(rule_id)])
+    return report.findings[0] if report.findings else report.outcomes[0]
+
+
+def status(bundle, rule_id: str) -> str:
+    result = outcome(bundle, rule_id)
+    return "finding" if isinstance(result, Finding) else result.status
+
+
+def host(ram: float = 16 * GIB, limit: Optional[float] = None, rss: float = 2 * GIB, swap: float = 0,
+         available_start: Optional[float] = None, available_end: Optional[float] = None) -> Dict[str, Any]:
+    """os/meminfo.json, os/host.json and os/mysqld_process.json of a host."""
+    start = available_start if available_start is not None else ram / 2
+    end = available_end if available_end is not None else ram / 2
+    cgroup = {"memory": {"cgroup_version": 2, "limit_bytes": limit, "usage_bytes": rss}}
+    return {
+        "os/meminfo.json": {"meminfo": {"MemTotal": ram, "MemAvailable": start},
+                            "summary": {"total_bytes": ram},
+                            "end": {"meminfo": {"MemTotal": ram, "MemAvailable": end}}},
+        "os/host.json": {"cgroup": cgroup, "kernel": {"name": "Linux"}},
+        "os/mysqld_process.json": {"pid": 4242, "cgroup": cgroup,
+                                   "memory": {"VmRSS": rss, "VmSwap": swap, "VmHWM": rss}},
+    }
+
+
+def connections(peak: float, samples: int = 3) -> List[Dict[str, Any]]:
+    return counters({"Max_used_connections": peak}, {"Questions": 10}, samples=samples)
+
+
+def rss_rows(values: List[float], pid: int = 4242) -> List[Dict[str, Any]]:
+    return [{"pid": pid, "name": "mariadbd", "rss_bytes": v} for v in values]
+
+
+def vmstat_rows(stalls: List[float]) -> List[Dict[str, Any]]:
+    rows = [{"window_seconds": None, "rates": {"allocstall_per_s": 0.0, "pgscan_direct_per_s": 0.0}}]
+    rows += [{"window_seconds": 10.0, "rates": {"allocstall_per_s": s, "pgscan_direct_per_s": s * 50}}
+             for s in stalls]
+    return rows
+
+
+# -- MEM-01: the worst case ---------------------------------------------------------------
+
+def test_worst_case_fires_on_the_measured_peak_of_connections():
+    variables = {"innodb_buffer_pool_size": 12 * GIB, "sort_buffer_size": 64 * MIB}
+    finding = outcome(make_bundle(variables, connections(80), files=host(ram=16 * GIB)), "MEM-01")
+    assert isinstance(finding, Finding) and finding.severity == "warning"
+    assert "80 connections at peak" in finding.summary
+    values = finding.evidence[0].values
+    assert values["worst_case_measured_bytes"] > 0.9 * 16 * GIB
+    assert values["limit"] == "the host's RAM"
+
+
+def test_worst_case_uses_the_cgroup_limit_when_it_is_tighter_than_ram():
+    variables = {"innodb_buffer_pool_size": 6 * GIB}
+    finding = outcome(make_bundle(variables, connections(20), files=host(ram=64 * GIB, limit=6 * GIB)),
+                      "MEM-01")
+    assert isinstance(finding, Finding)
+    assert finding.evidence[0].values["limit"] == "the cgroup memory limit"
+
+
+def test_worst_case_on_max_connections_alone_is_a_notice():
+    variables = {"innodb_buffer_pool_size": 8 * GIB, "sort_buffer_size": 32 * MIB, "max_connections": 1000}
+    finding = outcome(make_bundle(variables, connections(10), files=host(ram=16 * GIB)), "MEM-01")
+    assert isinstance(finding, Finding) and finding.severity == "notice"
+    assert "max_connections=1000" in finding.summary and "measured peak" in finding.summary
+
+
+def test_worst_case_passes_on_stock_settings():
+    assert status(make_bundle({}, connections(30), files=host()), "MEM-01") == "passed"
+
+
+def test_worst_case_does_not_count_the_query_cache_while_it_is_off():
+    variables = {"innodb_buffer_pool_size": 8 * GIB, "query_cache_size": 7 * GIB,
+                 "query_cache_type": "OFF", "max_connections": 10}
+    assert status(make_bundle(variables, connections(5), files=host(ram=16 * GIB)), "MEM-01") == "passed"
+    variables["query_cache_type"] = "ON"
+    assert status(make_bundle(variables, connections(5), files=host(ram=16 * GIB)), "MEM-01") == "finding"
+
+
+def test_worst_case_is_insufficient_without_ram_or_limit():
+    assert status(make_bundle({}, connections(30)), "MEM-01") == "insufficient"
+
+
+# -- MEM-02: RSS near the limit -----------------------------------------------------------
+
+def test_rss_near_the_cgroup_limit_is_an_error():
+    finding = outcome(make_bundle({}, files=host(ram=64 * GIB, limit=8 * GIB, rss=7.8 * GIB)), "MEM-02")
+    assert isinstance(finding, Finding) and finding.severity == "error"
+    assert "cgroup memory limit" in finding.summary
+
+
+def test_rss_near_ram_is_a_warning():
+    finding = outcome(make_bundle({}, files=host(ram=16 * GIB, rss=14 * GIB)), "MEM-02")
+    assert isinstance(finding, Finding) and finding.severity == "warning"
+
+
+def test_rss_well_under_the_limit_passes():
+    assert status(make_bundle({}, files=host(ram=16 * GIB, rss=6 * GIB)), "MEM-02") == "passed"
+
+
+def test_rss_rule_is_insufficient_on_a_zero_or_tiny_limit():
+    assert status(make_bundle({}, files=host(ram=0, rss=GIB)), "MEM-02") == "insufficient"
+    assert status(make_bundle({}, files=host(ram=1000, rss=500)), "MEM-02") == "insufficient"
+
+
+# -- MEM-03: RSS growth -------------------------------------------------------------------
+
+def test_rss_growth_fires_when_memory_grows_towards_the_limit():
+    rows = rss_rows([5.0 * GIB + i * 100 * MIB for i in range(6)])
+    bundle = make_bundle({}, counters({"Innodb_buffer_pool_pages_data": 1000}, {}),
+                         files=host(limit=8 * GIB, rss=5.5 * GIB), jsonl={"os/processes.jsonl": rows})
+    finding = outcome(bundle, "MEM-03")
+    assert isinstance(finding, Finding) and finding.window
+    assert finding.evidence[0].values["hours_to_limit"] < 1
+    assert finding.severity == "error" and len(finding.evidence[0].samples) == 6
+
+
+def test_rss_growth_explained_by_the_buffer_pool_filling_passes():
+    rows = rss_rows([5.0 * GIB + i * 100 * MIB for i in range(6)])
+    pages = counters({"Innodb_buffer_pool_pages_data": 1000}, {"Innodb_buffer_pool_pages_data": 700})
+    bundle = make_bundle({}, pages, files=host(limit=8 * GIB), jsonl={"os/processes.jsonl": rows})
+    assert status(bundle, "MEM-03") == "passed"
+
+
+def test_flat_rss_passes_and_other_processes_are_ignored():
+    rows = rss_rows([5 * GIB] * 6) + rss_rows([GIB + i * GIB for i in range(6)], pid=77)
+    bundle = make_bundle({}, files=host(limit=8 * GIB), jsonl={"os/processes.jsonl": rows})
+    assert status(bundle, "MEM-03") == "passed"
+
+
+def test_slow_growth_far_from_the_limit_passes():
+    rows = rss_rows([2 * GIB + i * 10 * MIB for i in range(6)])
+    bundle = make_bundle({}, files=host(ram=256 * GIB), jsonl={"os/processes.jsonl": rows})
+    assert status(bundle, "MEM-03") == "passed"
+
+
+def test_rss_growth_needs_three_samples():
+    rows = rss_rows([5 * GIB, 6 * GIB])
+    bundle = make_bundle({}, files=host(limit=8 * GIB), jsonl={"os/processes.jsonl": rows})
+    assert status(bundle, "MEM-03") == "insufficient"
+
+
+# -- MEM-04: pool over the cgroup limit ---------------------------------------------------
+
+def test_pool_over_the_cgroup_limit_is_critical_with_a_measured_target():
+    bundle = make_bundle({"innodb_buffer_pool_size": 12 * GIB},
+                         files=host(ram=64 * GIB, limit=8 * GIB, rss=5 * GIB))
+    finding = outcome(bundle, "MEM-04")
+    assert isinstance(finding, Finding) and finding.severity == "critical"
+    assert "at most" in finding.advice
+
+
+def test_pool_close_to_the_cgroup_limit_is_an_error():
+    bundle = make_bundle({"innodb_buffer_pool_size": 7 * GIB}, files=host(limit=8 * GIB, rss=7 * GIB))
+    assert outcome(bundle, "MEM-04").severity == "error"
+
+
+def test_pool_well_under_the_cgroup_limit_passes_and_no_limit_is_not_applicable():
+    assert status(make_bundle({"innodb_buffer_pool_size": 4 * GIB}, files=host(limit=8 * GIB)),
+                  "MEM-04") == "passed"
+    assert status(make_bundle({"innodb_buffer_pool_size": 4 * GIB}, files=host()), "MEM-04") == \
+        "not_applicable"
+    unlimited = host(limit=float(1 << 63))
+    assert status(make_bundle({"innodb_buffer_pool_size": 4 * GIB}, files=unlimited), "MEM-04") == \
+        "not_applicable"
+
+
+# -- MEM-05: available memory -------------------------------------------------------------
+
+def test_low_available_memory_at_both_ends_fires():
+    files = host(ram=32 * GIB, available_start=GIB * 0.6, available_end=GIB * 0.5)
+    finding = outcome(make_bundle({}, files=files), "MEM-05")
+    assert isinstance(finding, Finding) and finding.window and finding.severity == "error"
+
+
+def test_low_available_memory_at_one_end_only_passes():
+    files = host(ram=32 * GIB, available_start=GIB * 0.5, available_end=8 * GIB)
+    assert status(make_bundle({}, files=files), "MEM-05") == "passed"
+
+
+def test_available_memory_needs_the_window_end():
+    files = host()
+    files["os/meminfo.json"]["end"] = None
+    assert status(make_bundle({}, files=files), "MEM-05") == "insufficient"
+
+
+def test_available_memory_on_a_zero_memtotal_is_insufficient():
+    files = host(ram=0, available_start=0, available_end=0)
+    assert status(make_bundle({}, files=files), "MEM-05") == "insufficient"
+
+
+# -- MEM-06: direct reclaim ---------------------------------------------------------------
+
+def test_direct_reclaim_in_most_samples_fires():
+    bundle = make_bundle({}, jsonl={"os/vmstat.jsonl": vmstat_rows([5, 12, 0, 30, 8])})
+    finding = outcome(bundle, "MEM-06")
+    assert isinstance(finding, Finding) and finding.window
+    assert finding.evidence[0].values["share_of_samples"] == 0.8
+
+
+def test_direct_reclaim_once_passes():
+    bundle = make_bundle({}, jsonl={"os/vmstat.jsonl": vmstat_rows([0, 0, 40, 0, 0])})
+    assert status(bundle, "MEM-06") == "passed"
+
+
+def test_direct_reclaim_ignores_the_since_boot_row_and_needs_three_samples():
+    rows = vmstat_rows([9, 9])
+    rows[0]["rates"]["allocstall_per_s"] = 100.0
+    assert status(make_bundle({}, jsonl={"os/vmstat.jsonl": rows}), "MEM-06") == "insufficient"
+
+
+# -- MEM-07: swapped mysqld ---------------------------------------------------------------
+
+def test_swapped_mysqld_fires():
+    finding = outcome(make_bundle({}, files=host(rss=6 * GIB, swap=GIB)), "MEM-07")
+    assert isinstance(finding, Finding) and "in swap" in finding.summary
+
+
+def test_a_few_swapped_pages_pass():
+    assert status(make_bundle({}, files=host(rss=6 * GIB, swap=8 * MIB)), "MEM-07") == "passed"
+
+
+def test_swap_share_of_nothing_is_insufficient():
+    assert status(make_bundle({}, files=host(rss=0, swap=0)), "MEM-07") == "insufficient"
+
+
+# -- malformed members ---------------------------------------------------------------------
+
+def _stamp(index: int) -> str:
+    return (START + timedelta(seconds=10 * index)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+HOSTILE_VALUES = ["NaN", "1e999", "-5", "", "abc", [1, 2], {"a": 1}, None, 10 ** 30, True]
+
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES, ids=repr)
+def test_malformed_members_never_make_a_memory_rule_fail(value):
+    variables = {name: value for name in ("innodb_buffer_pool_size", "key_buffer_size", "max_connections",
+                                          "sort_buffer_size", "query_cache_type", "innodb_page_size")}
+    files = {
+        "os/meminfo.json": {"meminfo": {"MemTotal": value, "MemAvailable": value}, "end": value,
+                            "summary": value},
+        "os/host.json": {"cgroup": {"memory": value}},
+        "os/mysqld_process.json": {"pid": value, "memory": value,
+                                   "cgroup": {"memory": {"limit_bytes": value}}},
+        "os/mysqld_memory_map.json": {"resident": value},
+    }
+    jsonl = {
+        "os/processes.jsonl": [{"pid": value, "name": "mariadbd", "rss_bytes": value}] * 4,
+        "os/vmstat.jsonl": [{"window_seconds": value, "rates": value}] * 4,
+        "mysql/global_status.jsonl": [{"ts": _stamp(i), "status": {"Max_used_connections": value,
+                                                                   "Innodb_buffer_pool_pages_data": value,
+                                                                   "Uptime": value}} for i in range(4)],
+    }
+    bundle = make_bundle(variables, files=files, jsonl=jsonl)
+    report = engine.evaluate(bundle, MEM_RULES)
+    errors = [o for o in report.outcomes if o.status == "error"]
+    assert not errors, errors
+
+
+def test_members_of_the_wrong_type_never_make_a_memory_rule_fail():
+    paths = ("os/meminfo.json", "os/host.json", "os/mysqld_process.json", "os/mysqld_memory_map.json")
+    members = {path: b'["a list", 1]' for path in paths}
+    members.update({"os/processes.jsonl": b'[1]\n"x"\n{"rss_bytes": "9"}\n', "os/vmstat.jsonl": b"{\n",
+                    "mysql/global_variables.json": b'{"innodb_buffer_pool_size": {"x": 1}}',
+                    "mysql/global_status.jsonl": b'{"ts": 5, "status": []}\n'})
+    bundle = Bundle(members, {"mysql": {"flavor": "mariadb", "version": "10.11.6"}})
+    report = engine.evaluate(bundle, MEM_RULES)
+    assert not [o for o in report.outcomes if o.status == "error"], report.outcomes
+    assert not report.findings
+
