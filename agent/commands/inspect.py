@@ -102,4 +102,25 @@ def run(args: argparse.Namespace) -> int:
         console.print(Text(
             "redacted: " + ", ".join(f"{printable(rule)} x{count}"
                                      for rule, count in manifest.redaction.items())))
+    _headline(console, path)
     return exitcodes.OK
+
+
+def _headline(console: Console, path: Path) -> None:
+    """The report's headline findings (warning or worse); `mydiag report` gives them all."""
+    from report.engine import evaluate
+    from report.model import Bundle, ReportError
+
+    try:
+        result = evaluate(Bundle.open(path))
+    except ReportError:
+        return
+    headline = result.headline()
+    if not headline:
+        console.print(Text(f"findings: none of warning or worse ({len(result.findings)} in all; "
+                           f"`mydiag report {printable(str(path))}`)"))
+        return
+    console.print(Text(f"headline findings ({len(result.findings)} in all: "
+                       f"`mydiag report {printable(str(path))}`):"))
+    for finding in headline:
+        console.print(Text(f"  [{finding.severity}] {finding.rule} {printable(finding.summary)[:160]}"))
