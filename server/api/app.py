@@ -34,6 +34,7 @@ from server.intake import tus as uploads
 from server.intake.tus import TusError
 from server.storage.state import State
 from server.support.tickets import Invalid
+from server.web import bundle_pages
 from server.web.routes import router as web_router
 
 SWEEP_SECONDS = 10.0
@@ -89,6 +90,7 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
     for resource in (tickets_api, bundles_api, audit_api, uploads_api):
         resource.install(app, state, who)
     # The engineers' web pages (server/web/): outside /api/v1 and outside the OpenAPI document.
+    app.include_router(bundle_pages.router(state))  # first: its /static/report.css before /static/{name}
     app.include_router(web_router(state))
     return app
 

@@ -19,6 +19,7 @@ import time
 from typing import Any, Dict, List, Optional
 
 from bundle import age
+from report import html
 from report.engine import Report, evaluate
 from report.model import Bundle
 from server.intake.checks import one_line
@@ -82,8 +83,6 @@ def read_bundle(state: State, sha256: str, filename: str) -> Bundle:
 
 def render_html(bundle: Bundle, report: Report) -> str:
     """The report's HTML fragment for the web page (the page's layout wraps it)."""
-    from report import html
-
     return html.render_report(bundle, report, standalone=False)
 
 
