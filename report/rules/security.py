@@ -187,7 +187,8 @@ def root_any_host(b: Bundle) -> Optional[Hit]:
 @rule("SEC-04", "Accounts use an old authentication plugin",
       group=GROUP, severity="notice", needs=(ACCOUNTS,),
       advice="Move each account to a current plugin: ALTER USER 'u'@'h' IDENTIFIED WITH "
-             "caching_sha2_password BY '…' (MySQL 8), or IDENTIFIED VIA ed25519 USING PASSWORD('…') (MariaDB); "
+             "caching_sha2_password BY '…' (MySQL 8), or IDENTIFIED VIA ed25519 USING PASSWORD('…') "
+             "(MariaDB); "
              "mysql_old_password accounts first. Check that the clients' connectors support the new "
              "plugin (caching_sha2_password needs TLS or RSA key exchange for the first login).",
       risk="Old connectors cannot log in with the new plugin; the password must be set again (the "
