@@ -51,7 +51,8 @@ def misses(requests: float = 20000, reads: float = 600, samples: int = 6) -> Lis
 # -- IBP-01: read misses ------------------------------------------------------------------
 
 def test_miss_rate_fires_with_disk_reads_and_a_pool_bound_from_measured_memory():
-    bundle = make_bundle({"innodb_buffer_pool_size": 4 * GIB}, misses(), files=host(ram=16 * GIB, rss=5 * GIB))
+    bundle = make_bundle({"innodb_buffer_pool_size": 4 * GIB}, misses(),
+                         files=host(ram=16 * GIB, rss=5 * GIB))
     finding = outcome(bundle, "IBP-01")
     assert isinstance(finding, Finding) and finding.window
     assert "600 disk reads per second" in finding.summary
@@ -257,7 +258,8 @@ def trx_samples(ages: List[float], trx_id: str = "4212") -> List[Dict[str, Any]]
 
 
 def test_transaction_open_through_the_window_fires():
-    finding = outcome(make_bundle({}, jsonl={"mysql/innodb_trx.jsonl": trx_samples([600, 610, 620])}), "IBP-08")
+    rows = trx_samples([600, 610, 620])
+    finding = outcome(make_bundle({}, jsonl={"mysql/innodb_trx.jsonl": rows}), "IBP-08")
     assert isinstance(finding, Finding) and finding.window and "thread 88" in finding.summary
     assert finding.evidence[0].values["samples_seen"] == 3
 
