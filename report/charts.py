@@ -82,6 +82,16 @@ def _finite(value: Any) -> Optional[float]:
     return max(-_LIMIT, min(_LIMIT, number))
 
 
+#: Characters XML 1.0 forbids (C0 controls but tab/newline/return, lone surrogates, U+FFFE/F):
+#: a bundle may carry them, and the SVG must still parse.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: Any, limit: int = 200) -> str:
+    """Text that XML (and a UTF-8 encoder) accepts, cut to `limit` characters."""
+    return _NOT_XML.sub("\ufffd", str(value))[:limit]
+
+
 def short_number(value: Optional[float]) -> str:
     """1234567 → "1.23M"; for axis labels and summaries."""
     if value is None:
@@ -184,8 +194,8 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "",
     """A line chart of `series` ([(label, [(posix_t, value or None), …]), …]): None breaks the
     line; `shade` spans ([(t0, t1, label)]) are shaded, `events` ([(t, label)]) are vertical
     markers. Never raises on odd data: with nothing to draw it says "no data"."""
-    title = str(title)
-    unit = str(unit or "")
+    title = xml_text(title)
+    unit = xml_text(unit or "", 60)
     width = int(max(120, min(4000, _finite(width) or 640)))
     height = int(max(40, min(2000, _finite(height) or 220)))
     ident = chart_id or _slug(title)
@@ -195,7 +205,7 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "",
             label, points = item
         except (TypeError, ValueError):
             continue
-        drawn.append((str(label), _clean(points or [])))
+        drawn.append((xml_text(label, 80), _clean(points or [])))
     stats = [_stats(label, points) for label, points in drawn]
     values = [v for _l, points in drawn for _t, v in points if v is not None]
     times = [t for _l, points in drawn for t, v in points if v is not None]
@@ -219,13 +229,20 @@ def line_chart(title: str, series: Sequence[Series], *, unit: str = "",
     low, high = _y_range(values)
     t0, t1 = min(times), max(times)
     if t1 == t0:
-        t0, t1 = t0 - 1, t1 + 1
+        t0, t1 = t0 - max(1.0, abs(t0) * 1e-9), t1 + max(1.0, abs(t1) * 1e-9)
+    t_span = t1 / 2 - t0 / 2
 
     def x_of(t: float) -> float:
-        return round(left + (t - t0) / (t1 - t0) * plot_w, 2)
+        if t_span <= 0:
+            return round(left + plot_w / 2, 2)
+        return round(left + (t / 2 - t0 / 2) / t_span * plot_w, 2)
+
+    y_span = high / 2 - low / 2
 
     def y_of(v: float) -> float:
-        return round(top + plot_h - (v / 2 - low / 2) / (high / 2 - low / 2) * plot_h, 2)
+        if y_span <= 0:
+            return round(top + plot_h / 2, 2)
+        return round(top + plot_h - min(1.0, max(0.0, (v / 2 - low / 2) / y_span)) * plot_h, 2)
 
     parts: List[Markup] = [head]
     parts.extend(_shades(shade, t0, t1, x_of, top, plot_h))
@@ -283,6 +300,7 @@ def _shades(shade: Iterable[Tuple[Any, Any, str]], t0: float, t1: float, x_of: A
         if a > t1 or b < t0 or b < a:
             continue
         x, w = x_of(a), max(4.0, x_of(b) - x_of(a))
+        label = xml_text(label, 80)
         parts.append(Markup('<g class="chart-shade"><title>{}</title>'
                             '<rect x="{}" y="{}" width="{}" height="{}" '
                             'fill="#f2c94c" fill-opacity="0.3" stroke="#8a6100" stroke-dasharray="3 2"/>'
@@ -303,6 +321,7 @@ def _events(events: Iterable[Tuple[Any, str]], t0: float, t1: float, x_of: Any, 
         if t is None or not t0 <= t <= t1:
             continue
         x = x_of(t)
+        label = xml_text(label, 80)
         text = Markup("") if compact else Markup(
             '<text x="{}" y="{}" font-size="10" fill="#8b1a1a" text-anchor="start">{}</text>'
         ).format(x + 3, top + 22 + 11 * (index % 3), str(label)[:40])
