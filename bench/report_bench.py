@@ -1,0 +1,275 @@
+"""The report against the advisors DBAs use: MySQLTuner (Debian's) and pt-variable-advisor.
+
+    .venv/bin/python bench/report_bench.py [--tables 20000] [--skip-large] [--keep DIR]
+
+Starts the two servers of tests/reportscenarios.py in turn: `troubled` (23 configured
+problems under a matching workload, a broken replica beside it) and `well_configured` (sized
+for this host, durable, a password on every account, a light indexed workload). On each,
+under its workload, runs one after another, each as its own MySQL user with ALL privileges
+and its password in a 0600 option file: `mydiag collect` (5 samples 1 s apart) then
+`mydiag report --json`, `mysqltuner`, `pt-variable-advisor`. Prints per tool the wall time,
+the statements it issued (the growth of SUM(COUNT_STAR) for its user in
+performance_schema.events_statements_summary_by_user_by_event_name; the load's user and
+root are other users), which configured problems it reported, and on the well-configured
+server its false alarms (mydiag: findings of warning or worse; MySQLTuner: `[!!]` lines;
+pt-variable-advisor: WARN lines).
+
+What counts as "reported": for mydiag, a finding of one of the rule ids mapped to the
+problem below; for the peers, a line of their advice (MySQLTuner's `[!!]` lines and its
+"Variables to adjust" and "General recommendations"; pt-variable-advisor's WARN and NOTE
+lines) that names the problem's variable or words (the patterns below). A peer that names
+the right variable with harmful advice (MySQLTuner: raise join_buffer_size) still counts
+as reporting it; the table says which way it advised where that matters.
+
+Then the rendering figures: `mydiag report --html` on the troubled bundle (a standard
+bundle) and, unless --skip-large, on a full bundle of a server with --tables tables
+(bench/collect_bench.py's cached datadir): the median wall time of 5 runs and the peak RSS
+(ru_maxrss of the child, from wait4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import pymysql  # noqa: E402
+
+from tests import reportscenarios as rs  # noqa: E402
+
+MYDIAG = [sys.executable, "-m", "agent.cli"]
+
+#: problem → (mydiag rule ids, a pattern for the peers' advice lines).
+PROBLEMS: Dict[str, Tuple[Tuple[str, ...], str]] = {
+    "tiny buffer pool under load": (("IBP-01", "IBP-02", "IBP-03"), r"innodb_buffer_pool_size|buffer pool"),
+    "query cache on": (("QC-01", "QC-02"), r"query_cache|query cache"),
+    "thread cache 0 with connection churn": (("CONN-01",), r"thread_cache"),
+    "binlog sync off": (("BIN-01",), r"sync_binlog"),
+    "binlog format not ROW": (("BIN-02",), r"binlog_format"),
+    "redo log too small": (("REDO-01", "REDO-02", "REDO-03"), r"innodb_log_file_size|redo log|log file size"),
+    "flush at commit off": (("REDO-05",), r"innodb_flush_log_at_trx_commit"),
+    "broken replica": (("REPL-01",), r"replica|slave|replication"),
+    "account without password": (("SEC-01",), r"without (a )?password|empty password|blank password"),
+    "anonymous account": (("SEC-02",), r"anonymous"),
+    "root from any host": (("SEC-03",), r"hostname restriction|root.*'%'|from any host"),
+    "tables without primary key": (("SCH-01",), r"primary key"),
+    "MyISAM tables": (("SCH-02",), r"myisam"),
+    "temp tables to disk": (("TMP-01",), r"temporary table|tmp_table_size"),
+    "tiny table cache": (("TBL-01", "TBL-02"), r"table_open_cache|table cache"),
+    "max_connections reached": (("CONN-04", "CONN-05"), r"max_connections|connection usage"),
+    "aborted connects": (("CONN-02",), r"aborted"),
+    "join buffer too large": (("TMP-06", "TMP-07"), r"join_buffer"),
+    "sort merge passes": (("TMP-03",), r"sort_buffer|sort merge|sorts requiring"),
+    "full joins": (("TMP-04", "TMP-05"), r"without indexes|full join"),
+    "binlog cache to disk": (("BIN-03",), r"binlog_cache"),
+    "doublewrite off": (("REDO-06",), r"doublewrite"),
+    "local_infile on": (("SEC-06",), r"local_infile"),
+}
+
+
+class Counter:
+    """Statements per MySQL user from performance_schema (root over the socket)."""
+
+    def __init__(self, instance) -> None:
+        self.conn = pymysql.connect(unix_socket=instance.socket, user="root",
+                                    password=getattr(instance, "_root_password", ""), autocommit=True)
+
+    def statements(self, user: str) -> int:
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT COALESCE(SUM(COUNT_STAR), 0) FROM"
+                        " performance_schema.events_statements_summary_by_user_by_event_name"
+                        " WHERE USER = %s", (user,))
+            return int(cur.fetchone()[0])
+
+
+def _user(scenario: rs.Scenario, folder: Path, name: str) -> Tuple[str, Path]:
+    password = secrets.token_urlsafe(12)
+    with scenario.primary.connect(password=scenario.password) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE USER '{name}'@'%' IDENTIFIED BY '{password}'")
+        cur.execute(f"GRANT ALL ON *.* TO '{name}'@'%'")
+    path = folder / f"{name}.cnf"
+    path.write_text(f"[client]\nhost = 127.0.0.1\nport = {scenario.primary.port}\nuser = {name}\n"
+                    f"password = \"{password}\"\n")
+    path.chmod(0o600)
+    return password, path
+
+
+def _timed(command: List[str], env: Dict[str, str] = None) -> Tuple[float, subprocess.CompletedProcess]:
+    begun = time.monotonic()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                          env={**os.environ, **(env or {})})
+    return time.monotonic() - begun, done
+
+
+def advice_lines(tool: str, output: str) -> List[str]:
+    """The lines where a peer gives advice (see the module docstring)."""
+    lines = output.splitlines()
+    if tool == "pt-variable-advisor":
+        return [line for line in lines if re.match(r"#\s*(WARN|NOTE)\b", line)]
+    picked, section = [], False
+    for line in lines:
+        if "Variables to adjust" in line or "General recommendations" in line:
+            section = True
+            continue
+        if line.startswith(">>") or line.startswith("-------- "):
+            section = False
+        if "[!!]" in line or (section and line.strip()):
+            picked.append(line)
+    return picked
+
+
+def alarms(tool: str, output: str) -> int:
+    lines = output.splitlines()
+    if tool == "pt-variable-advisor":
+        return sum(1 for line in lines if re.match(r"#\s*WARN\b", line))
+    return sum(1 for line in lines if "[!!]" in line)
+
+
+def run_tools(kind: str, base: Path) -> Dict[str, Dict[str, object]]:
+    results: Dict[str, Dict[str, object]] = {}
+    with rs.started(kind, base / kind) as scenario:
+        scenario.primary._root_password = scenario.password  # type: ignore[attr-defined]
+        counter = Counter(scenario.primary)
+        folder = base / kind
+        _pw, mine = _user(scenario, folder, "bench_mydiag")
+        tuner_pw, tuner = _user(scenario, folder, "bench_tuner")
+        _pw, advisor = _user(scenario, folder, "bench_pva")
+        with rs.Load(scenario, healthy=(kind != "troubled")):
+            before = counter.statements("bench_mydiag")
+            out = folder / "bundle"
+            out.mkdir()
+            collect_s, done = _timed(MYDIAG + ["collect", "--defaults-file", str(mine), "--output", str(out),
+                                               "--samples", "5", "--interval", "1"],
+                                     {"MYDIAG_HOME": str(folder / "home")})
+            bundle = sorted(out.glob("*.tar.zst"))[-1]
+            report_s, done = _timed(MYDIAG + ["report", str(bundle), "--json"])
+            findings = json.loads(done.stdout)
+            results["mydiag"] = {
+                "seconds": collect_s + report_s, "statements": counter.statements("bench_mydiag") - before,
+                "rules": sorted({f["rule"] for f in findings}),
+                "alarms": sum(1 for f in findings if f["severity"] in ("warning", "error", "critical")),
+                "bundle": str(bundle),
+            }
+            before = counter.statements("bench_tuner")
+            seconds, done = _timed(["mysqltuner", "--host", "127.0.0.1", "--port", str(scenario.primary.port),
+                                    "--user", "bench_tuner", "--pass", tuner_pw, "--nocolor",
+                                    "--forcemem", str(_ram_mib())])
+            results["MySQLTuner"] = {
+                "seconds": seconds, "statements": counter.statements("bench_tuner") - before,
+                "advice": advice_lines("mysqltuner", done.stdout),
+                "alarms": alarms("mysqltuner", done.stdout), "rc": done.returncode}
+            before = counter.statements("bench_pva")
+            seconds, done = _timed(["pt-variable-advisor", f"F={advisor}"])
+            results["pt-variable-advisor"] = {
+                "seconds": seconds, "statements": counter.statements("bench_pva") - before,
+                "advice": advice_lines("pt-variable-advisor", done.stdout),
+                "alarms": alarms("pt-variable-advisor", done.stdout), "rc": done.returncode}
+    return results
+
+
+def _ram_mib() -> int:
+    with open("/proc/meminfo") as handle:
+        for line in handle:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def reported(tool: str, result: Dict[str, object], problem: str) -> bool:
+    rules, pattern = PROBLEMS[problem]
+    if tool == "mydiag":
+        return bool(set(rules) & set(result["rules"]))  # type: ignore[arg-type]
+    return any(re.search(pattern, line, re.I) for line in result["advice"])  # type: ignore[union-attr]
+
+
+def render_figures(bundle: Path, runs: int = 5) -> Tuple[float, float]:
+    """Median seconds and peak RSS (MiB) of `mydiag report --html` on `bundle`."""
+    times, peaks = [], []
+    html = Path(tempfile.mkdtemp()) / "report.html"
+    for _ in range(runs):
+        begun = time.monotonic()
+        process = subprocess.Popen(MYDIAG + ["report", str(bundle), "--html", str(html)], cwd=ROOT,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _pid, status, usage = os.wait4(process.pid, 0)
+        times.append(time.monotonic() - begun)
+        peaks.append(usage.ru_maxrss / 1024)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"mydiag report --html failed on {bundle}")
+    return statistics.median(times), max(peaks)
+
+
+def large_bundle(base: Path, tables: int) -> Path:
+    import collect_bench  # bench/collect_bench.py: the cached 20,000-table datadir
+
+    instance = collect_bench.start_server(base / "large", tables)
+    try:
+        out = base / "large-bundle"
+        out.mkdir()
+        done = subprocess.run(MYDIAG + ["collect", "--host", "127.0.0.1", "--port", str(instance.port),
+                                        "--user", "root", "--profile", "full", "--output", str(out)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=900,
+                              env={**os.environ, "MYDIAG_HOME": str(base / "large-home")})
+        if done.returncode not in (0, 3):
+            raise SystemExit(f"collect on {tables} tables failed: {done.stderr[-500:]}")
+        return sorted(out.glob("*.tar.zst"))[-1]
+    finally:
+        instance.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", type=int, default=20000)
+    parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--keep", type=Path)
+    args = parser.parse_args()
+    for tool in ("mysqltuner", "pt-variable-advisor"):
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is missing: run scripts/system-deps.sh --bench")
+    base = Path(tempfile.mkdtemp(prefix="mydiag-report-bench-"))
+    print(f"load average {os.getloadavg()[0]:.2f}; working in {base}", flush=True)
+    troubled = run_tools("troubled", base)
+    good = run_tools("well_configured", base)
+    tools = ("mydiag", "MySQLTuner", "pt-variable-advisor")
+    print("\n| | " + " | ".join(tools) + " |\n|---|" + "---|" * len(tools))
+    print("| wall time, troubled (s) | " + " | ".join(f"{troubled[t]['seconds']:.1f}" for t in tools) + " |")
+    print("| statements, troubled | " + " | ".join(str(troubled[t]["statements"]) for t in tools) + " |")
+    found = {t: [p for p in PROBLEMS if reported(t, troubled[t], p)] for t in tools}
+    print(f"| configured problems reported (of {len(PROBLEMS)}) | "
+          + " | ".join(str(len(found[t])) for t in tools) + " |")
+    print("| wall time, well-configured (s) | "
+          + " | ".join(f"{good[t]['seconds']:.1f}" for t in tools) + " |")
+    print("| false alarms, well-configured | " + " | ".join(str(good[t]["alarms"]) for t in tools) + " |")
+    print("\n| problem | " + " | ".join(tools) + " |\n|---|" + "---|" * len(tools))
+    for problem in PROBLEMS:
+        print(f"| {problem} | " + " | ".join("yes" if problem in found[t] else "—" for t in tools) + " |")
+    print(f"\nmydiag false alarms on the well-configured server: {good['mydiag']['rules']}")
+    seconds, peak = render_figures(Path(str(troubled["mydiag"]["bundle"])))
+    print(f"\nrendering a standard bundle (--html): median {seconds:.2f} s, peak RSS {peak:.0f} MiB "
+          "(goal ≤ 0.3 s, ≤ 120 MiB)")
+    if not args.skip_large:
+        bundle = large_bundle(base, args.tables)
+        seconds, peak = render_figures(bundle)
+        print(f"rendering a full bundle of {args.tables} tables ({bundle.stat().st_size >> 10} KiB): "
+              f"median {seconds:.2f} s, peak RSS {peak:.0f} MiB (goal ≤ 1.5 s, ≤ 120 MiB)")
+    if args.keep:
+        shutil.copytree(base, args.keep, dirs_exist_ok=True)
+    shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
