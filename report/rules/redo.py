@@ -165,8 +165,9 @@ def redo_capacity_hours(b: Bundle) -> Optional[Hit]:
     hours = capacity / rate / 3600
     if hours >= 1:
         return None
-    return Hit(f"{size(rate)}/s of redo during the window: {source} = {size(capacity)} holds "
-               f"{hours * 60:.0f} minutes of it", advice=_resize_advice(b, rate * 3600),
+    lasts = f"{hours * 60:.0f} minutes" if hours * 3600 >= 120 else f"{hours * 3600:.0f} seconds"
+    return Hit(f"{size(rate)}/s of redo during the window: {source} = {size(capacity)} holds {lasts} of it",
+               advice=_resize_advice(b, rate * 3600),
                severity="warning" if hours < 0.25 else None,
                evidence=[Evidence(STATUS, {"redo_bytes_per_s": round(rate), "counter": counter,
                                            "capacity_bytes": capacity, "hours": round(hours, 3)},
