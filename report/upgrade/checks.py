@@ -257,7 +257,7 @@ def removed_persisted(u: Upgrade) -> Optional[Hit]:
         raise NotApplicable("MariaDB has no SET PERSIST")
     persisted = u.persisted()
     if persisted is None:
-        raise Insufficient(u.bundle.why_missing(cfg.PERSISTED))
+        raise Insufficient(cfg.why_persisted_missing(u.bundle))
     pairs = _removed_in(persisted, u.removed())
     if not pairs:
         return None

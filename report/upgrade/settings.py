@@ -118,11 +118,27 @@ def _persisted_values(node: Any, depth: int = 0) -> Iterator[Tuple[str, str]]:
             yield from _persisted_values(entry, depth + 1)
 
 
-def _nothing_persisted(bundle: Bundle) -> bool:
+def _persisted_entry(bundle: Bundle) -> Optional[Dict[str, Any]]:
     for entry in bundle.manifest.get("collectors") or []:
         if isinstance(entry, dict) and entry.get("name") == "config.persisted":
-            return entry.get("status") == "skipped" and "no persisted variables" in str(entry.get("error"))
-    return False
+            return entry
+    return None
+
+
+def _nothing_persisted(bundle: Bundle) -> bool:
+    entry = _persisted_entry(bundle)
+    return bool(entry and entry.get("status") == "skipped"
+                and "no persisted variables" in str(entry.get("error")))
+
+
+def why_persisted_missing(bundle: Bundle) -> str:
+    """What the manifest says about the persisted-variables collector (its file's name does not
+    carry the collector's)."""
+    entry = _persisted_entry(bundle)
+    if entry is None:
+        return f"{PERSISTED} is not in the bundle"
+    error = entry.get("error") or ""
+    return f"config.persisted {entry.get('status')}" + (f": {error}" if error else "")
 
 
 def explicitly_set(settings: Optional[List[Setting]], name: str) -> Optional[Setting]:
@@ -130,7 +146,3 @@ def explicitly_set(settings: Optional[List[Setting]], name: str) -> Optional[Set
         if name in lookup_keys(setting.key):
             return setting
     return None
-
-
-def as_dict(settings: List[Setting]) -> Dict[str, Setting]:
-    return {s.key: s for s in settings}
