@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 from markupsafe import Markup
 
-from report.charts import Chart, line_chart, standard_charts, table_number
+from report.charts import Chart, line_chart, standard_charts, table_number, xml_text
 from report.engine import Report
 from report.finding import SEVERITIES, Finding
 from report.model import Bundle, to_number
@@ -40,7 +40,7 @@ _MAX_TEXT = 4000
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=ChainableUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+                      trim_blocks=True, lstrip_blocks=True, finalize=_printable)
     env.filters["plain"] = plain
     env.filters["anchor"] = anchor
     env.filters["figure"] = figure
@@ -51,6 +51,14 @@ def environment() -> Environment:
 @lru_cache(maxsize=1)
 def stylesheet() -> str:
     return STYLESHEET.read_text(encoding="utf-8")
+
+
+def _printable(value: Any) -> Any:
+    """Every printed value: text a UTF-8 page can hold (no NUL, controls or lone surrogates);
+    our own Markup (the charts, the CSS) passes as it is, everything else is escaped later."""
+    if isinstance(value, Markup) or value is None:
+        return value
+    return xml_text(value, 1 << 20)
 
 
 # -- filters (all return plain str: Jinja escapes them) -----------------------------------------
