@@ -199,7 +199,8 @@ def persisted(names: Dict[str, str]) -> str:
 def test_persisted_removed_variables():
     bundle = mysql(text={"config/mysqld-auto.cnf": persisted({"max_connections": "500"})}, collectors=())
     finding = fired(bundle, "mysql 8.4", "UPG-04")
-    assert "binlog_transaction_dependency_tracking" in finding.summary and "max_connections" not in finding.summary
+    assert "binlog_transaction_dependency_tracking" in finding.summary
+    assert "max_connections" not in finding.summary
 
 
 def test_persisted_current_variables_pass_and_none_persisted_pass():
@@ -244,7 +245,8 @@ def test_current_sql_modes_pass_and_mariadb_keeps_no_auto_create_user():
 # -- UPG-07 defaults -----------------------------------------------------------------------
 def test_defaults_that_change_on_84():
     finding = fired(mysql(variables={"innodb_adaptive_hash_index": "ON"}), "mysql 8.4", "UPG-07")
-    assert "innodb_io_capacity 200 → 10000" in finding.summary and "innodb_adaptive_hash_index" in finding.summary
+    assert "innodb_io_capacity 200 → 10000" in finding.summary
+    assert "innodb_adaptive_hash_index" in finding.summary
 
 
 def test_pinned_defaults_do_not_change():
@@ -293,7 +295,8 @@ def test_reserved_words_as_names():
 
 
 def test_plain_names_pass_and_missing_names_are_not_checked():
-    assert fired(mysql("5.7.44", files=overview(["shop"], [("shop", "orders")])), "mysql 8.0", "UPG-09") is None
+    plain = mysql("5.7.44", files=overview(["shop"], [("shop", "orders")]))
+    assert fired(plain, "mysql 8.0", "UPG-09") is None
     assert run(mysql("5.7.44"), "mysql 8.0")[1]["UPG-09"].status == "insufficient"
 
 
@@ -306,7 +309,8 @@ def facts(columns=(), schemas=(), non_innodb=()) -> Dict[str, Any]:
 
 
 def test_utf8mb3_columns_and_schemas():
-    data = facts(columns=[{"schema": "shop", "table": "orders", "collation": "utf8mb3_general_ci", "columns": 4}],
+    data = facts(columns=[{"schema": "shop", "table": "orders", "collation": "utf8mb3_general_ci",
+                           "columns": 4}],
                  schemas=[{"schema": "old", "charset": "utf8mb3", "collation": "utf8mb3_general_ci"}])
     finding = fired(mysql(files=data), "mysql 8.4", "UPG-10")
     assert finding.severity == "notice" and "4 columns" in finding.summary and "schema old" in finding.summary
@@ -340,7 +344,8 @@ def test_upgrade_tool_note_names_the_flavors_step():
 
 # -- UPG-13 engines ------------------------------------------------------------------------
 def test_tables_on_a_removed_engine():
-    data = {"mysql/schema_overview.json": {"schemas": [{"schema": "a", "engines": {"TokuDB": 3, "InnoDB": 2}}]}}
+    engines = {"TokuDB": 3, "InnoDB": 2}
+    data = {"mysql/schema_overview.json": {"schemas": [{"schema": "a", "engines": engines}]}}
     finding = fired(mariadb("10.5.20", files=data), "mariadb 11.4", "UPG-13")
     assert "TokuDB (3 tables)" in finding.summary
     assert fired(mysql("5.7.44", files=data), "mysql 8.0", "UPG-13") is not None
@@ -354,7 +359,8 @@ def test_innodb_only_passes_and_no_table_data_is_not_checked():
 
 # -- UPG-14 / UPG-15 plugins ---------------------------------------------------------------
 def plugins(*rows: Dict[str, Any]) -> Dict[str, Any]:
-    return {"mysql/plugins.json": [{"status": "ACTIVE", "library": None, "type": "DAEMON", **r} for r in rows]}
+    return {"mysql/plugins.json": [{"status": "ACTIVE", "library": None, "type": "DAEMON", **r}
+                                   for r in rows]}
 
 
 def test_removed_plugins_on_84():
@@ -386,7 +392,8 @@ def test_old_temporals_and_column_features_are_not_checked_with_the_query_to_run
 
 # -- UPG-18 deprecated names ---------------------------------------------------------------
 def test_deprecated_replication_names():
-    finding = fired(mysql(cnf="[mysqld]\nlog-slave-updates\nslave_parallel_workers=4\n"), "mysql 8.4", "UPG-18")
+    bundle = mysql(cnf="[mysqld]\nlog-slave-updates\nslave_parallel_workers=4\n")
+    finding = fired(bundle, "mysql 8.4", "UPG-18")
     assert "log_replica_updates" in finding.summary and "replica_parallel_workers" in finding.summary
 
 
