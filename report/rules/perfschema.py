@@ -2,32 +2,25 @@
 
 `mysql/performance_schema/NAME.json` is the reading at the window's start and
 `NAME_end.json` at its end (each the top N by total time): the window's own activity is
-end minus start, per digest or per event. `window_digests(bundle)` computes that once for
-every rule (and for other modules: workload rules may import it).
+end minus start, per digest (report/digests.py) or per event.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence
 
+from report.digests import DIGESTS, DIGESTS_END, PS, TEXT_LIMIT, _count, _rows, window_digests
 from report.finding import Evidence, Hit, Insufficient
 from report.model import Bundle, to_number
 from report.registry import rule
-from report.window import guarded_ratio, parse_ts
+from report.window import guarded_ratio
 
-PS = "mysql/performance_schema/"
-DIGESTS, DIGESTS_END = PS + "statement_digests.json", PS + "statement_digests_end.json"
 WAITS, WAITS_END = PS + "waits.json", PS + "waits_end.json"
 EVENTS, EVENTS_END = PS + "statements_by_event.json", PS + "statements_by_event_end.json"
 SETUP = PS + "setup.json"
 VARIABLES = "mysql/global_variables.json"
 
-#: The per-digest counters whose growth during the window `window_digests` gives.
-COUNTERS = ("calls", "total_seconds", "rows_examined", "rows_sent", "tmp_disk_tables",
-            "full_joins", "no_index_used")
-#: A digest text is customer text even as a fingerprint: cut before it goes into evidence.
-TEXT_LIMIT = 500
 #: Below this much statement time in the window, shares of it mean nothing.
 MIN_SECONDS = 0.1
 MIN_CALLS = 10
@@ -36,65 +29,6 @@ TOP = 5
 #: Statements no index can help (catalog and instrumentation reads, SHOW): mydiag's own
 #: reads are among them, so they are left out of the scan and temporary-table rules.
 _DIAGNOSTIC = re.compile(r"information_schema|performance_schema|^\s*\(?\s*show\b", re.I)
-
-
-def _rows(value: Any) -> List[Dict[str, Any]]:
-    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
-
-
-def _count(value: Any) -> float:
-    number = to_number(value)
-    return number if number is not None and 0 <= number < 1e18 else 0.0
-
-
-def _key(row: Dict[str, Any]) -> Tuple[str, str]:
-    digest = row.get("digest")
-    ident = str(digest) if digest not in (None, "") else "text:" + str(row.get("digest_text") or "")
-    return str(row.get("schema_name") or ""), ident[:600]
-
-
-def window_digests(bundle: Bundle) -> List[Dict[str, Any]]:
-    """The statement digests active during the window, most total time first.
-
-    Each dict: `digest`, `digest_text` (cut to 500 characters), `schema_name`, the window's
-    growth of every counter in `COUNTERS`, `new` (True when the digest is only in the end
-    reading: it first ran during the window, or was below the start's top N — then
-    `upper_bound` is True and its counts are totals since it was first seen) and `reset`
-    (the digest table was truncated during the window: the end reading's values).
-    Raises `Insufficient` without an end reading or when the server restarted inside the window.
-    """
-    if not bundle.has(DIGESTS_END):
-        raise Insufficient("no end reading of the statement digests (one-sample window)")
-    if bundle.window.restarted:
-        raise Insufficient("the server restarted inside the window: the start reading no longer counts")
-    start: Dict[Tuple[str, str], Dict[str, Any]] = {}
-    for row in _rows(bundle.json(DIGESTS)):
-        start.setdefault(_key(row), row)
-    opened = bundle.window.start
-    seen = set()
-    out: List[Dict[str, Any]] = []
-    for row in _rows(bundle.json(DIGESTS_END)):
-        key = _key(row)
-        if key in seen:
-            continue
-        seen.add(key)
-        before = start.get(key)
-        reset = before is not None and _count(row.get("calls")) < _count(before.get("calls"))
-        base = before if before is not None and not reset else {}
-        delta = {name: max(0.0, _count(row.get(name)) - _count(base.get(name))) for name in COUNTERS}
-        if delta["calls"] <= 0 and delta["total_seconds"] <= 0:
-            continue
-        first_seen = parse_ts(row.get("first_seen_utc"))
-        upper = before is None and first_seen is not None and opened is not None and first_seen < opened - 1
-        out.append({
-            "digest": None if row.get("digest") is None else str(row.get("digest"))[:64],
-            "digest_text": str(row.get("digest_text") or "")[:TEXT_LIMIT],
-            "schema_name": None if row.get("schema_name") is None else str(row.get("schema_name"))[:64],
-            **{name: (round(v, 6) if name == "total_seconds" else int(v)) for name, v in delta.items()},
-            "new": before is None, "upper_bound": upper, "reset": reset,
-        })
-    out.sort(key=lambda d: -d["total_seconds"])
-    return out
 
 
 def _evidence_digest(d: Dict[str, Any], grew: Sequence[str]) -> Dict[str, Any]:

@@ -1,107 +1,23 @@
 """Rules: temporary tables, sorts and joins (TMP), each with the statement digests behind it.
 
-`window_digests(bundle)` is the window's activity per digest (the end reading of
-events_statements_summary_by_digest minus the start reading); other rule modules may use it.
+The digests come from report/digests.py: the window's activity per digest (the end reading
+of events_statements_summary_by_digest minus the start reading).
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from report.digests import DIGESTS as DIGESTS_START
+from report.digests import DIGESTS_END, top_digests
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
-from report.model import Bundle, to_number
+from report.model import Bundle
 from report.registry import rule
-from report.window import guarded_ratio, parse_ts
+from report.window import guarded_ratio
 
 STATUS = "mysql/global_status.jsonl"
 VARIABLES = "mysql/global_variables.json"
-DIGESTS_START = "mysql/performance_schema/statement_digests.json"
-DIGESTS_END = "mysql/performance_schema/statement_digests_end.json"
-#: The digest columns that are counters (they grow; the window's part is end − start).
-DIGEST_COUNTERS = ("calls", "total_seconds", "lock_seconds", "rows_sent", "rows_examined",
-                   "tmp_disk_tables", "full_joins", "no_index_used")
-#: How many digests a finding's evidence names.
-TOP_DIGESTS = 5
-#: Digest texts of statements that read the server's own catalog (mydiag's collection among
-#: them, which runs during the window): never the application's workload to index.
-_CATALOG_MARKS = ("`information_schema` .", "`performance_schema` .", "`mysql` .")
 MIB = 1 << 20
-
-
-def _digest_rows(b: Bundle, path: str) -> Dict[Tuple[str, str], Dict[str, Any]]:
-    rows = b.json(path, [])
-    found: Dict[Tuple[str, str], Dict[str, Any]] = {}
-    if not isinstance(rows, list):
-        return found
-    for row in rows:
-        if not isinstance(row, dict) or not isinstance(row.get("digest"), str):
-            continue
-        found[(str(row.get("schema_name") or ""), row["digest"][:64])] = row
-    return found
-
-
-def window_digests(b: Bundle) -> List[Dict[str, Any]]:
-    """The window's activity per statement digest: for each digest of the end reading,
-    `schema`, `digest`, `digest_text` (the fingerprint), and every counter of
-    `DIGEST_COUNTERS` as end − start. A digest missing from the start reading counts whole
-    when it was first seen during the window (its `first_seen_utc`), and is left out when
-    it was only outside the start's top N (its start is unknown); a digest whose counters
-    went down (the table was truncated) is left out. `catalog` is True for a statement on
-    the server's own catalog or a SHOW (mydiag's reads look like that). Ordered by the
-    window's total_seconds, largest first. Empty without both readings."""
-    if not (b.has(DIGESTS_START) and b.has(DIGESTS_END)):
-        return []
-    start = _digest_rows(b, DIGESTS_START)
-    window_start = b.window.start
-    if window_start is None:
-        window_start = parse_ts(b.manifest.get("started"))
-    out: List[Dict[str, Any]] = []
-    for key, end in _digest_rows(b, DIGESTS_END).items():
-        before = start.get(key)
-        if before is None:
-            seen = parse_ts(end.get("first_seen_utc"))
-            if seen is None or window_start is None or seen < window_start - 1:
-                continue
-            before = {}
-        deltas: Dict[str, Any] = {}
-        for name in DIGEST_COUNTERS:
-            late = to_number(end.get(name)) or 0.0
-            early = to_number(before.get(name)) or 0.0
-            deltas[name] = late - early
-        if any(value < 0 for value in deltas.values()):
-            continue
-        text = str(end.get("digest_text"))[:1000] if end.get("digest_text") is not None else None
-        out.append({"schema": key[0] or None, "digest": key[1], "digest_text": text,
-                    "catalog": _catalog(text), **deltas})
-    out.sort(key=lambda d: -d["total_seconds"])
-    return out
-
-
-def _catalog(text: Optional[str]) -> bool:
-    if not text:
-        return False
-    upper = text.lstrip("( ").upper()
-    # "SELECT ? AS `part`": mydiag's folded performance_schema reading, whose digest text the
-    # server cuts before its FROM.
-    return (upper.startswith(("SHOW ", "SET ", "SELECT @@", "SELECT ? AS `PART`"))
-            or any(m in text for m in _CATALOG_MARKS))
-
-
-def top_digests(b: Bundle, counters: Tuple[str, ...]) -> List[Dict[str, Any]]:
-    """The application's digests (not `catalog` ones) whose first counter of `counters` grew
-    most during the window (ties by the next), as evidence rows: digest, schema,
-    digest_text, calls, total_seconds, `counter` (the one ranked by) and each counter's growth."""
-    grew = [d for d in window_digests(b) if not d["catalog"] and any(d[c] > 0 for c in counters)]
-    grew.sort(key=lambda d: tuple(-d[c] for c in counters) + (-d["total_seconds"],))
-    rows = []
-    for d in grew[:TOP_DIGESTS]:
-        row = {"digest": d["digest"], "schema": d["schema"], "digest_text": d["digest_text"],
-               "calls": round(d["calls"]), "total_seconds": round(d["total_seconds"], 3),
-               "counter": counters[0]}
-        for name in counters:
-            row[name] = round(d[name])
-        rows.append(row)
-    return rows
 
 
 def _digest_note(b: Bundle, rows: List[Dict[str, Any]], counters: Tuple[str, ...]) -> str:

@@ -9,8 +9,8 @@ import pytest
 
 import report.catalog  # noqa: F401 - declares every rule
 from report import registry
+from report.digests import window_digests
 from report.engine import evaluate
-from report.rules.perfschema import window_digests
 from tests.reportkit import counters, make_bundle
 
 PS = "mysql/performance_schema/"

@@ -10,8 +10,9 @@ import pytest
 
 import report.catalog  # noqa: F401 - declares the rules
 from report import engine, registry
-from report.finding import Finding
-from report.rules.workload import DIGESTS_END, DIGESTS_START, top_digests, window_digests
+from report.digests import DIGESTS as DIGESTS_START
+from report.digests import DIGESTS_END, top_digests, window_digests
+from report.finding import Finding, Insufficient
 from tests.reportkit import counters, make_bundle
 
 MIB = 1 << 20
@@ -80,8 +81,8 @@ def test_window_digests_are_end_minus_start_per_digest():
     assert found["aaa1"]["tmp_disk_tables"] == 60 and found["aaa1"]["calls"] == 60
     assert found["bbb2"]["total_seconds"] == 70 and found["bbb2"]["full_joins"] == 30
     assert found["fff6"]["calls"] == 7  # first seen during the window: counted whole
-    assert "ggg7" not in found  # outside the start's top N: its start is unknown
-    assert "ttt8" not in found  # counters went down: truncated, not activity
+    assert found["ggg7"]["upper_bound"]  # outside the start's top N: its counts are totals
+    assert found["ttt8"]["reset"]  # counters went down: the table was truncated
     assert found["eee5"]["catalog"] and not found["aaa1"]["catalog"]
     ordered = window_digests(with_digests(rows=counters({}, {"Questions": 1})))
     assert ordered[0]["digest"] == "bbb2"  # most total_seconds during the window
@@ -91,15 +92,18 @@ def test_top_digests_rank_by_the_counter_and_leave_out_the_catalog_reads():
     rows = top_digests(with_digests(rows=counters({}, {"Questions": 1})), ("tmp_disk_tables",))
     assert [r["digest"] for r in rows] == ["aaa1", "fff6"]
     first = rows[0]
-    assert first == {"digest": "aaa1", "schema": "shop", "digest_text": first["digest_text"], "calls": 60,
-                     "total_seconds": 30.0, "counter": "tmp_disk_tables", "tmp_disk_tables": 60}
+    assert first == {"digest": "aaa1", "schema_name": "shop", "digest_text": first["digest_text"],
+                     "calls": 60, "total_seconds": 30.0, "counter": "tmp_disk_tables", "tmp_disk_tables": 60}
     assert "GROUP BY" in first["digest_text"]
 
 
 def test_window_digests_are_empty_without_both_readings():
     files = digest_files()
     del files[DIGESTS_END]
-    assert window_digests(make_bundle({}, counters({}, {}), files=files)) == []
+    bundle = make_bundle({}, counters({}, {}), files=files)
+    with pytest.raises(Insufficient, match="end reading"):
+        window_digests(bundle)
+    assert top_digests(bundle, ("tmp_disk_tables",)) == []
 
 
 # -- each rule ------------------------------------------------------------------------------
