@@ -85,7 +85,8 @@ def test_window_digests_are_end_minus_start_per_digest():
     assert found["ttt8"]["reset"]  # counters went down: the table was truncated
     assert found["eee5"]["catalog"] and not found["aaa1"]["catalog"]
     ordered = window_digests(with_digests(rows=counters({}, {"Questions": 1})))
-    assert ordered[0]["digest"] == "bbb2"  # most total_seconds during the window
+    own = [d["digest"] for d in ordered if not d["upper_bound"]]
+    assert own[0] == "bbb2"  # most total_seconds during the window
 
 
 def test_top_digests_rank_by_the_counter_and_leave_out_the_catalog_reads():
