@@ -139,22 +139,16 @@ def sign_out(page) -> None:
     assert "/signin" in page.url
 
 
-@pytest.fixture
-def axe_check():
-    """`axe_check(page)` as in conftest, with axe-core evaluated through the DevTools protocol:
-    conftest's script tag is an inline script, which the pages' CSP (rightly) refuses."""
-    if not AXE.is_file():
-        pytest.fail(f"{AXE} missing: run scripts/system-deps.sh")
-    source = AXE.read_text()
-
-    def check(tab) -> None:
-        tab.evaluate("source => { (0, eval)(source); }", source)
-        result = tab.evaluate("axe.run(document, {resultTypes: ['violations']})")
-        bad = [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-               for v in result["violations"] if v.get("impact") in ("serious", "critical")]
-        assert not bad, f"accessibility violations on {tab.url}:\n" + "\n".join(bad)
-
-    return check
+def axe_check(tab) -> None:
+    """No axe-core violation of impact serious or critical on the page. As conftest's fixture,
+    with axe-core evaluated through the DevTools protocol: the fixture's script tag is an
+    inline script, which the pages' CSP (rightly) refuses."""
+    assert AXE.is_file(), f"{AXE} missing: run scripts/system-deps.sh"
+    tab.evaluate("source => { (0, eval)(source); }", AXE.read_text())
+    result = tab.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    bad = [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+           for v in result["violations"] if v.get("impact") in ("serious", "critical")]
+    assert not bad, f"accessibility violations on {tab.url}:\n" + "\n".join(bad)
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +177,7 @@ def uploaded(web, collected, tmp_path_factory) -> Dict[str, Dict]:
 
 
 def test_engineer_signs_in_opens_the_ticket_and_reads_the_report_with_findings_and_charts(
-        web, uploaded, page, axe_check, screenshot):
+        web, uploaded, page, screenshot):
     ticket, bundle = uploaded["ticket"], uploaded["marked"]
     sign_in(page, web, f"/tickets/{ticket['id']}")
     nothing_ran(page)
@@ -206,7 +200,7 @@ def test_engineer_signs_in_opens_the_ticket_and_reads_the_report_with_findings_a
     sign_out(page)
 
 
-def test_markup_from_the_bundle_is_shown_as_text_and_runs_nowhere(web, uploaded, page, axe_check, screenshot):
+def test_markup_from_the_bundle_is_shown_as_text_and_runs_nowhere(web, uploaded, page, screenshot):
     ticket, bundle = uploaded["ticket"], uploaded["marked"]
     sign_in(page, web, f"/tickets/{ticket['id']}/bundles/{bundle['id']}/report")
     text = page.inner_text("main")
@@ -223,7 +217,7 @@ def test_markup_from_the_bundle_is_shown_as_text_and_runs_nowhere(web, uploaded,
     screenshot(page, "report-markup")
 
 
-def test_a_one_sample_quick_bundle_renders_with_its_rules_insufficient(web, uploaded, page, axe_check,
+def test_a_one_sample_quick_bundle_renders_with_its_rules_insufficient(web, uploaded, page,
                                                                        screenshot):
     ticket, bundle = uploaded["ticket"], uploaded["one_sample"]
     state = web.state()
