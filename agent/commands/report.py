@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -94,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
         if upgrade is not None:
             body["upgrade"] = {"target": str(args.upgrade_to), "findings": [f.to_dict() for f in upgrade],
                                "not_checked": [o.__dict__ for o in unchecked]}
-        print(json.dumps(body["findings"] if upgrade is None else body, indent=2, sort_keys=True,
-                         default=str))
+        print(_dumps(body["findings"] if upgrade is None else body))
         return exitcodes.OK
     print_text(result, upgrade, unchecked)
     if args.html:
@@ -122,19 +124,50 @@ def _diff(args: argparse.Namespace, older: Any, newer: Any, report_old: Any, rep
         if code:
             return code
     if args.json or not args.html:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        print(_dumps(result))
     return exitcodes.OK
 
 
 def _write(path: str, text: str) -> int:
+    """Write `text` to `path` whole or not at all: a partial file beside it, renamed at the
+    end, and removed when anything fails."""
     target = Path(path)
+    if target.is_dir() or not target.name:
+        return fail(f"cannot write {printable(path)}: it is a folder (name the HTML file to write)",
+                    exitcodes.OUTPUT_ERROR)
+    partial = target.with_name(f".{target.name}.partial")
     try:
-        partial = target.with_name(f".{target.name}.partial")
-        partial.write_text(text, encoding="utf-8")
+        with open(partial, "w", encoding="utf-8", errors="backslashreplace") as out:
+            out.write(text)
         partial.replace(target)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink()
         return fail(f"cannot write {printable(path)}: {os_error_text(exc)}", exitcodes.OUTPUT_ERROR)
     return exitcodes.OK
+
+
+def _dumps(value: Any) -> str:
+    """Valid JSON whatever the bundle held: NaN and infinities become null, lone surrogates
+    and control characters are escaped (ensure_ascii), odd objects become text."""
+    return json.dumps(_jsonable(value), indent=2, sort_keys=True, allow_nan=False)
+
+
+def _jsonable(value: Any, depth: int = 0) -> Any:
+    if depth > 64:
+        return printable(str(value)[:200])
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, dict):
+        return {printable(str(k)) if not isinstance(k, str) else k: _jsonable(v, depth + 1)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v, depth + 1) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value), depth + 1)
+    return printable(str(value))
 
 
 def explain_text(rule: Any) -> str:
