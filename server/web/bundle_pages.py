@@ -63,10 +63,16 @@ def _find(tx: Tx, ticket_id: str, bundle_ids: List[str]) -> Found:
     return ticket, found
 
 
-def _same_host(tx: Tx, ticket_id: str, bundle: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The ticket's other accepted bundles of the same host, to compare with."""
-    return [b for b in bundles.list_bundles(tx, ticket_id)
-            if b["id"] != bundle["id"] and b["status"] == "accepted" and b["host"] == bundle["host"]]
+def _same_host(tx: Tx, ticket_id: str, bundle: Dict[str, Any]) -> List[Tuple[Dict[str, Any], bool]]:
+    """The ticket's other accepted bundles of the same host, to compare with, each with
+    whether it came before `bundle` (the list is in the order received)."""
+    found, before = [], True
+    for other in bundles.list_bundles(tx, ticket_id):
+        if other["id"] == bundle["id"]:
+            before = False
+        elif other["status"] == "accepted" and other["host"] == bundle["host"]:
+            found.append((other, before))
+    return found
 
 
 def _report_fragment(state: State, bundle_id: str) -> Tuple[Optional[Dict[str, Any]], Optional[str]]:
@@ -122,7 +128,9 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
             return render.message(request, 409, "No report for this bundle", text)
         row, fragment = await run_in_threadpool(_report_fragment, state, bundle_id)
         others = await access.db(state, False, _same_host, ticket_id, bundle)
-        compare = [{"bundle": other, "url": urls.diff(ticket_id, *_pair(other, bundle))} for other in others]
+        compare = [{"bundle": other, "url": urls.diff(ticket_id, *((other["id"], bundle["id"]) if earlier
+                                                                  else (bundle["id"], other["id"])))}
+                   for other, earlier in others]
         return render.page(
             request, "report.html", title=f"Report: {bundle['host'] or bundle['filename']}", ticket=ticket,
             bundle=bundle, report_state=row["state"] if row else None, error=row["error"] if row else None,
@@ -173,8 +181,3 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
     async def report_css() -> Response:
         return render.secure(FileResponse(REPORT_CSS, media_type="text/css"), private=False)
 
-
-def _pair(one: Dict[str, Any], other: Dict[str, Any]) -> Tuple[str, str]:
-    """The ids of two bundles, the earlier received first."""
-    first, second = sorted((one, other), key=lambda x: (x["received"], x["id"]))
-    return first["id"], second["id"]
