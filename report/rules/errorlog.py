@@ -44,10 +44,13 @@ _CORRUPTION = re.compile(
     r"database page corruption|\bis corrupt(?:ed)?\b|looks corrupted|checksum mismatch|"
     r"is marked as crashed|incorrect key file for table|corrupted page|page .{0,80} is in the future",
     re.I)
+_CORRUPTION_WORDS = ("corrupt", "checksum mismatch", "marked as crashed", "incorrect key file",
+                     "in the future")
 _ABORTED = re.compile(r"Aborted connection \d+ to db:.*\(([^()]{1,200})\)\.?\s*$")
 _DEADLOCK = re.compile(r"Transactions deadlock detected")
 _DEADLOCK_TABLE = re.compile(r" of table (`[^`]{1,64}`\.`[^`]{1,64}`|\S{1,130}) ")
 _READY = re.compile(r"\bready for connections\b")
+_READY_WORDS = ("ready for connections",)
 _RECOVERY = re.compile(r"Starting crash recovery|Database was not shut ?down normally|"
                        r"crash recovery from checkpoint", re.I)
 _SERVER_NAMES = ("mysqld", "mariadbd", "mysqld-debug")
@@ -62,6 +65,7 @@ def quote(line: str) -> str:
 @dataclass
 class ErrorLog:
     lines: List[str] = field(default_factory=list)
+    _lowered: Optional[List[str]] = field(default=None, repr=False)
 
     def stamp(self, index: int) -> Optional[str]:
         """The time of line `index`'s entry (its own, or the last stamped line before it)."""
@@ -75,8 +79,13 @@ class ErrorLog:
         text = self.stamp(index)
         return datetime.strptime(text, "%Y-%m-%d %H:%M:%S") if text else None
 
-    def find(self, pattern: re.Pattern) -> List[int]:
-        return [i for i, line in enumerate(self.lines) if pattern.search(line)]
+    def find(self, pattern: re.Pattern, needles: Tuple[str, ...]) -> List[int]:
+        """Lines matching `pattern`; only lines holding one of `needles` (lower case) are
+        matched, so a large log costs a substring scan, not a regex per line."""
+        if self._lowered is None:
+            self._lowered = [line.lower() for line in self.lines]
+        return [i for i, low in enumerate(self._lowered)
+                if any(n in low for n in needles) and pattern.search(self.lines[i])]
 
 
 def _moment(line: str) -> Optional[datetime]:
@@ -172,7 +181,7 @@ def crash(b: Bundle) -> Optional[Hit]:
     """
     log = _log(b)
     crashes = []
-    for i in log.find(_SIGNAL):
+    for i in log.find(_SIGNAL, ("got signal",)):
         match = _SIGNAL.search(log.lines[i])
         if match:
             crashes.append((i, int(match.group(1))))
@@ -251,7 +260,7 @@ def oom_kill(b: Bundle) -> Optional[Hit]:
     starts = None
     if b.has(LOG):
         log = _log(b)
-        ready = log.find(_READY)
+        ready = log.find(_READY, _READY_WORDS)
         starts = len(ready)
         evidence.append(Evidence(LOG, {"start_ups_in_log": starts,
                                        "last_start_up": log.stamp(ready[-1]) if ready else None}))
@@ -289,7 +298,7 @@ def corruption(b: Bundle) -> Optional[Hit]:
     **Fix**: check the storage, then CHECK TABLE and restore or rebuild the named objects.
     """
     log = _log(b)
-    hits = log.find(_CORRUPTION)
+    hits = log.find(_CORRUPTION, _CORRUPTION_WORDS)
     if not hits:
         return None
     distinct: List[str] = []
@@ -403,7 +412,7 @@ def recent_restarts(b: Bundle) -> Optional[Hit]:
     **Fix**: find the cause of each restart (see the advice).
     """
     log = _log(b)
-    ready = log.find(_READY)
+    ready = log.find(_READY, _READY_WORDS)
     uptime = b.window.first("Uptime") if len(b.window) else None
     if uptime is None:
         uptime = to_number(b.json("mysql/identity.json", {}).get("uptime")) \
@@ -447,7 +456,7 @@ def crash_recovery(b: Bundle) -> Optional[Hit]:
     **Fix**: find what stopped the server uncleanly (see the advice).
     """
     log = _log(b)
-    hits = log.find(_RECOVERY)
+    hits = log.find(_RECOVERY, ("crash recovery", "not shut"))
     if not hits:
         return None
     times: List[str] = []
@@ -483,7 +492,7 @@ def deadlocks(b: Bundle) -> Optional[Hit]:
     **Fix**: same lock order, short transactions, indexed lookups, retries (see the advice).
     """
     log = _log(b)
-    hits = log.find(_DEADLOCK)
+    hits = log.find(_DEADLOCK, ("deadlock detected",))
     if not hits:
         if b.switch("innodb_print_all_deadlocks") is False:
             raise NotApplicable("innodb_print_all_deadlocks is OFF: deadlocks are not written to the log")
