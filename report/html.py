@@ -20,7 +20,7 @@ from jinja2 import ChainableUndefined, Environment, FileSystemLoader
 from markupsafe import Markup
 
 from report.charts import Chart, line_chart, standard_charts, table_number, xml_text
-from report.engine import Report
+from report.engine import HEADLINE_SEVERITY, Report
 from report.finding import SEVERITIES, Finding
 from report.model import Bundle, to_number
 from report.window import parse_ts
@@ -168,11 +168,18 @@ def render_report(bundle: Bundle, report: Report, *, standalone: bool = True,
         standalone=standalone, css=Markup(stylesheet()) if standalone else "",
         page_title=f"mydiag report: {report.host or bundle.host or 'unknown host'}",
         report=report, bundle_label=bundle.label, window=report.window or {}, meta=report.meta or {},
-        headline=report.headline(), groups=_groups(report.findings), charts=list(charts),
+        headline=_headline(report.findings), groups=_groups(report.findings), charts=list(charts),
         not_judged=not_judged, outcome_counts=counts, findings_count=len(report.findings),
         upgrade=_groups(upgrade_list, offset=len(report.findings)) if upgrade_list is not None else None,
         upgrade_count=len(upgrade_list or []), few_samples=_few_samples(report.window),
     )
+
+
+def _headline(findings: Sequence[Finding], count: int = 5) -> List[Finding]:
+    """Report.headline, tolerant of a severity outside SEVERITIES (a report read back from JSON)."""
+    floor = SEVERITIES.index(HEADLINE_SEVERITY)
+    worst = [f for f in findings if f.severity in SEVERITIES and SEVERITIES.index(f.severity) >= floor]
+    return sorted(worst, key=lambda f: -SEVERITIES.index(f.severity))[:count]
 
 
 def _few_samples(window: Any) -> bool:
