@@ -11,7 +11,8 @@ CONFIDENCES = ("low", "medium", "high")
 
 
 def severity_rank(severity: str) -> int:
-    return SEVERITIES.index(severity)
+    """0 (info) … 4 (critical); an unknown severity (a report read back from JSON) ranks as info."""
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 0
 
 
 class Insufficient(Exception):
