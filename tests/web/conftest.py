@@ -172,6 +172,9 @@ def seed_ticket(web: Web, title: str = XSS, host: str = XSS, purpose: str = XSS)
     """A ticket the way customers fill one: its title over the API, then an enrolled host, a
     granted session and bundles (one quarantined with a customer-made reason, two accepted of
     one host) through the server's record functions, on the database the server reads."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from bundle import sign
     from server.gateway import records
     from server.storage import audit
     from server.support import tickets
@@ -180,7 +183,8 @@ def seed_ticket(web: Web, title: str = XSS, host: str = XSS, purpose: str = XSS)
     state = web.state()
     try:
         with state.db.tx() as tx:
-            tickets.enroll_host(tx, ticket["id"], _ssh_public_key(), host, "upload:acme")
+            tickets.enroll_host(tx, ticket["id"], sign.public_key_text(Ed25519PrivateKey.generate()), host,
+                                "upload:acme")
             if tx.one("SELECT name FROM engineer_keys WHERE name = ?", (web.engineer,)) is None:
                 records.add_engineer_key(tx, web.engineer, _ssh_public_key(), "cli:test")
             session = records.grant(tx, ticket["id"], "upload:acme", web.engineer, 3600, purpose, "diag",
@@ -234,10 +238,8 @@ def browser(chromium_path, tmp_path_factory):
             os.environ["HOME"] = old
 
 
-@pytest.fixture
-def page(browser):
-    """A fresh browser context at 1280 px that records every dialog and console error."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+def _tab(browser, bypass_csp: bool):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=bypass_csp)
     tab = context.new_page()
     tab.dialogs = []
     tab.csp_errors = []
@@ -249,6 +251,23 @@ def page(browser):
     tab.on("dialog", on_dialog)
     tab.on("console", lambda m: tab.csp_errors.append(m.text)
            if "Content Security Policy" in m.text else None)
+    return context, tab
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh context at 1280 px that records every dialog, with the page's CSP bypassed: axe
+    is injected as an inline script, and markup the templates failed to escape would run
+    (the CSP must not be what hides an escaping bug; `strict_page` keeps the CSP)."""
+    context, tab = _tab(browser, bypass_csp=True)
+    yield tab
+    context.close()
+
+
+@pytest.fixture
+def strict_page(browser):
+    """Like `page`, with the server's CSP enforced; `tab.csp_errors` holds each violation."""
+    context, tab = _tab(browser, bypass_csp=False)
     yield tab
     context.close()
 
