@@ -215,3 +215,22 @@ def test_a_customer_token_is_no_way_into_the_pages(web: Web) -> None:
     assert reply.status == 303
     client.jar["mydiag_session"] = ticket["upload_token"]
     assert client.get("/").status == 303
+
+
+def test_an_https_public_url_marks_the_cookies_secure(tmp_path, monkeypatch) -> None:
+    from tests.serverkit import make_server
+
+    server = make_server(tmp_path, None)
+    name, password = new_engineer(server)
+    monkeypatch.setenv("MYDIAG_PUBLIC_URL", "https://support.example.com")
+    server.start()
+    try:
+        client = Client(server.port)
+        page = client.get("/signin")
+        assert "secure" in [p.strip().lower() for p in page.cookies()["mydiag_signin"].split(";")]
+        # A browser would not send a Secure cookie back over plain HTTP; this client does.
+        reply = client.sign_in(name, password)
+        assert reply.status == 303
+        assert "secure" in [p.strip().lower() for p in reply.cookies()["mydiag_session"].split(";")]
+    finally:
+        server.stop()
