@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Dict, List, Optional
 
+from report.facts import CPUINFO
+from report.facts import cores as cpu_count
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle, to_number
 from report.registry import rule
@@ -15,7 +17,6 @@ from report.window import guarded_ratio
 STATUS = "mysql/global_status.jsonl"
 VARIABLES = "mysql/global_variables.json"
 PROCESSLIST = "mysql/processlist.json"
-CPUINFO = "os/cpuinfo.json"
 
 
 def _pooled(b: Bundle) -> bool:
@@ -26,19 +27,6 @@ def _pooled(b: Bundle) -> bool:
 def _setting(b: Bundle, name: str) -> str:
     value = b.variable(name)
     return "unknown" if value is None else value[:40]
-
-
-def cpu_count(b: Bundle) -> Optional[int]:
-    """The CPUs mysqld may use: os/cpuinfo.json's `usable` (affinity and cgroup quota
-    applied), else `logical`; None when neither is a positive number."""
-    info = b.json(CPUINFO, {})
-    if not isinstance(info, dict):
-        return None
-    for key in ("usable", "logical"):
-        value = to_number(info.get(key))
-        if value is not None and 1 <= value <= 1 << 16:
-            return int(value)
-    return None
 
 
 @rule("CONN-01", "The thread cache is too small for the connection churn",
@@ -246,7 +234,8 @@ def refused_at_max_connections(b: Bundle) -> Optional[Hit]:
       verify="Threads_running stays below twice the CPUs over a new window.")
 def threads_running_high(b: Bundle) -> Optional[Hit]:
     """Checks the share of the window's samples in which Threads_running (statements
-    executing at that moment) exceeds twice the CPUs mysqld may use (os/cpuinfo.json).
+    executing at that moment) exceeds twice the CPUs mysqld may use (os/cpuinfo.json's
+    affinity count, lowered by a cgroup CPU quota).
 
     **Why it matters**: a thread beyond the CPUs waits — for a CPU, a lock, or I/O. A
     brief spike is normal; running above twice the CPUs in most samples is either CPU
@@ -266,7 +255,7 @@ def threads_running_high(b: Bundle) -> Optional[Hit]:
     if share < 0.5:
         return None
     running = w.gauge("Threads_running")
-    return Hit(f"Threads_running above {threshold} (2 × {cpus} CPUs) in {share:.0%} of the samples "
+    return Hit(f"Threads_running above {threshold:g} (2 × {cpus:g} CPUs) in {share:.0%} of the samples "
                f"(max {running.max:.0f}, average {running.avg:.1f})",
                severity="error" if running.avg > cpus * 4 else None,
                evidence=[Evidence(STATUS, {"cpus": cpus, "threshold": threshold, "share_of_samples":

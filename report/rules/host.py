@@ -8,8 +8,10 @@ rows of the window's own intervals.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
+from report.facts import CPUINFO, MEMINFO, PROCESS, intervals, mapping, swap_total
+from report.facts import cores as cpu_count
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle, to_number
 from report.registry import rule
@@ -19,26 +21,16 @@ VMSTAT = "os/vmstat.jsonl"
 PROC_STAT = "os/proc_stat.jsonl"
 DISKSTATS = "os/diskstats.jsonl"
 SYSCTL = "os/sysctl.json"
-MEMINFO = "os/meminfo.json"
 THP = "os/transparent_hugepage.json"
 DISKS = "os/disks.json"
 NUMA = "os/numa.json"
-PROCESS = "os/mysqld_process.json"
-HOST = "os/host.json"
-CPUINFO = "os/cpuinfo.json"
 OOM = "os/oom_kills.json"
 KERNEL_LOG = "os/kernel_log.json"
 VARIABLES = "mysql/global_variables.json"
 MIB = 1 << 20
-#: cgroup v1 reports "no limit" as a huge number (PAGE_COUNTER_MAX × page size).
-_UNLIMITED = 1 << 60
 #: A condition must hold in at least this share of the window's intervals to be persistent.
 PERSISTENT = 0.5
 _MYSQLD = ("mysqld", "mariadbd", "mysqld-debug")
-
-
-def _dict(value: Any) -> Dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _object(b: Bundle, path: str) -> Dict[str, Any]:
@@ -48,40 +40,11 @@ def _object(b: Bundle, path: str) -> Dict[str, Any]:
     return data
 
 
-def _intervals(b: Bundle, path: str, key: Optional[str]) -> Window:
-    """The sampler's rows that cover an interval of the window (not the one since boot)."""
-    rows = [r for r in b.jsonl(path) if r.get("window_seconds") is not None
-            and (to_number(r.get("window_seconds")) or 0) > 0]
-    return Window.from_rows(rows, key)
-
-
 def _share(w: Window, condition: Any) -> float:
     """Persistence over the window's intervals: at least two are needed."""
     if len(w) < 2:
         raise Insufficient(f"{len(w)} interval(s) in the window, 2 needed (collect with --samples 3 or more)")
     return w.persistence(condition, min_samples=2)
-
-
-def _cores(b: Bundle) -> float:
-    """CPUs mysqld can use: the affinity's count, lowered by a cgroup CPU quota."""
-    info = _dict(b.json(CPUINFO))
-    cores = to_number(info.get("usable")) or to_number(info.get("logical"))
-    for path in (PROCESS, HOST):
-        quota = to_number(_dict(_dict(_dict(b.json(path)).get("cgroup")).get("cpu")).get("quota_cpus"))
-        if quota and quota > 0:
-            cores = min(cores, quota) if cores else quota
-            break
-    if not cores or cores < 0 or cores > 100000:
-        raise Insufficient("the number of CPUs is not in the bundle (os/cpuinfo.json)")
-    return cores
-
-
-def _swap_total(b: Bundle) -> Optional[float]:
-    info = _dict(b.json(MEMINFO))
-    total = to_number(_dict(info.get("meminfo")).get("SwapTotal"))
-    if total is None:
-        total = to_number(_dict(info.get("summary")).get("swap_total_bytes"))
-    return total
 
 
 #: Pages per second swapped (in + out) that mean the working set does not fit.
@@ -148,7 +111,7 @@ def swappiness(b: Bundle) -> Optional[Hit]:
     value = to_number(_object(b, SYSCTL).get("vm.swappiness"))
     if value is None:
         raise Insufficient("vm.swappiness is not in os/sysctl.json")
-    swap = _swap_total(b)
+    swap = swap_total(b)
     if swap is None:
         raise Insufficient("the swap size is not in os/meminfo.json")
     if swap <= 0:
@@ -198,12 +161,12 @@ _HDD_BAD = ("cfq", "bfq")
 
 def _mysql_devices(disks: Dict[str, Any]) -> List[str]:
     """The block devices under MySQL's paths (through device-mapper), or all of them."""
-    devices = _dict(disks.get("block_devices"))
+    devices = mapping(disks.get("block_devices"))
     mounts = {str(f.get("mountpoint")): str(f.get("block_device") or "")
               for f in disks.get("filesystems") or [] if isinstance(f, dict)}
     wanted: List[str] = []
-    for entry in _dict(disks.get("mysql_paths")).values():
-        device = mounts.get(str(_dict(entry).get("mountpoint")))
+    for entry in mapping(disks.get("mysql_paths")).values():
+        device = mounts.get(str(mapping(entry).get("mountpoint")))
         if device:
             wanted.append(device)
     if not wanted:
@@ -215,7 +178,7 @@ def _mysql_devices(disks: Dict[str, Any]) -> List[str]:
         if name in found:
             continue
         found.append(name)
-        under = _dict(devices.get(name)).get("built_on")
+        under = mapping(devices.get(name)).get("built_on")
         if isinstance(under, list):
             queue.extend(str(u) for u in under if isinstance(u, (str, int)))
     return [name for name in found if name in devices]
@@ -241,14 +204,14 @@ def io_scheduler(b: Bundle) -> Optional[Hit]:
     **Fix**: none (fast devices) or mq-deadline, kept with a udev rule.
     """
     disks = _object(b, DISKS)
-    devices = _dict(disks.get("block_devices"))
+    devices = mapping(disks.get("block_devices"))
     bad = []
     for name in _mysql_devices(disks):
-        device = _dict(devices.get(name))
+        device = mapping(devices.get(name))
         scheduler = str(device.get("scheduler") or "").strip().lower()
         if not scheduler:
             continue
-        rotational = to_number(_dict(device.get("queue")).get("rotational"))
+        rotational = to_number(mapping(device.get("queue")).get("rotational"))
         if rotational == 0 and scheduler not in _SSD_GOOD:
             bad.append({"device": name[:64], "scheduler": scheduler[:32], "rotational": False})
         elif rotational != 0 and scheduler in _HDD_BAD:
@@ -302,7 +265,7 @@ def numa_layout(b: Bundle) -> Optional[Hit]:
         raise Insufficient("neither numa_balancing nor innodb_numa_interleave is known")
     if not problems:
         return None
-    free = {str(_dict(n).get("node")): to_number(_dict(n).get("memory_free_bytes"))
+    free = {str(mapping(n).get("node")): to_number(mapping(n).get("memory_free_bytes"))
             for n in (numa.get("nodes") or []) if isinstance(n, dict)}
     return Hit(f"{nodes:g} NUMA nodes and " + " and ".join(problems),
                evidence=[Evidence(NUMA, {"node_count": nodes, "numa_balancing": balancing,
@@ -339,8 +302,8 @@ def open_files_limit(b: Bundle) -> Optional[Hit]:
     **Fix**: LimitNOFILE in a systemd drop-in (or open_files_limit), then restart.
     """
     process = _object(b, PROCESS)
-    limits = _dict(process.get("limits"))
-    soft = _limit(_dict(limits.get("Max open files")).get("soft"))
+    limits = mapping(process.get("limits"))
+    soft = _limit(mapping(limits.get("Max open files")).get("soft"))
     if soft is None:
         raise Insufficient("the open-files limit of mysqld is not in os/mysqld_process.json")
     cache, connections = b.number("table_open_cache"), b.number("max_connections")
@@ -404,60 +367,8 @@ def oom_kills(b: Bundle) -> Optional[Hit]:
                evidence=[Evidence(OOM, {"events": len(events), "mysqld_kills": len(mysqld), "last": listed})])
 
 
-def _cgroup_limit(b: Bundle) -> Tuple[Optional[float], str]:
-    for path in (PROCESS, HOST):
-        limit = to_number(_dict(_dict(_dict(b.json(path)).get("cgroup")).get("memory")).get("limit_bytes"))
-        if limit is not None:
-            return limit, path
-    return None, PROCESS
-
-
-@rule("OS-08", "mysqld's cgroup memory limit is below its buffer pool (or nearly reached)",
-      group="host", severity="error", needs=(VARIABLES,),
-      advice="Make the two agree: either raise the container's or unit's memory limit (MemoryMax= "
-             "in systemd, the pod's limits.memory) to the buffer pool plus mysqld's measured "
-             "overhead (RSS minus buffer pool) plus headroom, or lower innodb_buffer_pool_size "
-             "online to fit the limit with that overhead.",
-      risk="A smaller buffer pool reads more from disk; a higher limit takes memory from the "
-           "host's other workloads.",
-      verify="A new bundle shows limit_bytes above the buffer pool plus overhead, and no "
-             "memory-cgroup OOM kills in os/oom_kills.json.")
-def cgroup_memory_limit(b: Bundle) -> Optional[Hit]:
-    """Checks the memory limit of mysqld's cgroup (container or systemd unit) against
-    innodb_buffer_pool_size (error below 110% of it) and against mysqld's RSS (warning above
-    90% of the limit).
-
-    **Why it matters**: the buffer pool is allocated as it fills; when the cgroup's limit is
-    below it, mysqld is OOM-killed by its own container as soon as the data is warm — often
-    hours after a restart, so it looks random.
-
-    **Example**: a pod with limits.memory=8Gi runs innodb_buffer_pool_size=12G: mysqld is
-    killed every afternoon.
-
-    **Fix**: raise the limit or lower the buffer pool to fit, using the measured overhead.
-    """
-    limit, path = _cgroup_limit(b)
-    if limit is None or limit <= 0 or limit >= _UNLIMITED:
-        raise NotApplicable("mysqld's cgroup has no memory limit")
-    pool = b.number("innodb_buffer_pool_size")
-    if pool is None:
-        raise Insufficient("innodb_buffer_pool_size is not in the server variables")
-    rss = to_number(_dict(_dict(b.json(PROCESS)).get("memory")).get("VmRSS"))
-    values = {"limit_bytes": int(limit), "innodb_buffer_pool_size": int(pool),
-              "rss_bytes": None if rss is None else int(rss)}
-    if limit < pool * 1.1:
-        return Hit(f"The memory limit of mysqld's cgroup ({limit / MIB:,.0f} MiB) is below "
-                   f"{'the' if limit < pool else '110% of the'} buffer pool ({pool / MIB:,.0f} MiB)",
-                   evidence=[Evidence(path, values)])
-    if rss is not None and guarded_ratio(min(rss, limit), limit, MIB, "cgroup limit") >= 0.9:
-        return Hit(f"mysqld's RSS ({rss / MIB:,.0f} MiB) is at {min(rss, limit) / limit:.0%} of its "
-                   f"cgroup's memory limit ({limit / MIB:,.0f} MiB)",
-                   severity="warning", evidence=[Evidence(path, values)])
-    return None
-
-
 def _cpu_rule(b: Bundle, field: str, threshold: float) -> Optional[Hit]:
-    w = _intervals(b, PROC_STAT, "total")
+    w = intervals(b, PROC_STAT, "total")
     if not w.has(field):
         raise Insufficient(f"{field} is not in os/proc_stat.jsonl")
     share = _share(w, lambda v: (to_number(v.get(field)) or 0) > threshold)
@@ -544,26 +455,26 @@ def disk_saturation(b: Bundle) -> Optional[Hit]:
 
     **Fix**: reduce the I/O or move it to a faster device.
     """
-    w = _intervals(b, DISKSTATS, "disks")
+    w = intervals(b, DISKSTATS, "disks")
     if len(w) < 2:
         raise Insufficient(f"{len(w)} interval(s) of disk statistics, 2 needed")
-    devices = _dict(_dict(b.json(DISKS)).get("block_devices"))
+    devices = mapping(mapping(b.json(DISKS)).get("block_devices"))
     names = sorted({str(n) for _t, values in w.samples for n in values if isinstance(values.get(n), dict)})
     bad = []
     for name in names[:200]:
-        rotational = to_number(_dict(_dict(devices.get(name)).get("queue")).get("rotational"))
+        rotational = to_number(mapping(mapping(devices.get(name)).get("queue")).get("rotational"))
         slow = AWAIT_SLOW[None if rotational is None else rotational != 0]
 
         def busy(values: Dict[str, Any], name: str = name, slow: float = slow) -> bool:
-            disk = _dict(values.get(name))
+            disk = mapping(values.get(name))
             ios = (to_number(disk.get("reads_per_s")) or 0) + (to_number(disk.get("writes_per_s")) or 0)
             return ((to_number(disk.get("util_percent")) or 0) >= UTIL_BUSY
                     or (ios >= MIN_IOPS and (to_number(disk.get("await_ms")) or 0) >= slow))
 
         share = _share(w, busy)
         if share >= PERSISTENT:
-            utils = [to_number(_dict(v.get(name)).get("util_percent")) or 0 for _t, v in w.samples]
-            awaits = [to_number(_dict(v.get(name)).get("await_ms")) or 0 for _t, v in w.samples]
+            utils = [to_number(mapping(v.get(name)).get("util_percent")) or 0 for _t, v in w.samples]
+            awaits = [to_number(mapping(v.get(name)).get("await_ms")) or 0 for _t, v in w.samples]
             bad.append({"device": name[:64], "share_of_intervals": round(share, 3),
                         "util_max_percent": max(utils), "await_max_ms": max(awaits),
                         "await_threshold_ms": slow})
@@ -595,7 +506,9 @@ def run_queue(b: Bundle) -> Optional[Hit]:
 
     **Fix**: less CPU per statement, less concurrency, or more CPUs.
     """
-    cores = _cores(b)
+    cores = cpu_count(b)
+    if cores is None:
+        raise Insufficient("the number of CPUs is not in the bundle (os/cpuinfo.json)")
     w = b.os_window(VMSTAT, None)
     if not w.has("procs_running"):
         raise Insufficient("procs_running is not in os/vmstat.jsonl")
@@ -639,7 +552,7 @@ def kernel_errors(b: Bundle) -> Optional[Hit]:
     data = _object(b, KERNEL_LOG)
     if data.get("readable") is False:
         raise Insufficient("the kernel log was not readable on the host (needs root or CAP_SYSLOG)")
-    counts = _dict(data.get("counts"))
+    counts = mapping(data.get("counts"))
     found = {kind: int(min(to_number(counts.get(kind)) or 0, 1e9)) for kind in _KERNEL_KINDS}
     found = {kind: count for kind, count in found.items() if count > 0}
     if not found:
@@ -673,8 +586,12 @@ def direct_reclaim(b: Bundle) -> Optional[Hit]:
     sort buffer, InnoDB reading a page) stops until the kernel frees enough: unexplained
     latency spikes of tens to hundreds of milliseconds, often before any swapping shows.
 
+    The evidence also says in which share of the window's intervals processes stalled
+    (allocstall above 0 or more than 100 pages/s scanned directly), from the sampler's
+    per-interval rates: a steady stall, not one burst.
+
     **Example**: 40 allocation stalls per second and 90,000 pages/s scanned directly while the
-    page cache is nearly empty.
+    page cache is nearly empty, in 5 of 6 intervals.
 
     **Fix**: leave the kernel more free memory (buffer pool by the measured shortfall,
     vm.min_free_kbytes).
@@ -692,6 +609,22 @@ def direct_reclaim(b: Bundle) -> Optional[Hit]:
     if rates.get("allocstall", 0) < ALLOCSTALLS and rates.get("pgscan_direct", 0) < DIRECT_SCAN:
         return None
     name = "allocstall" if rates.get("allocstall", 0) >= ALLOCSTALLS else "pgscan_direct"
-    return Hit("Direct reclaim during the window: " + ", ".join(f"{k} {v:,.1f}/s" for k, v in rates.items()),
-               evidence=[Evidence(VMSTAT, {f"{k}_per_s": round(v, 2) for k, v in rates.items()},
-                                  samples=w.evidence_samples(name))])
+    values: Dict[str, Any] = {f"{k}_per_s": round(v, 2) for k, v in rates.items()}
+    share = _reclaim_share(b)
+    if share is not None:
+        values["share_of_intervals"] = round(share, 3)
+    return Hit("Direct reclaim during the window: " + ", ".join(f"{k} {v:,.1f}/s" for k, v in rates.items())
+               + (f", in {share:.0%} of its intervals" if share is not None else ""),
+               evidence=[Evidence(VMSTAT, values, samples=w.evidence_samples(name))])
+
+
+def _reclaim_share(b: Bundle) -> Optional[float]:
+    """The share of the window's intervals in which processes stalled in direct reclaim (the
+    sampler's per-interval rates), or None with fewer than two intervals: a steady stall and one
+    burst have the same average rate."""
+    w = intervals(b, VMSTAT, "rates")
+    try:
+        return _share(w, lambda v: (to_number(v.get("allocstall_per_s")) or 0) > 0
+                      or (to_number(v.get("pgscan_direct_per_s")) or 0) > 100)
+    except Insufficient:
+        return None

@@ -2,30 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List, Optional, Tuple
 
+from report.facts import (
+    MONITOR_END,
+    MONITOR_START,
+    memory_limit,
+    monitor_number,
+    mysqld_rss_bytes,
+    ram_bytes,
+    size,
+)
 from report.finding import Evidence, Hit, Insufficient
 from report.model import Bundle, to_number
 from report.registry import rule
-from report.rules.memory import memory_limit, mysqld_rss_bytes, ram_bytes, size
 from report.window import guarded_ratio
 
 STATUS = "mysql/global_status.jsonl"
 VARIABLES = "mysql/global_variables.json"
-MONITOR_START = "mysql/innodb_status.txt"
-MONITOR_END = "mysql/innodb_status_end.txt"
 TRX = "mysql/innodb_trx.jsonl"
 LOCK_WAITS = "mysql/lock_waits.jsonl"
-
-
-def monitor_number(b: Bundle, path: str, label: str) -> Optional[float]:
-    """The number after `label` at a line's start in SHOW ENGINE INNODB STATUS text, or None."""
-    text = b.text(path)
-    if not text:
-        return None
-    match = re.search(rf"^{re.escape(label)}\s*:?\s+(\d{{1,20}})\b", text, re.MULTILINE)
-    return to_number(match.group(1)) if match else None
 
 
 def _pool_advice(b: Bundle, pool: float) -> Tuple[str, Dict[str, Any]]:

@@ -1,28 +1,30 @@
 """Rules: memory — mysqld's memory against the host's RAM and its cgroup's limit.
 
-The helpers at the top (the host's RAM, the cgroup limit, mysqld's measured RSS, the
-global and per-connection buffers) are read by the innodb rules too; they treat every
-member as hostile and return None when a figure is missing or not a number.
+The host's RAM, the cgroup limit and mysqld's measured RSS come from report/facts.py (the
+innodb rules read them too). Direct reclaim is the host group's (OS-14).
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
+from report.facts import (
+    MEMINFO,
+    PROCESS,
+    cgroup_limit_bytes,
+    dig,
+    memory_limit,
+    mysqld_rss_bytes,
+    ram_bytes,
+    size,
+)
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle, to_number
 from report.registry import rule
 from report.window import Window, guarded_ratio
 
-MEMINFO = "os/meminfo.json"
-HOST = "os/host.json"
-PROCESS = "os/mysqld_process.json"
-MEMORY_MAP = "os/mysqld_memory_map.json"
 PROCESSES = "os/processes.jsonl"
-VMSTAT = "os/vmstat.jsonl"
 
-#: cgroup v1 reports "no limit" as a number close to 2**63; anything this big is no limit.
-_UNLIMITED = 1 << 60
 #: Buffers allocated once for the whole server (bytes), by variable.
 GLOBAL_BUFFERS = ("innodb_buffer_pool_size", "key_buffer_size", "innodb_log_buffer_size",
                   "aria_pagecache_buffer_size", "query_cache_size")
@@ -30,66 +32,6 @@ GLOBAL_BUFFERS = ("innodb_buffer_pool_size", "key_buffer_size", "innodb_log_buff
 PER_CONNECTION = ("sort_buffer_size", "join_buffer_size", "read_buffer_size", "read_rnd_buffer_size",
                   "thread_stack", "binlog_cache_size", "net_buffer_length")
 _MYSQLD_NAMES = ("mysqld", "mariadbd")
-
-
-def dig(data: Any, *keys: str) -> Any:
-    """data[k1][k2]… or None when any level is missing or not a dict."""
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
-def size(value: Optional[float]) -> str:
-    """Bytes as a short human figure (1.5 GiB)."""
-    if value is None:
-        return "?"
-    amount = float(value)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(amount) < 1024 or unit == "TiB":
-            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
-        amount /= 1024
-    return f"{amount:.1f} TiB"
-
-
-def _positive(value: Any) -> Optional[float]:
-    number = to_number(value)
-    return number if number is not None and number > 0 else None
-
-
-def ram_bytes(b: Bundle) -> Optional[float]:
-    """The host's physical memory (MemTotal), from os/meminfo.json."""
-    data = b.json(MEMINFO, {})
-    return _positive(dig(data, "meminfo", "MemTotal")) or _positive(dig(data, "summary", "total_bytes"))
-
-
-def cgroup_limit_bytes(b: Bundle) -> Optional[float]:
-    """mysqld's cgroup memory limit (its own process's, else the host collector's), or None
-    when there is none."""
-    for path in (PROCESS, HOST):
-        limit = _positive(dig(b.json(path, {}), "cgroup", "memory", "limit_bytes"))
-        if limit is not None and limit < _UNLIMITED:
-            return limit
-    return None
-
-
-def memory_limit(b: Bundle) -> Tuple[float, str]:
-    """The memory mysqld can really use: the tighter of RAM and the cgroup limit, and which."""
-    ram, cgroup = ram_bytes(b), cgroup_limit_bytes(b)
-    if ram is None and cgroup is None:
-        raise Insufficient(f"neither the host's RAM nor a cgroup limit is known ({b.why_missing(MEMINFO)})")
-    if cgroup is not None and (ram is None or cgroup < ram):
-        return cgroup, "the cgroup memory limit"
-    return ram, "the host's RAM"  # type: ignore[return-value]
-
-
-def mysqld_rss_bytes(b: Bundle) -> Optional[float]:
-    """mysqld's measured resident memory (the process collector's, else the memory map's)."""
-    rss = _positive(dig(b.json(PROCESS, {}), "memory", "VmRSS"))
-    if rss is None:
-        rss = _positive(dig(b.json(MEMORY_MAP, {}), "resident", "rss_bytes"))
-    return rss
 
 
 def _buffers(b: Bundle, names: Tuple[str, ...]) -> Dict[str, float]:
@@ -358,48 +300,6 @@ def low_available_memory(b: Bundle) -> Optional[Hit]:
                evidence=[Evidence(MEMINFO, {"mem_available_start": start, "mem_available_end": end,
                                             "mem_total": total})],
                severity="error" if share < 0.02 else None)
-
-
-def _direct_reclaim(values: Dict[str, Any]) -> bool:
-    stalls = to_number(values.get("allocstall_per_s")) or 0.0
-    scans = to_number(values.get("pgscan_direct_per_s")) or 0.0
-    return stalls > 0 or scans > 100
-
-
-@rule("MEM-06", "Processes waited for memory (direct reclaim) through the window",
-      group="memory", severity="warning", window=True,
-      needs=(VMSTAT,),
-      advice="The host is short of memory: shrink mysqld's buffers to what its measured RSS needs, "
-             "or move other consumers; check that the page cache is not squeezed by an oversized pool.",
-      risk="None for looking; a smaller buffer pool means more disk reads.",
-      verify="allocstall_per_s and pgscan_direct_per_s are zero in most samples of the next window.")
-def direct_reclaim(b: Bundle) -> Optional[Hit]:
-    """Checks the share of vmstat samples in which processes stalled in direct reclaim
-    (allocstall, pgscan_direct in /proc/vmstat) — a process waiting for the kernel to free memory.
-
-    **Why it matters**: in direct reclaim the allocating thread (a mysqld query thread) stops
-    until pages are freed; queries stall for milliseconds to seconds, and swapping or the OOM
-    killer follow if it persists.
-
-    **Example**: allocation stalls in 5 of 6 samples, 40 per second on average.
-
-    **Fix**: give mysqld less memory (buffer pool sized from the measured RSS), or the host more.
-    """
-    # The first row's rates are since boot, not the window's (its window_seconds is null).
-    rows = [{"ts": row.get("ts"), **row["rates"]} for row in b.jsonl(VMSTAT)
-            if isinstance(row.get("rates"), dict) and to_number(row.get("window_seconds"))]
-    window_part = Window.from_rows(rows)
-    if len(window_part) < 3:
-        raise Insufficient(f"{VMSTAT}: {len(window_part)} sample(s) with the window's rates, 3 needed")
-    share = window_part.persistence(_direct_reclaim)
-    if share < 0.5:
-        return None
-    stalls = window_part.gauge("allocstall_per_s") if window_part.has("allocstall_per_s") else None
-    return Hit(f"direct reclaim in {share:.0%} of the window's samples"
-               + (f" (allocation stalls {stalls.avg:.1f}/s on average)" if stalls else ""),
-               evidence=[Evidence(VMSTAT, {"share_of_samples": round(share, 3),
-                                           "allocstall_per_s_avg": round(stalls.avg, 2) if stalls else None},
-                                  samples=window_part.evidence_samples("allocstall_per_s"))])
 
 
 @rule("MEM-07", "Part of mysqld's memory is in swap",

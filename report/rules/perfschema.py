@@ -11,8 +11,9 @@ import re
 from typing import Any, Dict, List, Optional, Sequence
 
 from report.digests import DIGESTS, DIGESTS_END, PS, TEXT_LIMIT, _count, _rows, window_digests
+from report.facts import mysqld_rss_bytes
 from report.finding import Evidence, Hit, Insufficient
-from report.model import Bundle, to_number
+from report.model import Bundle
 from report.registry import rule
 from report.window import guarded_ratio
 
@@ -216,9 +217,7 @@ def performance_schema_off(b: Bundle) -> Optional[Hit]:
     if state:
         return None
     values: Dict[str, Any] = {"performance_schema": b.variable("performance_schema")}
-    process = b.json("os/mysqld_process.json", {})
-    memory = process.get("memory") if isinstance(process, dict) else None
-    rss = to_number(memory.get("VmRSS")) if isinstance(memory, dict) else None
+    rss = mysqld_rss_bytes(b)
     if rss:
         values["mysqld_rss_bytes"] = int(rss)
     note = f"; mysqld uses {rss / (1 << 20):,.0f} MiB now" if rss else ""

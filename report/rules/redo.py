@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Tuple
 
+from report.facts import MONITOR_END, MONITOR_START, dig, monitor_number, size
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle
 from report.registry import rule
-from report.rules.innodb import MONITOR_END, MONITOR_START, monitor_number
-from report.rules.memory import dig, size
 from report.window import guarded_ratio
 
 STATUS = "mysql/global_status.jsonl"

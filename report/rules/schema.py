@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from report.facts import mapping
 from report.finding import Evidence, Hit, Insufficient
 from report.model import Bundle, to_number
 from report.registry import rule
@@ -23,10 +24,6 @@ STORED = "mysql/stored_objects.json"
 NAMED = 20
 _SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 GIB = 1 << 30
-
-
-def _dict(value: Any) -> Dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _list(value: Any) -> List[Any]:
@@ -92,7 +89,7 @@ def tables_without_primary_key(b: Bundle) -> Optional[Hit]:
     tables = [row for row in _rows(facts.get("without_primary_key")) if _user(row)]
     if not tables:
         return None
-    total = max(len(tables), _count(tables, _dict(facts.get("counts")).get("without_primary_key")))
+    total = max(len(tables), _count(tables, mapping(facts.get("counts")).get("without_primary_key")))
     named = [_name(row) for row in tables[:NAMED]]
     more = f" and {total - len(named)} more" if total > len(named) else ""
     return Hit(f"{total} table(s) without a primary key: {', '.join(named)}{more}",
@@ -248,7 +245,7 @@ def unopenable_tables(b: Bundle) -> Optional[Hit]:
     listed = [{"table": _name(r), "engine": str(r.get("engine") or "")[:32] or None,
                "reason": str(r.get("reason") or "")[:300], "source": str(r.get("source") or "")[:32]}
               for r in tables[:NAMED]]
-    total = _count(tables, _dict(facts.get("counts")).get("unopenable"))
+    total = _count(tables, mapping(facts.get("counts")).get("unopenable"))
     shown = ", ".join(f"{t['table']} ({t['reason'][:80]})" for t in listed[:5])
     more = f" and {total - 5} more" if total > 5 else ""
     return Hit(f"{total} table(s) cannot be opened: {shown}{more}",
@@ -286,7 +283,7 @@ def deprecated_charsets(b: Bundle) -> Optional[Hit]:
     **Fix**: convert to utf8mb4 (and its current collation), checking index prefix limits.
     """
     facts = _facts(b)
-    charsets = _dict(facts.get("deprecated_charsets"))
+    charsets = mapping(facts.get("deprecated_charsets"))
     columns = [row for row in _rows(charsets.get("innodb_columns")) if _user(row)]
     schemas = [row for row in _rows(charsets.get("schema_defaults")) if _user(row)]
     tables = [row for row in _rows(charsets.get("non_innodb_table_defaults")) if _user(row)]

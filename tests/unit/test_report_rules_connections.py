@@ -131,6 +131,15 @@ def test_threads_running_passes_on_a_short_spike():
     assert status(make_bundle({}, rows, files=CPUS), "CONN-06") == "passed"
 
 
+def test_threads_running_counts_the_cpus_of_the_cgroup_quota():
+    rows = counters({}, {}, gauges={"Threads_running": 4})
+    quota = {"os/mysqld_process.json": {"cgroup": {"cpu": {"quota_cpus": 1.5}}}, **CPUS}
+    finding = outcome(make_bundle({}, rows, files=quota), "CONN-06")
+    assert isinstance(finding, Finding) and finding.evidence[0].values["cpus"] == 1.5
+    assert "2 × 1.5 CPUs" in finding.summary
+    assert status(make_bundle({}, rows, files=CPUS), "CONN-06") == "passed"
+
+
 def test_threads_running_is_insufficient_without_a_cpu_count():
     rows = counters({}, {}, gauges={"Threads_running": 9})
     bundle = make_bundle({}, rows, files={"os/cpuinfo.json": {"logical": "many"}})

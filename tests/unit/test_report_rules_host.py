@@ -126,18 +126,6 @@ def test_oom_kills_of_mysqld_are_critical():
     assert status("OS-07", files={"os/oom_kills.json": {"readable": False, "events": []}}) == "insufficient"
 
 
-def test_cgroup_limit_below_the_buffer_pool():
-    pool = {"innodb_buffer_pool_size": 8 * GIB}
-    assert status("OS-08", variables=pool, files={"os/mysqld_process.json": process(65535, limit=4 * GIB)}) \
-        == "finding"
-    assert run("OS-08", variables=pool, files={"os/mysqld_process.json": process(
-        65535, limit=16 * GIB, rss=15 * GIB)}).severity == "warning"
-    assert status("OS-08", variables=pool, files={"os/mysqld_process.json": process(
-        65535, limit=16 * GIB, rss=9 * GIB)}) == "passed"
-    assert status("OS-08", variables=pool, files={"os/mysqld_process.json": process(
-        65535, limit=9223372036854771712)}) == "not_applicable"
-
-
 @pytest.mark.parametrize("rule_id,field,threshold", [("OS-09", "iowait", 20), ("OS-10", "steal", 10)])
 def test_cpu_persistence_rules(rule_id, field, threshold):
     high = threshold + 15
@@ -187,6 +175,21 @@ def test_direct_reclaim():
     assert status("OS-14", jsonl={"os/vmstat.jsonl": vmstat({"allocstall": 0, "pgscan_direct": 10})}) \
         == "passed"
     assert status("OS-14", jsonl={"os/vmstat.jsonl": vmstat({"pgfault": 10})}) == "insufficient"
+
+
+def with_rates(rows: List[Dict[str, Any]], stalls: List[float]) -> List[Dict[str, Any]]:
+    """The sampler's per-interval rates beside its counters (the first row's are since boot)."""
+    return [{**row, "rates": {"allocstall_per_s": 100.0 if i == 0 else stalls[i - 1],
+                              "pgscan_direct_per_s": 0.0}} for i, row in enumerate(rows)]
+
+
+def test_direct_reclaim_says_in_how_many_intervals_it_stalled():
+    rows = with_rates(vmstat({"allocstall": 5}), [5, 12, 0, 30, 8])
+    finding = run("OS-14", jsonl={"os/vmstat.jsonl": rows})
+    assert finding.evidence[0].values["share_of_intervals"] == 0.8  # the since-boot row left out
+    assert "in 80% of its intervals" in finding.summary
+    one = run("OS-14", jsonl={"os/vmstat.jsonl": with_rates(vmstat({"allocstall": 5}, samples=2), [5])})
+    assert "share_of_intervals" not in one.evidence[0].values
 
 
 HOSTILE = ["x", 7, None, [1, 2], {"a": "NaN"}, {"limits": ["x"], "cgroup": "x", "memory": [1]},

@@ -54,13 +54,6 @@ def rss_rows(values: List[float], pid: int = 4242) -> List[Dict[str, Any]]:
     return [{"pid": pid, "name": "mariadbd", "rss_bytes": v} for v in values]
 
 
-def vmstat_rows(stalls: List[float]) -> List[Dict[str, Any]]:
-    rows = [{"window_seconds": None, "rates": {"allocstall_per_s": 0.0, "pgscan_direct_per_s": 0.0}}]
-    rows += [{"window_seconds": 10.0, "rates": {"allocstall_per_s": s, "pgscan_direct_per_s": s * 50}}
-             for s in stalls]
-    return rows
-
-
 # -- MEM-01: the worst case ---------------------------------------------------------------
 
 def test_worst_case_fires_on_the_measured_peak_of_connections():
@@ -188,6 +181,21 @@ def test_pool_well_under_the_cgroup_limit_passes_and_no_limit_is_not_applicable(
         "not_applicable"
 
 
+def test_rss_near_a_cgroup_limit_far_above_the_pool_is_found_by_the_rss_rule():
+    files = host(ram=64 * GIB, limit=16 * GIB, rss=15 * GIB)
+    bundle = make_bundle({"innodb_buffer_pool_size": 8 * GIB}, files=files)
+    assert status(bundle, "MEM-04") == "passed"
+    finding = outcome(bundle, "MEM-02")
+    assert isinstance(finding, Finding) and finding.evidence[0].values["limit"] == "the cgroup memory limit"
+
+
+def test_the_host_collectors_cgroup_limit_counts_when_mysqlds_own_says_no_limit():
+    files = host(ram=64 * GIB, limit=8 * GIB)
+    files["os/mysqld_process.json"]["cgroup"] = {"memory": {"limit_bytes": 9223372036854771712}}
+    bundle = make_bundle({"innodb_buffer_pool_size": 12 * GIB}, files=files)
+    assert outcome(bundle, "MEM-04").severity == "critical"
+
+
 # -- MEM-05: available memory -------------------------------------------------------------
 
 def test_low_available_memory_at_both_ends_fires():
@@ -210,26 +218,6 @@ def test_available_memory_needs_the_window_end():
 def test_available_memory_on_a_zero_memtotal_is_insufficient():
     files = host(ram=0, available_start=0, available_end=0)
     assert status(make_bundle({}, files=files), "MEM-05") == "insufficient"
-
-
-# -- MEM-06: direct reclaim ---------------------------------------------------------------
-
-def test_direct_reclaim_in_most_samples_fires():
-    bundle = make_bundle({}, jsonl={"os/vmstat.jsonl": vmstat_rows([5, 12, 0, 30, 8])})
-    finding = outcome(bundle, "MEM-06")
-    assert isinstance(finding, Finding) and finding.window
-    assert finding.evidence[0].values["share_of_samples"] == 0.8
-
-
-def test_direct_reclaim_once_passes():
-    bundle = make_bundle({}, jsonl={"os/vmstat.jsonl": vmstat_rows([0, 0, 40, 0, 0])})
-    assert status(bundle, "MEM-06") == "passed"
-
-
-def test_direct_reclaim_ignores_the_since_boot_row_and_needs_three_samples():
-    rows = vmstat_rows([9, 9])
-    rows[0]["rates"]["allocstall_per_s"] = 100.0
-    assert status(make_bundle({}, jsonl={"os/vmstat.jsonl": rows}), "MEM-06") == "insufficient"
 
 
 # -- MEM-07: swapped mysqld ---------------------------------------------------------------
