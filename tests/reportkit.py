@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+import report.catalog  # noqa: F401 - declares the rules that outcome() and status() look up
+from report import engine, registry
+from report.finding import Finding, Outcome
 from report.model import Bundle
+from report.registry import Rule
 
 START = datetime(2026, 12, 2, 10, 0, 0, tzinfo=timezone.utc)
 
@@ -31,6 +35,15 @@ STOCK_VARIABLES: Dict[str, Any] = {
     "log_bin": "OFF", "sync_binlog": 0, "binlog_format": "MIXED", "performance_schema": "OFF",
     "aria_pagecache_buffer_size": 128 << 20, "innodb_log_files_in_group": 1,
 }
+
+
+#: Values a hostile member may hold where a number belongs.
+HOSTILE_VALUES = ["NaN", "1e999", "-5", "", "abc", [1, 2], {"a": 1}, None, 10 ** 30, True]
+
+
+def stamp(index: int, interval: float = 10.0) -> str:
+    """The `ts` of sample `index` (the same instants make_bundle gives its samples)."""
+    return (START + timedelta(seconds=interval * index)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def make_bundle(variables: Optional[Dict[str, Any]] = None, status: Sequence[Dict[str, Any]] = (),
@@ -75,6 +88,34 @@ def counters(start: Dict[str, float], per_second: Dict[str, float], samples: int
         row.update(gauges or {})
         rows.append(row)
     return rows
+
+
+def outcome(bundle: Bundle, rule_id: str) -> Union[Finding, Outcome]:
+    """One rule evaluated on `bundle`: its finding, or the outcome that says why there is none."""
+    report = engine.evaluate(bundle, [registry.get(rule_id)])
+    return report.findings[0] if report.findings else report.outcomes[0]
+
+
+def status(bundle: Bundle, rule_id: str) -> str:
+    """"finding", or the outcome's status (passed, insufficient, not_applicable, error)."""
+    result = outcome(bundle, rule_id)
+    return "finding" if isinstance(result, Finding) else result.status
+
+
+def rule_errors(bundle: Bundle, rules: Sequence[Rule]) -> List[Tuple[str, str]]:
+    """The (rule, reason) of every rule of `rules` that failed with an error on `bundle`,
+    after checking that every one of them ran."""
+    report = engine.evaluate(bundle, rules)
+    assert report.rules_run == len(rules)
+    return [(o.rule, o.reason) for o in report.outcomes if o.status == "error"]
+
+
+def undocumented(rules: Sequence[Rule]) -> List[Tuple[str, str]]:
+    """What each rule's page lacks: a docstring section, or its advice, risk or verify text."""
+    missing = [(r.id, section) for r in rules
+               for section in ("**Why it matters**", "**Example**", "**Fix**") if section not in r.doc]
+    return missing + [(r.id, what) for r in rules for what in ("advice", "risk", "verify")
+                      if not getattr(r, what)]
 
 
 def _with_uptime(status: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:

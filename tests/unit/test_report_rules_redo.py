@@ -4,7 +4,6 @@ denominator, or one sample; malformed members never make a rule fail."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any, Dict, List
 
 import pytest
@@ -13,21 +12,11 @@ import report.catalog  # noqa: F401 - declares the rules
 from report import engine, registry
 from report.finding import Finding
 from report.model import Bundle
-from tests.reportkit import START, counters, make_bundle
+from tests.reportkit import HOSTILE_VALUES, counters, make_bundle, outcome, rule_errors, stamp, status
 
 GIB = 1 << 30
 MIB = 1 << 20
 REDO_RULES = [r for r in registry.all_rules() if r.group == "redo"]
-
-
-def outcome(bundle, rule_id: str):
-    report = engine.evaluate(bundle, [registry.get(rule_id)])
-    return report.findings[0] if report.findings else report.outcomes[0]
-
-
-def status(bundle, rule_id: str) -> str:
-    result = outcome(bundle, rule_id)
-    return "finding" if isinstance(result, Finding) else result.status
 
 
 def restarted(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -211,11 +200,6 @@ def test_doublewrite_on_passes(value):
 
 # -- malformed members ---------------------------------------------------------------------
 
-def _stamp(index: int) -> str:
-    return (START + timedelta(seconds=10 * index)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-
-HOSTILE_VALUES = ["NaN", "1e999", "-5", "", "abc", [1, 2], {"a": 1}, None, 10 ** 30, True]
 STATUS_NAMES = ("Innodb_checkpoint_age", "Innodb_checkpoint_max_age", "Innodb_log_waits",
                 "Innodb_os_log_written", "Innodb_lsn_current", "Innodb_buffer_pool_pages_flushed", "Uptime")
 
@@ -227,15 +211,13 @@ def test_malformed_members_never_make_a_redo_rule_fail(value):
                                           "innodb_io_capacity_max", "innodb_flush_log_at_trx_commit",
                                           "innodb_flush_method", "innodb_doublewrite",
                                           "innodb_log_buffer_size")}
-    jsonl = {"mysql/global_status.jsonl": [{"ts": _stamp(i), "status": {n: value for n in STATUS_NAMES}}
+    jsonl = {"mysql/global_status.jsonl": [{"ts": stamp(i), "status": {n: value for n in STATUS_NAMES}}
                                            for i in range(4)]}
     text = {"mysql/innodb_status.txt": f"Log sequence number {value}\nLast checkpoint at {value}\n",
             "mysql/innodb_status_end.txt": "Log sequence number 99999999999999999999\nLast checkpoint at 1\n"}
     files = {"os/host.json": {"kernel": value}}
     bundle = make_bundle(variables, files=files, jsonl=jsonl, text=text)
-    report = engine.evaluate(bundle, REDO_RULES)
-    errors = [o for o in report.outcomes if o.status == "error"]
-    assert not errors, errors
+    assert rule_errors(bundle, REDO_RULES) == []
 
 
 def test_members_of_the_wrong_type_never_make_a_redo_rule_fail():

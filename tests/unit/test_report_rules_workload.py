@@ -9,23 +9,13 @@ from typing import Any, Dict, List
 import pytest
 
 import report.catalog  # noqa: F401 - declares the rules
-from report import engine, registry
+from report import registry
 from report.digests import DIGESTS as DIGESTS_START
 from report.digests import DIGESTS_END, top_digests, window_digests
 from report.finding import Finding, Insufficient
-from tests.reportkit import counters, make_bundle
+from tests.reportkit import counters, make_bundle, outcome, rule_errors, status, undocumented
 
 MIB = 1 << 20
-
-
-def outcome(bundle, rule_id: str):
-    report = engine.evaluate(bundle, [registry.get(rule_id)])
-    return report.findings[0] if report.findings else report.outcomes[0]
-
-
-def status(bundle, rule_id: str) -> str:
-    result = outcome(bundle, rule_id)
-    return "finding" if isinstance(result, Finding) else result.status
 
 
 def digest(name: str, text: str, first_seen: str = "2026-12-01T08:00:00Z", **counts: float) -> Dict[str, Any]:
@@ -291,15 +281,10 @@ def _hostile_bundles():
 
 @pytest.mark.parametrize("bundle", list(_hostile_bundles()))
 def test_malformed_members_never_make_a_workload_rule_fail(bundle):
-    report = engine.evaluate(bundle, WORKLOAD_RULES)
-    errors = [(o.rule, o.reason) for o in report.outcomes if o.status == "error"]
-    assert not errors
-    assert report.rules_run == len(WORKLOAD_RULES) >= 6
+    assert rule_errors(bundle, WORKLOAD_RULES) == []
+    assert len(WORKLOAD_RULES) >= 6
 
 
 def test_the_workload_rules_are_documented():
-    for declared in WORKLOAD_RULES:
-        for section in ("**Why it matters**", "**Example**", "**Fix**"):
-            assert section in declared.doc, (declared.id, section)
-        assert declared.advice and declared.risk and declared.verify
+    assert undocumented(WORKLOAD_RULES) == []
     assert sum(r.window for r in WORKLOAD_RULES) >= 5
