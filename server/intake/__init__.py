@@ -1,4 +1,6 @@
-"""What happens to what a customer sends: tus uploads, verification, acceptance or quarantine.
+"""What happens to what a customer sends: tus uploads, verification, acceptance or quarantine,
+and the report of every accepted bundle (rendered once, in the background, and kept).
 
-May import: storage/, support/ (tickets, host keys), auth, bundle; never api/, cli/, gateway/.
+May import: storage/, support/ (tickets, host keys), auth, bundle, report; never api/, cli/,
+gateway/, web/.
 """

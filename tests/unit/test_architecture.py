@@ -26,6 +26,7 @@ TOP_LAYERS = (
     ("agent.commands", ("agent.commands", "agent.cli")),
     ("server.cli", ("server.cli",)),
     ("server.api", ("server.api", "server.cli")),
+    ("server.web", ("server.web", "server.api")),
 )
 
 Graph = Dict[str, Set[str]]
