@@ -93,7 +93,7 @@ def assert_handled(done: Run, what: str, as_json: bool = False, refused: Tuple[i
         return
     if as_json:
         findings = _strict_json(done.stdout)
-        assert isinstance(findings, list), what
+        assert isinstance(findings, (list, dict)), what
     else:
         assert not RAW_CONTROLS.search(done.stdout), (what, RAW_CONTROLS.search(done.stdout))
         assert "rule error" not in done.stdout, (what, [line for line in done.stdout.splitlines()
@@ -308,7 +308,12 @@ def test_type_confused_members_make_no_rule_fail(folder, kind):
     path = write_plain(folder / f"c-{abs(hash(kind))}.tar.zst", good_members(members))
     text, _ = assert_report_survives(path, kind)
     assert text.returncode == 0, (kind, text.stderr)
-    assert "\\x1b" in text.stdout or ESCAPES not in text.stdout
+    html = folder / f"c-{abs(hash(kind))}.html"
+    for extra in (["--html", str(html)], ["--upgrade-to", "mariadb 11.4", "--json"], ["--diff", str(path)]):
+        done = report(str(path), *extra)
+        assert_handled(done, f"{kind} {extra[0]}", as_json=extra[0] != "--html")
+        assert done.returncode == 0, (kind, extra, done.stderr)
+    assert "<script" not in html.read_text().replace("<script>", "")
 
 
 def test_lone_surrogates_and_escapes_in_every_text_stay_escaped(folder):
@@ -328,9 +333,9 @@ def test_lone_surrogates_and_escapes_in_every_text_stay_escaped(folder):
 def real_bundle(server, tmp_path_factory) -> Iterator[Path]:
     """A bundle collected from the test server, to mutate member by member."""
     out = tmp_path_factory.mktemp("real")
-    done = subprocess.run([sys.executable, "-m", "agent.cli", "collect", "--host", server.host, "--port",
-                           str(server.port), "--user", server.user, "--password", server.password,
-                           "--samples", "3", "--interval", "1", "--output", str(out)], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "agent.cli", "collect", "--defaults-file",
+                           str(server.defaults_file(out)), "--samples", "3", "--interval", "1",
+                           "--output", str(out)], cwd=ROOT,
                           capture_output=True, text=True, timeout=180,
                           env={**os.environ, "MYDIAG_HOME": str(out / "home")})
     assert done.returncode in (0, 3), done.stderr
