@@ -130,7 +130,7 @@ def cmd_engineer_add(args: argparse.Namespace) -> int:
 
 
 def cmd_engineer_password(args: argparse.Namespace) -> int:
-    from server.web import passwords
+    from server.support import passwords
 
     password = _read_new_password(args.stdin)
     why = passwords.acceptable(password)

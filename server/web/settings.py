@@ -15,8 +15,6 @@ SIGNIN_FAILURES = 10
 SIGNIN_WINDOW_SECONDS = 15 * 60
 #: A session ends this long after sign-in, however busy (the idle limit ends it sooner).
 SESSION_MAX_SECONDS = 7 * 86400
-MIN_PASSWORD = 12
-MAX_PASSWORD = 1024
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from server.storage import audit
 from server.storage.db import Tx
 from server.storage.state import State
-from server.web import access, passwords, render, urls, websessions
+from server.support import passwords
+from server.web import access, render, urls, websessions
 from server.web.settings import SIGNIN_WINDOW_SECONDS, WebSettings
 
 BAD_CREDENTIALS = "Wrong engineer name or password."
