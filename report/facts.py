@@ -8,7 +8,7 @@ where numbers belong) and returns None when a figure is missing or not a usable 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 from report.finding import Insufficient
 from report.model import Bundle, to_number
@@ -52,6 +52,25 @@ def size(value: Optional[float]) -> str:
             return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
         amount /= 1024
     return f"{amount:.1f} TiB"
+
+
+def setting(b: Bundle, name: str) -> str:
+    """A server variable as evidence shows it: its first 40 characters, or "unknown"."""
+    value = b.variable(name)
+    return "unknown" if value is None else value[:40]
+
+
+def known_rates(w: Window, names: Sequence[str]) -> Dict[str, float]:
+    """`<name>_per_s` (2 decimals) of each counter the window has and can give a rate of; the
+    others are left out (they are context for evidence, not what a rule decides on)."""
+    rates: Dict[str, float] = {}
+    for name in names:
+        if w.has(name):
+            try:
+                rates[f"{name}_per_s"] = round(w.rate(name), 2)
+            except Insufficient:
+                continue
+    return rates
 
 
 def _positive(value: Any) -> Optional[float]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional
 
+from report.facts import known_rates, setting
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle
 from report.registry import rule
@@ -17,11 +18,6 @@ _QC_VERSIONS = {"mysql": (None, (8, 0))}
 _QC_OFF = ("query_cache_type=OFF and query_cache_size=0, at run time (SET GLOBAL query_cache_type=OFF; "
            "SET GLOBAL query_cache_size=0) and in the option file ([mysqld] query_cache_type=0, "
            "query_cache_size=0) so that it stays off after a restart")
-
-
-def _setting(b: Bundle, name: str) -> str:
-    value = b.variable(name)
-    return "unknown" if value is None else value[:40]
 
 
 def _query_cache_on(b: Bundle) -> bool:
@@ -61,7 +57,7 @@ def table_cache_misses(b: Bundle) -> Optional[Hit]:
     w = b.window
     rate = w.rate("Opened_tables")
     values: Dict[str, Any] = {"Opened_tables_per_s": round(rate, 2),
-                              "table_open_cache": _setting(b, "table_open_cache")}
+                              "table_open_cache": setting(b, "table_open_cache")}
     share = None
     if w.has("Table_open_cache_misses") and w.has("Table_open_cache_hits"):
         misses = w.delta("Table_open_cache_misses")
@@ -78,7 +74,7 @@ def table_cache_misses(b: Bundle) -> Optional[Hit]:
     full = limit is not None and values.get("Open_tables_max", 0) >= 0.95 * limit
     miss = f"{share:.0%} of table cache lookups miss, " if share is not None else ""
     return Hit(f"{miss}{rate:.1f} tables opened per second with table_open_cache="
-               f"{_setting(b, 'table_open_cache')}{' (full)' if full else ''}",
+               f"{setting(b, 'table_open_cache')}{' (full)' if full else ''}",
                evidence=[Evidence(STATUS, values, samples=w.evidence_samples("Opened_tables"))])
 
 
@@ -115,11 +111,11 @@ def definition_cache_small(b: Bundle) -> Optional[Hit]:
     if fill is not None and fill < 0.9:
         return None
     values: Dict[str, Any] = {"Opened_table_definitions_per_s": round(rate, 2),
-                              "table_definition_cache": _setting(b, "table_definition_cache")}
+                              "table_definition_cache": setting(b, "table_definition_cache")}
     if cached is not None:
         values["Open_table_definitions_max"] = cached
     return Hit(f"{rate:.1f} table definitions read per second with table_definition_cache="
-               f"{_setting(b, 'table_definition_cache')}",
+               f"{setting(b, 'table_definition_cache')}",
                evidence=[Evidence(STATUS, values, samples=w.evidence_samples("Opened_table_definitions"))])
 
 
@@ -219,17 +215,12 @@ def query_cache_on(b: Bundle) -> Optional[Hit]:
     """
     if not _query_cache_on(b):
         return None
-    values: Dict[str, Any] = {"query_cache_type": _setting(b, "query_cache_type"),
-                              "query_cache_size": _setting(b, "query_cache_size")}
+    values: Dict[str, Any] = {"query_cache_type": setting(b, "query_cache_type"),
+                              "query_cache_size": setting(b, "query_cache_size")}
     w = b.window
-    for name in ("Qcache_hits", "Qcache_inserts", "Qcache_lowmem_prunes", "Com_select"):
-        if w.has(name):
-            try:
-                values[f"{name}_per_s"] = round(w.rate(name), 2)
-            except Insufficient:
-                continue
-    return Hit(f"The query cache is on (query_cache_type={_setting(b, 'query_cache_type')}, "
-               f"query_cache_size={_setting(b, 'query_cache_size')})",
+    values.update(known_rates(w, ("Qcache_hits", "Qcache_inserts", "Qcache_lowmem_prunes", "Com_select")))
+    return Hit(f"The query cache is on (query_cache_type={setting(b, 'query_cache_type')}, "
+               f"query_cache_size={setting(b, 'query_cache_size')})",
                evidence=[Evidence(VARIABLES, values)])
 
 
@@ -264,7 +255,7 @@ def query_cache_prunes(b: Bundle) -> Optional[Hit]:
     if prunes < 10 or rate < 0.1:
         return None
     return Hit(f"{rate:.1f} query cache evictions per second for lack of memory "
-               f"(query_cache_size={_setting(b, 'query_cache_size')})",
+               f"(query_cache_size={setting(b, 'query_cache_size')})",
                evidence=[Evidence(STATUS, {"Qcache_lowmem_prunes_per_s": round(rate, 2),
                                            "Qcache_lowmem_prunes": prunes},
                                   samples=w.evidence_samples("Qcache_lowmem_prunes"))])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Dict, List, Optional
 
-from report.facts import CPUINFO
+from report.facts import CPUINFO, setting
 from report.facts import cores as cpu_count
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle, to_number
@@ -22,11 +22,6 @@ PROCESSLIST = "mysql/processlist.json"
 def _pooled(b: Bundle) -> bool:
     """True when the server runs a thread pool (threads are not one per connection)."""
     return "pool" in (b.variable("thread_handling") or "").lower()
-
-
-def _setting(b: Bundle, name: str) -> str:
-    value = b.variable(name)
-    return "unknown" if value is None else value[:40]
 
 
 @rule("CONN-01", "The thread cache is too small for the connection churn",
@@ -60,11 +55,11 @@ def thread_cache_churn(b: Bundle) -> Optional[Hit]:
         return None
     return Hit(
         f"{created:.1f} new threads per second ({miss:.0%} of the new connections) with "
-        f"thread_cache_size={_setting(b, 'thread_cache_size')}",
+        f"thread_cache_size={setting(b, 'thread_cache_size')}",
         evidence=[Evidence(STATUS, {"Threads_created_per_s": round(created, 2),
                                     "Connections_per_s": round(w.rate("Connections"), 2),
                                     "miss_ratio": round(miss, 3),
-                                    "thread_cache_size": _setting(b, "thread_cache_size")},
+                                    "thread_cache_size": setting(b, "thread_cache_size")},
                            samples=w.evidence_samples("Threads_created"))])
 
 
@@ -144,11 +139,11 @@ def aborted_clients(b: Bundle) -> Optional[Hit]:
     if aborted < 10 or rate < 0.05:
         return None
     values: Dict[str, Any] = {"Aborted_clients_per_s": round(rate, 3), "Aborted_clients": aborted,
-                              "wait_timeout": _setting(b, "wait_timeout")}
+                              "wait_timeout": setting(b, "wait_timeout")}
     with contextlib.suppress(Insufficient):
         values["Connections_per_s"] = round(w.rate("Connections"), 3)
     return Hit(f"{aborted:.0f} connections ended without a close during the window ({rate:.2f} per "
-               f"second; wait_timeout={_setting(b, 'wait_timeout')})",
+               f"second; wait_timeout={setting(b, 'wait_timeout')})",
                evidence=[Evidence(STATUS, values, samples=w.evidence_samples("Aborted_clients"))])
 
 
@@ -214,11 +209,11 @@ def refused_at_max_connections(b: Bundle) -> Optional[Hit]:
         return None
     values: Dict[str, Any] = {"Connection_errors_max_connections": refused,
                               "per_s": round(w.rate("Connection_errors_max_connections"), 3),
-                              "max_connections": _setting(b, "max_connections")}
+                              "max_connections": setting(b, "max_connections")}
     with contextlib.suppress(Insufficient):
         values["Threads_connected_max"] = w.gauge("Threads_connected").max
     return Hit(f"{refused:.0f} connections refused with 'Too many connections' during the window "
-               f"(max_connections={_setting(b, 'max_connections')})",
+               f"(max_connections={setting(b, 'max_connections')})",
                evidence=[Evidence(STATUS, values,
                                   samples=w.evidence_samples("Connection_errors_max_connections"))])
 
@@ -294,7 +289,7 @@ def connection_rate_high(b: Bundle) -> Optional[Hit]:
     if lifetime is not None and lifetime > 60:
         return None
     values: Dict[str, Any] = {"Connections_per_s": round(rate, 1), "thread_handling":
-                              _setting(b, "thread_handling")}
+                              setting(b, "thread_handling")}
     if lifetime is not None:
         values["Threads_connected_avg"] = round(connected, 1)
         values["average_lifetime_s"] = round(lifetime, 3)

@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from report.digests import DIGESTS as DIGESTS_START
 from report.digests import DIGESTS_END, top_digests
+from report.facts import known_rates
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle
 from report.registry import rule
@@ -149,12 +150,7 @@ def sort_merge_passes(b: Bundle) -> Optional[Hit]:
         return None
     values: Dict[str, Any] = {"Sort_merge_passes_per_s": round(rate, 2),
                               "sort_buffer_size": b.variable("sort_buffer_size")}
-    for name in ("Sort_rows", "Sort_scan", "Sort_range"):
-        if w.has(name):
-            try:
-                values[f"{name}_per_s"] = round(w.rate(name), 2)
-            except Insufficient:
-                continue
+    values.update(known_rates(w, ("Sort_rows", "Sort_scan", "Sort_range")))
     return Hit(f"{rate:.1f} sort merge passes per second (sort_buffer_size="
                f"{b.variable('sort_buffer_size')})",
                evidence=[Evidence(STATUS, values, samples=w.evidence_samples("Sort_merge_passes")),

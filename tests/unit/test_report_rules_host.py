@@ -8,7 +8,7 @@ from typing import Any, Dict, List
 import pytest
 
 import report.catalog  # noqa: F401 - declares every rule
-from report import registry
+from report import facts, registry
 from report.engine import evaluate
 from tests.reportkit import make_bundle
 
@@ -190,6 +190,9 @@ def test_direct_reclaim_says_in_how_many_intervals_it_stalled():
     assert "in 80% of its intervals" in finding.summary
     one = run("OS-14", jsonl={"os/vmstat.jsonl": with_rates(vmstat({"allocstall": 5}, samples=2), [5])})
     assert "share_of_intervals" not in one.evidence[0].values
+    hostile = [{**row, "rates": ["x"] if i % 2 else {"allocstall_per_s": "NaN", "pgscan_direct_per_s": {}}}
+               for i, row in enumerate(vmstat({"allocstall": 5}))]
+    assert run("OS-14", jsonl={"os/vmstat.jsonl": hostile}).evidence[0].values["allocstall_per_s"] == 5
 
 
 HOSTILE = ["x", 7, None, [1, 2], {"a": "NaN"}, {"limits": ["x"], "cgroup": "x", "memory": [1]},
@@ -219,3 +222,27 @@ def test_host_rules_never_error_on_hostile_members(hostile):
     report = evaluate(bundle, host_rules)
     assert [o for o in report.outcomes if o.status == "error"] == []
     assert len(host_rules) >= 8 and sum(r.window for r in host_rules) >= 5
+
+
+# -- report/facts.py: the host facts the host and connection rules read -----------------------
+
+def test_cores_is_the_affinity_lowered_by_a_cgroup_quota_and_none_when_malformed():
+    def cores(cpuinfo: Any, quota: Any = None, where: str = "os/mysqld_process.json") -> Any:
+        files = {"os/cpuinfo.json": cpuinfo, where: {"cgroup": {"cpu": {"quota_cpus": quota}}}}
+        return facts.cores(make_bundle(files=files))
+    assert cores({"logical": 8, "usable": 4}) == 4
+    assert cores({"logical": 8, "usable": 4}, quota=2.5) == 2.5
+    assert cores({"logical": 8, "usable": 4}, quota=6, where="os/host.json") == 4
+    assert cores({"logical": 8, "usable": 0}) == 8  # a zero affinity count is not a count
+    assert cores({"logical": "NaN", "usable": 1e9}) is None
+    assert cores({"logical": "x"}, quota=2) == 2
+    assert cores(["x"], quota="-1") is None
+
+
+def test_swap_total_and_intervals_leave_out_what_is_not_there():
+    assert facts.swap_total(make_bundle(files={"os/meminfo.json": {"summary": {"swap_total_bytes": 5}}})) == 5
+    assert facts.swap_total(make_bundle(files={"os/meminfo.json": ["x"]})) is None
+    rows = [{"window_seconds": None, "total": {"busy": 99}}, {"window_seconds": "x", "total": {"busy": 1}},
+            {"window_seconds": 10, "total": {"busy": 2}}, {"window_seconds": -5, "total": {"busy": 3}}]
+    window = facts.intervals(make_bundle(jsonl={"os/proc_stat.jsonl": rows}), "os/proc_stat.jsonl", "total")
+    assert [values["busy"] for _t, values in window.samples] == [2]

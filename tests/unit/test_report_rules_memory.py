@@ -9,8 +9,8 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 import report.catalog  # noqa: F401 - declares the rules
-from report import engine, registry
-from report.finding import Finding
+from report import engine, facts, registry
+from report.finding import Finding, Insufficient
 from report.model import Bundle
 from tests.reportkit import HOSTILE_VALUES, counters, make_bundle, outcome, rule_errors, stamp, status
 
@@ -262,3 +262,51 @@ def test_members_of_the_wrong_type_never_make_a_memory_rule_fail():
     assert not [o for o in report.outcomes if o.status == "error"], report.outcomes
     assert not report.findings
 
+
+
+# -- report/facts.py: the memory and server facts every rule module reads --------------------
+
+@pytest.mark.parametrize("value", HOSTILE_VALUES)
+def test_the_memory_facts_are_none_on_hostile_members(value):
+    files = {"os/meminfo.json": {"meminfo": {"MemTotal": value}, "summary": value},
+             "os/host.json": {"cgroup": {"memory": {"limit_bytes": value}}},
+             "os/mysqld_process.json": {"memory": {"VmRSS": value}, "cgroup": value},
+             "os/mysqld_memory_map.json": {"resident": {"rss_bytes": value}}}
+    bundle = make_bundle({}, files=files)
+    for fact in (facts.ram_bytes, facts.cgroup_limit_bytes, facts.mysqld_rss_bytes):
+        found = fact(bundle)
+        assert found is None or (isinstance(found, float) and 0 < found < float("inf")), (fact, found)
+    limit = facts.cgroup_limit_bytes(bundle)
+    assert limit is None or limit < 1 << 60  # cgroup v1's "no limit" is no limit
+    with pytest.raises(Insufficient):
+        facts.memory_limit(make_bundle({}, files={"os/meminfo.json": value}))
+
+
+def test_the_rss_falls_back_to_the_memory_map_and_the_tighter_limit_wins():
+    files = host(ram=16 * GIB, limit=4 * GIB)
+    files["os/mysqld_process.json"]["memory"] = {"VmRSS": "x"}
+    files["os/mysqld_memory_map.json"] = {"resident": {"rss_bytes": 3 * GIB}}
+    bundle = make_bundle({}, files=files)
+    assert facts.mysqld_rss_bytes(bundle) == 3 * GIB
+    assert facts.memory_limit(bundle) == (4 * GIB, "the cgroup memory limit")
+    assert facts.memory_limit(make_bundle({}, files=host(ram=2 * GIB, limit=4 * GIB))) == \
+        (2 * GIB, "the host's RAM")
+
+
+def test_monitor_number_reads_a_line_start_and_nothing_else():
+    text = {"mysql/innodb_status.txt": "x History list length 5\nHistory list length 12\n",
+            "mysql/innodb_status_end.txt": "History list length 123456789012345678901234\n"}
+    bundle = make_bundle({}, text=text)
+    assert facts.monitor_number(bundle, facts.MONITOR_START, "History list length") == 12
+    assert facts.monitor_number(bundle, facts.MONITOR_END, "History list length") is None
+    assert facts.monitor_number(make_bundle({}), facts.MONITOR_START, "History list length") is None
+
+
+def test_size_setting_and_known_rates():
+    assert (facts.size(None), facts.size(512), facts.size(1.5 * GIB), facts.size(3 << 50)) == \
+        ("?", "512 B", "1.5 GiB", "3072.0 TiB")
+    bundle = make_bundle({"wait_timeout": "x" * 50}, counters({}, {"Sort_rows": 5}))
+    assert facts.setting(bundle, "wait_timeout") == "x" * 40 and facts.setting(bundle, "nope") == "unknown"
+    assert facts.known_rates(bundle.window, ("Sort_rows", "Sort_scan")) == {"Sort_rows_per_s": 5.0}
+    one = make_bundle({}, counters({}, {"Sort_rows": 5}, samples=1))
+    assert facts.known_rates(one.window, ("Sort_rows",)) == {}
