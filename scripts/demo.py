@@ -5,13 +5,16 @@ in MYDIAG_DEMO_DEFAULTS_FILE, or just MYDIAG_DEMO_DEFAULTS_FILE), otherwise star
 throwaway MariaDB/MySQL from the local server binaries. Then: a support server with the
 embedded defaults (temporary data directory, SQLite, a free port), a ticket, this host
 enrolled, `mydiag collect --upload` (sealed to the ticket's recipient, uploaded with
-tus), and on the support side the bundle listed and opened.
+tus), and on the support side the bundle listed and opened, its report rendered on arrival
+(the headline findings), and the report page's address with an engineer to sign in as.
+On a terminal the support server then stays up until Ctrl-C.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -30,10 +33,10 @@ SERVER = [str(ROOT / ".venv" / "bin" / "mydiag-server")]
 
 
 def start_support(base: Path) -> tuple:
-    """A support server on a free port; (process, url, data dir)."""
+    """A support server on a free port; (process, url, data dir, admin token)."""
     data = base / "server"
-    subprocess.run(SERVER + ["init", "--data", str(data), "--json"], check=True,
-                   stdout=subprocess.DEVNULL)
+    admin = json.loads(subprocess.run(SERVER + ["init", "--data", str(data), "--json"], check=True,
+                                      capture_output=True, text=True).stdout)["admin_token"]
     url = f"http://127.0.0.1:{servers.free_port()}"
     log = open(base / "server.log", "wb")  # noqa: SIM115 - open as long as the server runs
     process = subprocess.Popen(SERVER + ["run", "--data", str(data), "--listen", url[7:],
@@ -41,7 +44,7 @@ def start_support(base: Path) -> tuple:
     for _ in range(300):
         try:
             with urllib.request.urlopen(f"{url}/api/v1/health", timeout=1):
-                return process, url, data
+                return process, url, data, admin
         except OSError:
             if process.poll() is not None:
                 break
@@ -81,7 +84,7 @@ def main() -> int:
     support = None
     try:
         base = Path(tempfile.mkdtemp(prefix="mydiag-demo-support-"))
-        support, url, data = start_support(base)
+        support, url, data, admin = start_support(base)
         print(f"demo: support server at {url}/api/v1 (data in {data})")
         ticket = json.loads(subprocess.run(
             SERVER + ["ticket", "create", "--data", str(data), "--customer", "demo",
@@ -111,6 +114,15 @@ def main() -> int:
         subprocess.run(SERVER + ["bundle", "open", "--data", str(data), listed[-1]["id"],
                                  "--output", str(opened)], check=True)
         print(f"\nlook around: ls {opened}  (or .venv/bin/mydiag inspect {opened}/*.tar.zst)")
+        show_report(url, data, admin, ticket["id"], listed[-1]["id"], base)
+        if sys.stdin.isatty():
+            print("\ndemo: the support server stays up for you; press Ctrl-C to stop it")
+            try:
+                support.wait()
+            except KeyboardInterrupt:
+                print()
+        else:
+            print("  (the demo's support server stops now; run `make demo` in a terminal to keep it up)")
         return 0
     finally:
         if support is not None:
@@ -118,6 +130,34 @@ def main() -> int:
             support.wait(10)
         if instance is not None:
             instance.stop()
+
+
+def show_report(url: str, data: Path, admin: str, ticket: str, bundle: str, base: Path) -> None:
+    """The report the server rendered on arrival: its headline, and its page with a sign-in."""
+    request = urllib.request.Request(f"{url}/api/v1/tickets/{ticket}/bundles",
+                                     headers={"Authorization": f"Bearer {admin}"})
+    row: dict = {}
+    for _ in range(100):  # the background verifier renders it just after accepting the bundle
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            row = next((b for b in json.load(answer) if b["id"] == bundle), {})
+        if row.get("report"):
+            break
+        time.sleep(0.2)
+    print(f"\ndemo: the report, rendered on arrival ({row.get('report') or 'not yet'}):")
+    for finding in row.get("headline") or []:
+        print(f"  [{finding['severity']}] {finding['rule']} {finding['summary']}")
+    if not row.get("headline"):
+        print("  no finding of warning or worse")
+    password = secrets.token_urlsafe(12)
+    subprocess.run(SERVER + ["engineer", "add", "--data", str(data), "demo"], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run(SERVER + ["engineer", "password", "--data", str(data), "demo", "--stdin"],
+                   input=password + "\n", text=True, check=True, stdout=subprocess.DEVNULL)
+    secret = base / "engineer-password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    print(f"\nthe report page: {url}/tickets/{ticket}/bundles/{bundle}/report")
+    print(f"  sign in as 'demo' with the password in {secret}")
 
 
 if __name__ == "__main__":

@@ -54,13 +54,6 @@ def run(args: argparse.Namespace) -> int:
         return exitcodes.OK
     if not args.bundle:
         return fail("name a bundle (or use --explain RULE / --rules)", exitcodes.USAGE)
-    target = None
-    if args.upgrade_to:
-        from report.upgrade import parse_target
-        try:
-            target = parse_target(args.upgrade_to)
-        except ValueError as exc:
-            return fail(str(exc), exitcodes.USAGE)
     try:
         identities = identities_from(args)
     except AgeError as exc:
@@ -71,6 +64,13 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(opened, int):
         return opened
     bundle = opened
+    target = None
+    if args.upgrade_to:
+        from report.upgrade import parse_target
+        try:  # a bare version ("11.4") means the bundle's own flavor
+            target = parse_target(args.upgrade_to, bundle.version.flavor)
+        except ValueError as exc:
+            return fail(str(exc), exitcodes.USAGE)
     from report.engine import evaluate
     result = evaluate(bundle)
     if args.diff:

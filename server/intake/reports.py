@@ -75,10 +75,11 @@ def read_bundle(state: State, sha256: str, filename: str) -> Bundle:
     limits = state.config.limits.bundle_limits()
     with state.store.open(sha256) as raw:
         head = raw.read(64)
+        packed = raw.seek(0, 2)  # the stored size bounds the compression ratio
         raw.seek(0)
         if age.is_age_file(head):
-            return Bundle.read(age.AgeReader(raw, identities), filename, limits)
-        return Bundle.read(raw, filename, limits)
+            return Bundle.read(age.AgeReader(raw, identities), filename, limits, packed_bytes=packed)
+        return Bundle.read(raw, filename, limits, packed_bytes=packed)
 
 
 def render_html(bundle: Bundle, report: Report) -> str:
