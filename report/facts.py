@@ -154,3 +154,14 @@ def monitor_number(b: Bundle, path: str, label: str) -> Optional[float]:
         return None
     match = re.search(rf"^{re.escape(label)}\s*:?\s+(\d{{1,20}})\b", text, re.MULTILINE)
     return to_number(match.group(1)) if match else None
+
+
+REPLICA_HOSTS = "mysql/replication/replica_hosts.json"
+
+
+def replica_count(b: Bundle) -> Optional[int]:
+    """How many replicas registered with this server (SHOW REPLICAS), or None when not read."""
+    data = b.json(REPLICA_HOSTS)
+    if not isinstance(data, dict) or not isinstance(data.get("replicas"), list):
+        return None
+    return len(data["replicas"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
+from report.facts import replica_count
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle, to_number
 from report.registry import rule
@@ -28,14 +29,6 @@ def _binlog_on(b: Bundle) -> None:
         raise Insufficient("log_bin is not in the variables and the binary log status was not read")
     if not on:
         raise NotApplicable("binary logging is off (log_bin=OFF)")
-
-
-def _replicas(b: Bundle) -> Optional[int]:
-    """How many replicas registered with this server, or None when not read."""
-    data = b.json(REPLICA_HOSTS)
-    if not isinstance(data, dict) or not isinstance(data.get("replicas"), list):
-        return None
-    return len(data["replicas"])
 
 
 def _unrestarted(w: Window) -> Window:
@@ -79,7 +72,7 @@ def sync_binlog(b: Bundle) -> Optional[Hit]:
         raise Insufficient("sync_binlog is not in the variables")
     if value == 1:
         return None
-    replicas = _replicas(b)
+    replicas = replica_count(b)
     source = bool(replicas)
     what = "when the OS decides" if value == 0 else f"only every {int(value)} commit groups"
     summary = (f"sync_binlog={int(value)}: the binary log is flushed to disk {what}; "
@@ -129,7 +122,7 @@ def binlog_format(b: Bundle) -> Optional[Hit]:
         "every statement is logged as SQL text, and unsafe ones replay differently on replicas"
         if statement else "statements the server does not know to be unsafe are logged as SQL text"),
         severity="warning" if statement else "notice",
-        evidence=[Evidence(VARIABLES, {"binlog_format": value[:20], "replicas": _replicas(b)})])
+        evidence=[Evidence(VARIABLES, {"binlog_format": value[:20], "replicas": replica_count(b)})])
 
 
 def _cache_spill(b: Bundle, disk: str, use: str, size_var: str, what: str) -> Optional[Dict[str, Any]]:
@@ -354,4 +347,4 @@ def durability_pairing(b: Bundle) -> Optional[Hit]:
     return Hit(f"sync_binlog=1 but innodb_flush_log_at_trx_commit={int(flush)}: after a crash the binary "
                "log (and the replicas) can hold transactions InnoDB lost",
                evidence=[Evidence(VARIABLES, {"sync_binlog": 1, "innodb_flush_log_at_trx_commit": int(flush),
-                                              "replicas": _replicas(b)})])
+                                              "replicas": replica_count(b)})])

@@ -329,7 +329,7 @@ def open_files_limit(b: Bundle) -> Optional[Hit]:
                                             "max_connections": connections})])
 
 
-@rule("OS-07", "The kernel's OOM killer killed processes",
+@rule("OS-07", "The kernel's OOM killer killed other processes on the host",
       group="host", severity="warning", needs=(OOM,),
       advice="Find what used the memory at the time (the kill line's anon-rss, the cgroup named "
              "in it). When mysqld was killed, size its memory on measured values: lower "
@@ -340,11 +340,11 @@ def open_files_limit(b: Bundle) -> Optional[Hit]:
            "OOM killer take other vital processes.",
       verify="os/oom_kills.json of later bundles has no new events; mysqld's uptime keeps growing.")
 def oom_kills(b: Bundle) -> Optional[Hit]:
-    """Checks the kernel log for processes the OOM killer killed (mysqld/mariadbd above all).
+    """Checks the kernel log for processes other than mysqld that the OOM killer killed (a
+    killed mysqld is LOG-02's finding, with its restarts).
 
-    **Why it matters**: a killed mysqld is a crash: every connection drops, InnoDB runs crash
-    recovery at restart, the buffer pool starts cold, and MyISAM tables may be marked crashed.
-    A killed neighbour means the host is short of memory and mysqld may be next.
+    **Why it matters**: a killed neighbour means the host is short of memory, and mysqld, the
+    largest process on a database host, is usually next.
 
     **Example**: "Killed process 1234 (mariadbd) total-vm:41GB, anon-rss:30GB" in a memory
     cgroup of 31 GiB.
@@ -357,14 +357,15 @@ def oom_kills(b: Bundle) -> Optional[Hit]:
     events = [e for e in (data.get("events") or []) if isinstance(e, dict)]
     if not events:
         return None
-    mysqld = [e for e in events if str(e.get("process") or "").lower() in _MYSQLD]
+    others = [e for e in events if str(e.get("process") or "").lower() not in _MYSQLD]
+    if not others:
+        return None
     listed = [{"time": str(e.get("time"))[:32], "process": str(e.get("process"))[:64],
                "anon_rss_bytes": to_number(e.get("anon_rss_bytes")),
-               "memory_cgroup_oom": bool(e.get("memory_cgroup_oom"))} for e in events[-10:]]
-    who = f"mysqld {len(mysqld)} time(s)" if mysqld else ", ".join(sorted({e["process"] for e in listed}))
-    return Hit(f"The OOM killer killed {len(events)} process(es): {who}",
-               severity="critical" if mysqld else None,
-               evidence=[Evidence(OOM, {"events": len(events), "mysqld_kills": len(mysqld), "last": listed})])
+               "memory_cgroup_oom": bool(e.get("memory_cgroup_oom"))} for e in others[-10:]]
+    who = ", ".join(sorted({e["process"] for e in listed}))
+    return Hit(f"The OOM killer killed {len(others)} process(es) other than mysqld: {who}",
+               evidence=[Evidence(OOM, {"events": len(others), "last": listed})])
 
 
 def _cpu_rule(b: Bundle, field: str, threshold: float) -> Optional[Hit]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
+from report.facts import replica_count
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle, to_number
 from report.registry import rule
@@ -86,13 +87,6 @@ def _lag_window(b: Bundle, channel: str) -> Window:
                     "io": 1 if _yes(_field(ch, IO_RUNNING)) else 0,
                     "sql": 1 if _yes(_field(ch, SQL_RUNNING)) else 0}})
     return Window.from_rows(rows, "values")
-
-
-def _replica_count(b: Bundle) -> Optional[int]:
-    data = b.json(REPLICA_HOSTS)
-    if not isinstance(data, dict) or not isinstance(data.get("replicas"), list):
-        return None
-    return len(data["replicas"])
 
 
 def _worker_errors(b: Bundle) -> List[Dict[str, Any]]:
@@ -266,7 +260,7 @@ def writable_replica(b: Bundle) -> Optional[Hit]:
     read_only = b.switch("read_only")
     if read_only is None:
         raise Insufficient("read_only is not in the variables")
-    chained = bool(_replica_count(b))
+    chained = bool(replica_count(b))
     if not read_only:
         return Hit("This server replicates from a source but accepts writes (read_only=OFF)"
                    + ("; it also has replicas of its own (a chain or a ring?)" if chained else ""),
@@ -458,7 +452,7 @@ def chained_without_log_updates(b: Bundle) -> Optional[Hit]:
     **Fix**: `log_slave_updates=ON` (with `log_bin`), then rebuild the chained replicas.
     """
     _channels(b)
-    replicas = _replica_count(b)
+    replicas = replica_count(b)
     if not replicas:
         raise NotApplicable("no replica is registered with this server")
     value = b.switch("log_slave_updates")
