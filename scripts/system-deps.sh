@@ -29,6 +29,7 @@ case "${1:-}" in
     need eu-stack elfutils; need gdb gdb  # --stacks (tests/integration/test_stacks.py)
     need pt-query-digest percona-toolkit
     need chromium chromium   # the web pages' tests (Playwright drives Debian's chromium)
+    need dovecot dovecot-imapd; [ -x /usr/lib/dovecot/lmtp ] || want+=(dovecot-lmtpd)  # mail tests
     need npm npm ;;          # axe-core for those tests, from the npm registry (below)
 esac
 
