@@ -116,16 +116,27 @@ def iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+#: The ticket list's one query (its parameters: LIMIT, OFFSET); tests/web explains its plan.
+TICKET_PAGE_SQL = (
+    "SELECT t.id, t.customer, t.title, t.created, "
+    "(SELECT COUNT(*) FROM bundles b WHERE b.ticket_id = t.id) AS bundles, "
+    "(SELECT MAX(b.received) FROM bundles b WHERE b.ticket_id = t.id) AS last_bundle, "
+    "(SELECT COUNT(*) FROM tickets) AS total "
+    "FROM (SELECT id, customer, title, created FROM tickets ORDER BY created DESC, id DESC "
+    "LIMIT ? OFFSET ?) t")
+
+
 def ticket_page(tx: Tx, offset: int, limit: int) -> Dict[str, Any]:
     """One page of the ticket list, newest first, with each ticket's bundle count and last
     bundle time, and the number of tickets in all: one query over the indexes
-    (tickets_created, bundles_ticket), whatever the number of tickets and bundles."""
-    rows = tx.all(
-        "SELECT t.id, t.customer, t.title, t.created, "
-        "(SELECT COUNT(*) FROM bundles b WHERE b.ticket_id = t.id) AS bundles, "
-        "(SELECT MAX(b.received) FROM bundles b WHERE b.ticket_id = t.id) AS last_bundle, "
-        "(SELECT COUNT(*) FROM tickets) AS total "
-        "FROM tickets t ORDER BY t.created DESC, t.id DESC LIMIT ? OFFSET ?", (limit, offset))
+    (tickets_created, bundles_ticket), whatever the number of tickets and bundles.
+
+    The page is cut first (the inner query walks tickets_created alone) and only its rows
+    get their bundle figures: PostgreSQL computes a select list's subqueries for the rows
+    OFFSET skips too, which made the last of 200 pages 15 times slower than the first.
+    The page's rows are put in order here (50 of them), not by a second ORDER BY in SQL."""
+    rows = sorted(tx.all(TICKET_PAGE_SQL, (limit, offset)), key=lambda r: (r["created"], r["id"]),
+                  reverse=True)
     if rows:
         total = int(rows[0]["total"])
     else:  # a page past the end: the count alone

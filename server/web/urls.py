@@ -27,7 +27,7 @@ def bundle_report(ticket_id: str, bundle_id: str) -> str:
 
 def diff(ticket_id: str, a: str, b: str) -> str:
     """Compare bundle `a` (the earlier) with bundle `b`."""
-    return f"/tickets/{_q(ticket_id)}/diff?" + urllib.parse.urlencode({"a": a, "b": b})
+    return f"/tickets/{_q(ticket_id)}/diff?a={_q(a)}&b={_q(b)}"
 
 
 def replay(ticket_id: str, session_id: str) -> str:
