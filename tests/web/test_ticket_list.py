@@ -1,15 +1,17 @@
 """The ticket list: newest first, 50 a page, bundle counts and last bundle time, escaped,
-and fast with 10,000 tickets and 50,000 bundles (one query over indexes)."""
+and one query over indexes with 10,000 tickets and 50,000 bundles (its speed is measured by
+bench/pages_bench.py)."""
 
 from __future__ import annotations
 
+import json
 import re
-import statistics
 import time
 from typing import Iterator
 
 import pytest
 
+from server.support import tickets
 from tests.serverkit import _database, make_server
 from tests.web.conftest import XSS, Web, new_engineer
 
@@ -100,44 +102,37 @@ def test_pages_of_fifty_newest_first_and_the_counts_add_up(big: Web) -> None:
     assert cells == ["5"] * 50
 
 
-def test_the_list_stays_fast_with_10000_tickets_and_50000_bundles(big: Web) -> None:
-    client = big.signed_in()
-    timings = {}
-    for path in ("/", "/?page=100", "/?page=200"):
-        client.get(path)
-        samples = []
-        for _ in range(15):
-            began = time.perf_counter()
-            assert client.get(path).status == 200
-            samples.append(time.perf_counter() - began)
-        timings[path] = statistics.quantiles(samples, n=20)[-1]
-    assert max(timings.values()) < 0.3, f"p95 per page: {timings}"
+def _subplans_below(node: dict, under_limit: bool = False) -> int:
+    """How many subplans of a PostgreSQL JSON plan run below a Limit node."""
+    here = under_limit and node.get("Parent Relationship") == "SubPlan"
+    below = under_limit or node.get("Node Type") == "Limit"
+    return int(here) + sum(_subplans_below(child, below) for child in node.get("Plans", []))
 
 
 def test_the_list_query_uses_the_indexes(big: Web) -> None:
-    if big.server.database:
-        state = big.state()
-        try:
-            with state.db.tx(write=False) as tx:
-                plan = "\n".join(r["QUERY PLAN"] for r in tx.all(
-                    "EXPLAIN SELECT t.id, (SELECT COUNT(*) FROM bundles b WHERE b.ticket_id = t.id), "
-                    "(SELECT MAX(b.received) FROM bundles b WHERE b.ticket_id = t.id) "
-                    "FROM tickets t ORDER BY t.created DESC, t.id DESC LIMIT 50"))
-        finally:
-            state.close()
-        assert "Seq Scan on bundles" not in plan, plan
-        return
-    import sqlite3
-
-    conn = sqlite3.connect(big.server.data / "server.db")
+    """The list's own query (support/tickets.TICKET_PAGE_SQL) on its last page: the tickets
+    through tickets_created, each row's bundles through bundles_ticket, no sort, and the
+    bundle subqueries only for the page's rows (not for the 9,950 that OFFSET skips). How
+    fast that is, is measured by bench/pages_bench.py, not here."""
+    state = big.state()
     try:
-        plan = "\n".join(r[-1] for r in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT t.id, t.customer, t.title, t.created, "
-            "(SELECT COUNT(*) FROM bundles b WHERE b.ticket_id = t.id) AS bundles, "
-            "(SELECT MAX(b.received) FROM bundles b WHERE b.ticket_id = t.id) AS last_bundle, "
-            "(SELECT COUNT(*) FROM tickets) AS total "
-            "FROM tickets t ORDER BY t.created DESC, t.id DESC LIMIT 50 OFFSET 9950"))
+        with state.db.tx(write=False) as tx:
+            if big.server.database:
+                tx.run("ANALYZE")
+                text = "\n".join(r["QUERY PLAN"] for r in tx.all("EXPLAIN " + tickets.TICKET_PAGE_SQL,
+                                                                 (50, 9950)))
+                tree = tx.one("EXPLAIN (FORMAT JSON) " + tickets.TICKET_PAGE_SQL, (50, 9950))
+            else:
+                text = "\n".join(r["detail"] for r in tx.all("EXPLAIN QUERY PLAN " + tickets.TICKET_PAGE_SQL,
+                                                              (50, 9950)))
     finally:
-        conn.close()
-    assert "TEMP B-TREE" not in plan, plan
-    assert "tickets_created" in plan and "bundles_ticket" in plan, plan
+        state.close()
+    assert "tickets_created" in text and "bundles_ticket" in text, text
+    if big.server.database:
+        assert "Seq Scan on bundles" not in text and "Sort" not in text, text
+        plan = next(iter(tree.values()))
+        plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+        assert _subplans_below(plan) == 0, text
+    else:
+        assert "TEMP B-TREE" not in text, text
+        assert "CO-ROUTINE t" in text or "MATERIALIZE t" in text, text
