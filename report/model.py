@@ -19,7 +19,7 @@ from bundle import age
 from bundle.limits import DEFAULT, Limits
 from bundle.manifest_schema import ManifestError, parse, printable
 from bundle.reader import BundleError, manifest_bytes, members
-from report.window import Window
+from report.window import Window, to_number
 
 #: Members larger than this are not read (the report needs none this big; logs are tails).
 MAX_MEMBER = 32 << 20
@@ -249,21 +249,6 @@ def _writes(collector: Any, path: str) -> bool:
     """True when `path` belongs to the collector's namespace (mysql.status → mysql/…)."""
     name = str(collector or "")
     return "." in name and path.startswith(name.split(".", 1)[0] + "/") and name.split(".", 1)[1] in path
-
-
-def to_number(value: Any) -> Optional[float]:
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, (int, float)):
-        return float(value) if value == value and abs(value) != float("inf") else None
-    text = str(value or "").strip()
-    if not text or len(text) > 40:
-        return None
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if number == number and abs(number) != float("inf") else None
 
 
 def _manifest(data: bytes, label: str, limits: Limits) -> Dict[str, Any]:

@@ -34,9 +34,15 @@ def parse_ts(text: Any) -> Optional[float]:
     return moment.timestamp()
 
 
-def _number(value: Any) -> Optional[float]:
+def _counter(value: Any) -> Optional[float]:
+    return to_number(value, booleans=False)
+
+
+def to_number(value: Any, booleans: bool = True) -> Optional[float]:
+    """A finite number from a member's value (a number, or its text), else None. A boolean
+    counts as 1 or 0 unless `booleans` is False (a sample's counter is never a boolean)."""
     if isinstance(value, bool):
-        return None
+        return float(value) if booleans else None
     if isinstance(value, (int, float)):
         number = float(value)
     else:
@@ -127,7 +133,7 @@ class Window:
         for marker in _RESTART_MARKERS:
             previous = None
             for index, (_t, values) in enumerate(self.samples):
-                current = _number(values.get(marker))
+                current = _counter(values.get(marker))
                 if current is not None and previous is not None and current < previous:
                     broken.add(index)
                 if current is not None:
@@ -135,7 +141,7 @@ class Window:
         return broken
 
     def series(self, name: str) -> List[Tuple[float, Optional[float]]]:
-        return [(t, _number(values.get(name))) for t, values in self.samples]
+        return [(t, _counter(values.get(name))) for t, values in self.samples]
 
     def has(self, name: str) -> bool:
         return any(v is not None for _t, v in self.series(name))
@@ -211,7 +217,7 @@ class Window:
     def above(self, name: str, threshold: float, min_samples: int = 3) -> float:
         """The share of samples where gauge `name` is above `threshold`."""
         def over(values: Dict[str, Any]) -> bool:
-            value = _number(values.get(name))
+            value = _counter(values.get(name))
             return value is not None and value > threshold
         return self.persistence(over, min_samples)
 
