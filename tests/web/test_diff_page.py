@@ -10,15 +10,16 @@ from typing import Dict, Iterator
 import pytest
 
 from tests.serverkit import make_bundle
+from tests.web.conftest import axe_check
 from tests.web.test_report_page import (
     PAYLOADS,
-    axe_check,
     collect,
     new_ticket,
     nothing_ran,
     sign_in,
     sign_out,
     start_mariadb,
+    styled_by_report_css,
     upload,
 )
 
@@ -60,6 +61,8 @@ def test_engineer_opens_the_diff_from_the_ticket_and_sees_what_changed(web, uplo
     assert "max_connections" in text and "77" in text
     assert "init_connect" in text and PAYLOADS[1] in text, "the changed setting is shown as text"
     assert page.locator("main script").count() == 0 and page.locator("img[src=x]").count() == 0
+    styled_by_report_css(page)
+    assert page.locator("h1").count() == 1, "the diff's own heading is the page's one h1"
     nothing_ran(page)
     axe_check(page)
     screenshot(page, "diff")

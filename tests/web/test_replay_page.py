@@ -13,8 +13,15 @@ from typing import Dict
 
 import pytest
 
-from tests.web.conftest import Web, _ssh_public_key
-from tests.web.test_report_page import PAYLOADS, axe_check, new_ticket, nothing_ran, sign_in, sign_out
+from tests.web.conftest import Web, _ssh_public_key, axe_check
+from tests.web.test_report_page import (
+    PAYLOADS,
+    new_ticket,
+    nothing_ran,
+    sign_in,
+    sign_out,
+    styled_by_report_css,
+)
 
 pytestmark = pytest.mark.server
 
@@ -82,6 +89,7 @@ def test_engineer_opens_the_replay_from_the_ticket_and_reads_the_transcript(web,
     assert "SHOW TABLES" in page.inner_text("main ol.timeline"), "what was typed"
     assert "verified" in page.inner_text("main")
     assert page.locator("main script").count() == 0 and page.locator("img[src=x]").count() == 0
+    styled_by_report_css(page)
     nothing_ran(page)
     axe_check(page)
     screenshot(page, "replay")

@@ -20,7 +20,7 @@ import pytest
 
 from tests import servers
 from tests.serverkit import agent_cli
-from tests.web.conftest import AXE, Web
+from tests.web.conftest import Web, axe_check
 
 pytestmark = pytest.mark.server
 
@@ -133,22 +133,19 @@ def nothing_ran(page) -> None:
     assert page.csp_errors == [], f"the page broke its own CSP: {page.csp_errors}"
 
 
+def styled_by_report_css(page) -> None:
+    """report.css is linked once, from <head> (base.html's head block), and loaded."""
+    assert page.locator("head link[rel=stylesheet][href='/static/report.css']").count() == 1
+    assert page.locator("body link").count() == 0, "a stylesheet link left in the body"
+    rules = page.evaluate("Array.from(document.styleSheets).filter(s => s.href && "
+                          "s.href.endsWith('/static/report.css')).map(s => s.cssRules.length)")
+    assert rules and rules[0] > 0, "report.css did not load"
+
+
 def sign_out(page) -> None:
     page.click("header.site form button[type=submit]")
     page.wait_for_load_state()
     assert "/signin" in page.url
-
-
-def axe_check(tab) -> None:
-    """No axe-core violation of impact serious or critical on the page. As conftest's fixture,
-    with axe-core evaluated through the DevTools protocol: the fixture's script tag is an
-    inline script, which the pages' CSP (rightly) refuses."""
-    assert AXE.is_file(), f"{AXE} missing: run scripts/system-deps.sh"
-    tab.evaluate("source => { (0, eval)(source); }", AXE.read_text())
-    result = tab.evaluate("axe.run(document, {resultTypes: ['violations']})")
-    bad = [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-           for v in result["violations"] if v.get("impact") in ("serious", "critical")]
-    assert not bad, f"accessibility violations on {tab.url}:\n" + "\n".join(bad)
 
 
 @pytest.fixture(scope="module")
@@ -192,12 +189,23 @@ def test_engineer_signs_in_opens_the_ticket_and_reads_the_report_with_findings_a
     assert {"SCH-01", "SCH-02"} <= {r.strip() for r in rules}, rules  # the planted tables: no key, MyISAM
     charts = page.locator("svg[role=img]")
     assert charts.count() >= 1 and charts.first.is_visible()
-    styles = page.evaluate("Array.from(document.styleSheets).map(s => s.href)")
-    assert web.url + "/static/report.css" in styles
+    styled_by_report_css(page)
+    assert page.locator("h1").count() == 1, "the report's own heading is the page's one h1"
     nothing_ran(page)
     axe_check(page)
     screenshot(page, "report")
     sign_out(page)
+
+
+def test_under_the_real_csp_the_report_is_styled_with_one_heading_and_passes_axe(web, uploaded,
+                                                                                strict_page):
+    ticket, bundle = uploaded["ticket"], uploaded["marked"]
+    sign_in(strict_page, web, f"/tickets/{ticket['id']}/bundles/{bundle['id']}/report")
+    styled_by_report_css(strict_page)
+    assert strict_page.locator("h1").all_inner_texts() == [f"Report for {bundle['host']}"]
+    nothing_ran(strict_page)
+    axe_check(strict_page)
+    assert strict_page.csp_errors == [], "axe-core ran without breaking the page's CSP"
 
 
 def test_markup_from_the_bundle_is_shown_as_text_and_runs_nowhere(web, uploaded, page, screenshot):
