@@ -163,3 +163,18 @@ def test_no_template_marks_anything_safe() -> None:
         text = template.read_text()
         assert not re.search(r"\|\s*safe\b|autoescape\s+false|\bMarkup\(", text), template
         assert "<script" not in text and " style=" not in text and "<style" not in text, template
+
+
+@pytest.mark.parametrize("value, minutes, seconds", [
+    ("2026-12-01T10:02:05Z", "2026-12-01 10:02 UTC", "2026-12-01 10:02:05 UTC"),
+    (1764583325.5, "2025-12-01 10:02 UTC", "2025-12-01 10:02:05 UTC"),
+    (0, "1970-01-01 00:00 UTC", "1970-01-01 00:00:00 UTC"),
+    ("2026-02-30T10:02:05Z", "2026-02-30T10:02:05Z", "2026-02-30T10:02:05Z"),  # no such day: as is
+    ("2026-12-01T25:02:05Z", "2026-12-01T25:02:05Z", "2026-12-01T25:02:05Z"),
+    ("2026-12-01T10:02:05+01:00", "2026-12-01T10:02:05+01:00", "2026-12-01T10:02:05+01:00"),
+    ("yesterday", "yesterday", "yesterday"), (None, "–", "–"), ("", "–", "–"),
+])
+def test_times_are_shown_in_utc_and_other_text_as_it_is(value, minutes: str, seconds: str) -> None:
+    from server.web.render import _when
+
+    assert _when(value) == minutes and _when(value, seconds=True) == seconds
