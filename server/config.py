@@ -4,6 +4,7 @@
 DIR/config.json    settings (mode 0600: a database URL may hold a password)
 DIR/server.db      the embedded SQLite database (when no PostgreSQL URL is set)
 DIR/identity.txt   the server's age identity (mode 0600), the one secret on disk
+DIR/mail.key       the key that signs reply addresses and Message-IDs (mode 0600; docs/mail.md)
 DIR/blobs/         sealed bundles by content hash, and uploads in progress
 DIR/tmp/           scratch space for verification
 ```
@@ -90,10 +91,50 @@ class Limits:
 
 
 @dataclass
+class MailSettings:
+    """Email both ways (docs/mail.md): the `mail` section of config.json."""
+
+    #: The domain of the reply addresses and Message-IDs (`support+<ticket>.<mac>@domain`).
+    domain: str = ""
+    #: The local part before `+`: `support` gives `support@domain` and `support+…@domain`.
+    local_part: str = "support"
+    #: The outbound smart host (empty: nothing is mailed; replies stay pending).
+    smarthost: str = ""
+    smarthost_port: int = 25
+    starttls: bool = True
+    #: A CA certificate file to trust for the smart host's STARTTLS (default: the system's).
+    smarthost_ca_file: str = ""
+    #: A file with the smart host's user on its first line and the password on its second.
+    auth_file: str = ""
+    #: Whether mail from an address that is no customer's person opens a ticket (for
+    #: `new_ticket_customer`); otherwise it is answered once, politely.
+    allow_new_tickets: bool = False
+    new_ticket_customer: str = "unassigned"
+    #: The largest message the SMTP endpoint takes (refused at DATA past it) and IMAP reads.
+    max_message_bytes: int = 50 << 20
+    #: The largest attachment taken from a mail; a bigger bundle gets the upload command.
+    max_attachment_bytes: int = 20 << 20
+    #: MIME parts read from one message (more are counted, not read).
+    max_parts: int = 500
+    #: The server's address the upload command names (e.g. https://support.example.com).
+    public_url: str = ""
+    #: One polite answer per unknown sender within this many hours.
+    notice_interval_hours: float = 24.0
+    #: Outbound retries: the first after `retry_seconds`, doubling, `max_attempts` in all.
+    retry_seconds: float = 60.0
+    max_attempts: int = 8
+
+    @property
+    def address(self) -> str:
+        return f"{self.local_part}@{self.domain}"
+
+
+@dataclass
 class Config:
     recipients: List[str]
     database: str = ""
     limits: Limits = field(default_factory=Limits)
+    mail: MailSettings = field(default_factory=MailSettings)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -102,8 +143,10 @@ class Config:
     def from_dict(cls, data: Dict[str, Any]) -> Config:
         limits = Limits(**{k: v for k, v in data.get("limits", {}).items()
                            if k in Limits.__dataclass_fields__})
+        mail = MailSettings(**{k: v for k, v in (data.get("mail") or {}).items()
+                               if k in MailSettings.__dataclass_fields__})
         return cls(recipients=list(data["recipients"]), database=data.get("database", ""),
-                   limits=limits)
+                   limits=limits, mail=mail)
 
 
 class DataDir:
@@ -117,6 +160,10 @@ class DataDir:
     @property
     def identity_path(self) -> Path:
         return self.path / IDENTITY
+
+    @property
+    def mail_key_path(self) -> Path:
+        return self.path / "mail.key"
 
     @property
     def blobs(self) -> Path:

@@ -75,6 +75,20 @@ CREATE TABLE IF NOT EXISTS reports (
 CREATE INDEX IF NOT EXISTS tickets_created ON tickets (created, id);
 CREATE INDEX IF NOT EXISTS bundles_ticket ON bundles (ticket_id, received);
 CREATE INDEX IF NOT EXISTS hosts_ticket ON hosts (ticket_id);
+CREATE TABLE IF NOT EXISTS outbox (
+  id TEXT PRIMARY KEY, message_id TEXT, ticket_id TEXT, to_addr TEXT NOT NULL, raw TEXT NOT NULL,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL, next_try DOUBLE PRECISION, last_error TEXT,
+  created DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_try);
+CREATE INDEX IF NOT EXISTS outbox_message ON outbox (message_id);
+CREATE TABLE IF NOT EXISTS mail_inbox (
+  id TEXT PRIMARY KEY, raw_key TEXT NOT NULL, size BIGINT NOT NULL, envelope_from TEXT NOT NULL,
+  envelope_to TEXT NOT NULL, source TEXT NOT NULL, received DOUBLE PRECISION NOT NULL,
+  state TEXT NOT NULL, attempts INTEGER NOT NULL, next_try DOUBLE PRECISION, outcome TEXT,
+  ticket_id TEXT, message_id TEXT, processed DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS mail_inbox_due ON mail_inbox (state, next_try);
+CREATE TABLE IF NOT EXISTS mail_notices (
+  email TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL);
 """
 
 _AUDIT = {
