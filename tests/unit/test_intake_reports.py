@@ -13,6 +13,8 @@ import pytest
 
 from tests.serverkit import make_bundle, make_server, seal
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture()
 def state(tmp_path):
