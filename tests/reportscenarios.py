@@ -73,9 +73,10 @@ def _defaults(base: Path, port: int, password: str) -> Path:
     return path
 
 
-def troubled(base: Path) -> Scenario:
+def troubled(base: Path, extra_args: Optional[List[str]] = None) -> Scenario:
+    """`extra_args` go to both servers (the bench gives MySQLTuner what it needs to run)."""
     base.mkdir(parents=True, exist_ok=True)
-    primary = servers.create(base / "primary", TROUBLED_ARGS)
+    primary = servers.create(base / "primary", TROUBLED_ARGS + list(extra_args or []))
     password = secrets.token_urlsafe(12)
     primary.sql(
         f"ALTER USER 'root'@'localhost' IDENTIFIED BY '{password}'",
@@ -102,7 +103,8 @@ def troubled(base: Path) -> Scenario:
                     " SELECT seq % 3000, REPEAT('n', 300), seq % 1000, 'x' FROM shop.seq_1_to_60000")
         cur.execute("INSERT INTO shop.legacy SELECT seq, CONCAT('l', seq) FROM shop.seq_1_to_500")
     replica = servers.create(base / "replica", ["--server-id=2", "--log-bin=binlog", "--relay-log=relay",
-                                                 "--innodb-buffer-pool-size=16M"])
+                                                 "--innodb-buffer-pool-size=16M",
+                                                 *(extra_args or [])])
     repl_password = secrets.token_urlsafe(12)
     with contextlib.closing(_root(primary, password)) as conn, conn.cursor() as cur:
         cur.execute(f"CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY '{repl_password}'")
@@ -122,7 +124,7 @@ def troubled(base: Path) -> Scenario:
     return Scenario(primary, password, replica, _defaults(base, primary.port, password))
 
 
-def well_configured(base: Path) -> Scenario:
+def well_configured(base: Path, extra_args: Optional[List[str]] = None) -> Scenario:
     """Sized for this host the way the docs recommend: a buffer pool that fits the data and
     the RAM, a redo log for an hour of writes, durable binary log, performance_schema on."""
     base.mkdir(parents=True, exist_ok=True)
@@ -135,7 +137,7 @@ def well_configured(base: Path) -> Scenario:
             "--query-cache-type=0", "--query-cache-size=0", "--innodb-flush-method=O_DIRECT",
             "--max-connections=200", "--table-open-cache=4000", "--thread-cache-size=64",
             f"--secure-file-priv={files}"]
-    primary = servers.create(base / "primary", args)
+    primary = servers.create(base / "primary", args + list(extra_args or []))
     password = secrets.token_urlsafe(12)
     # mariadb-install-db also makes root@<host name> and root@::1 without a password: the
     # docs' post-install step (mariadb-secure-installation) removes them.
@@ -362,8 +364,8 @@ def _collect(connection: List[str], out: Path, samples: int, interval: float,
 
 
 @contextlib.contextmanager
-def started(kind: str, base: Path) -> Iterator[Scenario]:
-    scenario = troubled(base) if kind == "troubled" else well_configured(base)
+def started(kind: str, base: Path, extra_args: Optional[List[str]] = None) -> Iterator[Scenario]:
+    scenario = troubled(base, extra_args) if kind == "troubled" else well_configured(base, extra_args)
     try:
         yield scenario
     finally:
