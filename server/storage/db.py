@@ -89,6 +89,42 @@ CREATE TABLE IF NOT EXISTS mail_inbox (
 CREATE INDEX IF NOT EXISTS mail_inbox_due ON mail_inbox (state, next_try);
 CREATE TABLE IF NOT EXISTS mail_notices (
   email TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS customer_people (
+  email TEXT PRIMARY KEY, customer TEXT NOT NULL, name TEXT, added DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS customer_people_customer ON customer_people (customer, email);
+CREATE TABLE IF NOT EXISTS customer_plans (
+  customer TEXT PRIMARY KEY, plan TEXT NOT NULL, updated DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS ticket_terms (
+  ticket_id TEXT PRIMARY KEY, severity TEXT NOT NULL, owner TEXT, waiting_since DOUBLE PRECISION,
+  waiting_by TEXT);
+CREATE TABLE IF NOT EXISTS messages (
+  id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, author TEXT NOT NULL,
+  author_kind TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL, source TEXT NOT NULL,
+  mail_message_id TEXT, raw_key TEXT, attachments TEXT, delivery TEXT, delivery_detail TEXT,
+  no_reply_reason TEXT, no_reply_by TEXT, waiting INTEGER NOT NULL DEFAULT 0, obligation_id TEXT);
+CREATE INDEX IF NOT EXISTS messages_ticket ON messages (ticket_id, at);
+CREATE INDEX IF NOT EXISTS messages_mail_id ON messages (mail_message_id);
+CREATE INDEX IF NOT EXISTS messages_delivery ON messages (delivery, at);
+CREATE INDEX IF NOT EXISTS messages_obligation ON messages (obligation_id);
+CREATE TABLE IF NOT EXISTS obligations (
+  id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, kind TEXT NOT NULL, policy TEXT NOT NULL,
+  calendar TEXT NOT NULL, target DOUBLE PRECISION NOT NULL, opened_by TEXT NOT NULL,
+  started DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, used DOUBLE PRECISION NOT NULL,
+  active_since DOUBLE PRECISION, paused_by TEXT, paused_at DOUBLE PRECISION,
+  warn50 DOUBLE PRECISION, warn80 DOUBLE PRECISION, warn95 DOUBLE PRECISION,
+  due_at DOUBLE PRECISION NOT NULL, fired INTEGER NOT NULL DEFAULT 0, next_check DOUBLE PRECISION,
+  met_by TEXT, met_at DOUBLE PRECISION, closed_reason TEXT);
+CREATE INDEX IF NOT EXISTS obligations_ticket ON obligations (ticket_id, state);
+CREATE INDEX IF NOT EXISTS obligations_check ON obligations (next_check);
+CREATE TABLE IF NOT EXISTS clock_events (
+  obligation_id TEXT NOT NULL, kind TEXT NOT NULL, ticket_id TEXT NOT NULL,
+  due DOUBLE PRECISION NOT NULL, recorded_at DOUBLE PRECISION NOT NULL, recorded_by TEXT,
+  PRIMARY KEY (obligation_id, kind));
+CREATE INDEX IF NOT EXISTS clock_events_ticket ON clock_events (ticket_id, recorded_at);
+CREATE TABLE IF NOT EXISTS notifications (
+  id TEXT PRIMARY KEY, recipient TEXT NOT NULL, ticket_id TEXT, kind TEXT NOT NULL, text TEXT NOT NULL,
+  at DOUBLE PRECISION NOT NULL, seen DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, at);
 """
 
 _AUDIT = {

@@ -149,3 +149,10 @@ def ticket_hosts(tx: Tx, ticket_id: str) -> List[Dict[str, Any]]:
     """The host keys enrolled through this ticket, oldest first."""
     return tx.all("SELECT fingerprint, hostname, enrolled FROM hosts WHERE ticket_id = ? "
                   "ORDER BY enrolled, fingerprint", (ticket_id,))
+
+
+def tickets_of_customer(tx: Tx, customer: str) -> List[Dict[str, Any]]:
+    """The customer's tickets, oldest first (what the customer's people may see)."""
+    ids = [r["id"] for r in tx.all("SELECT id FROM tickets WHERE customer = ? ORDER BY created, id",
+                                   (customer,))]
+    return [t for t in (get_ticket(tx, i) for i in ids) if t is not None]
