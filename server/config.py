@@ -135,6 +135,8 @@ class Config:
     database: str = ""
     limits: Limits = field(default_factory=Limits)
     mail: MailSettings = field(default_factory=MailSettings)
+    #: Reply policies and business calendars (server/support/policies.py, docs/conversations.md).
+    support: Dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -145,8 +147,11 @@ class Config:
                            if k in Limits.__dataclass_fields__})
         mail = MailSettings(**{k: v for k, v in (data.get("mail") or {}).items()
                                if k in MailSettings.__dataclass_fields__})
+        support = data.get("support") or {}
+        if not isinstance(support, dict):
+            raise ValueError("support must be an object")
         return cls(recipients=list(data["recipients"]), database=data.get("database", ""),
-                   limits=limits, mail=mail)
+                   limits=limits, mail=mail, support=support)
 
 
 class DataDir:

@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from bundle.version import __version__
 from server.api import audit as audit_api
 from server.api import bundles as bundles_api
+from server.api import messages as messages_api
 from server.api import sessions as sessions_api
 from server.api import tickets as tickets_api
 from server.api import uploads as uploads_api
@@ -33,6 +34,7 @@ from server.intake import bundles
 from server.intake import tus as uploads
 from server.intake.tus import TusError
 from server.storage.state import State
+from server.support import breaches, policies
 from server.support.tickets import Invalid
 from server.web import bundle_pages
 from server.web.routes import router as web_router
@@ -43,16 +45,20 @@ log = logging.getLogger("mydiag.server")
 
 
 def create_app(state: State, sweep: bool = True) -> FastAPI:
+    policies.configure(state.config.support)  # a bad `support` section stops the start, in one line
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        worker = threading.Thread(target=_sweeper, args=(state, stop), daemon=True, name="sweeper")
-        if sweep:
+        workers = [threading.Thread(target=_sweeper, args=(state, stop), daemon=True, name="sweeper"),
+                   threading.Thread(target=breaches.run, args=(state.db, stop, state.owner), daemon=True,
+                                    name="breaches")]
+        for worker in workers if sweep else ():
             worker.start()
         yield
         stop.set()
         state.wake()
-        if sweep:
+        for worker in workers if sweep else ():
             worker.join(timeout=5)
 
     app = FastAPI(
@@ -87,7 +93,7 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     # The order of installation is the order of the OpenAPI document's paths.
-    for resource in (tickets_api, bundles_api, audit_api, uploads_api):
+    for resource in (tickets_api, messages_api, bundles_api, audit_api, uploads_api):
         resource.install(app, state, who)
     # The engineers' web pages (server/web/): outside /api/v1 and outside the OpenAPI document.
     app.include_router(bundle_pages.router(state))  # first: its /static/report.css before /static/{name}
