@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     from server.cli import sessions as session_cli
 
     session_cli.register(sub)
+    from server.cli import customers as customer_cli
+
+    customer_cli.register(sub)
     return parser
 
 
