@@ -11,7 +11,9 @@ and the server mails (a smart host is set): then it is `pending` until the outbo
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Literal, Optional
+import calendar
+import time
+from typing import Any, Dict, List, Literal, Optional, Tuple
 
 from fastapi import FastAPI, Header
 from pydantic import BaseModel, Field
@@ -156,29 +158,36 @@ def _no_reply(tx: Tx, principal: auth.Principal, ticket_id: str, message_id: str
 
 def ticket_timeline(tx: Tx, ticket_id: str, engineer: bool) -> List[Dict[str, Any]]:
     """Everything that happened on the ticket, oldest first (a customer's view without internal
-    notes and clock warnings)."""
-    entries: List[Dict[str, Any]] = []
+    notes and clock warnings); ties keep messages before the clock events they caused."""
+    entries: List[Tuple[float, int, Dict[str, Any]]] = []
+    rows = tx.all("SELECT id, at FROM messages WHERE ticket_id = ?", (ticket_id,))
+    times = {r["id"]: r["at"] for r in rows}
     for m in messages.messages_of(tx, ticket_id, include_internal=engineer):
-        entries.append({"at": m["at"], "type": "message", "message": m})
+        entries.append((times[m["id"]], 0, {"at": m["at"], "type": "message", "message": m}))
     found = bundles.list_bundles(tx, ticket_id)
     known = reports.summaries(tx, [b["id"] for b in found])
     for b in found:
         summary = known.get(b["id"], {"report": None, "headline": None})
-        entries.append({"at": b["received"], "type": "bundle", "bundle": {
-            "id": b["id"], "filename": b["filename"], "status": b["status"], "host": b["host"], **summary}})
+        entries.append((_epoch(b["received"]), 1, {"at": b["received"], "type": "bundle", "bundle": {
+            "id": b["id"], "filename": b["filename"], "status": b["status"], "host": b["host"], **summary}}))
     for s in session_records.list_for_ticket(tx, ticket_id):
-        entries.append({"at": s["created"], "type": "session", "session": {
-            k: s[k] for k in ("id", "engineer", "purpose", "state", "expires", "ended")}})
+        entries.append((_epoch(s["created"]), 2, {"at": s["created"], "type": "session", "session": {
+            k: s[k] for k in ("id", "engineer", "purpose", "state", "expires", "ended")}}))
     for ob in obligations.of_ticket(tx, ticket_id):
-        entries.append({"at": iso(ob["started"]), "type": "clock",
-                        "clock": {"obligation": ob["id"], "kind": "due", "due_at": iso(ob["due_at"])}})
+        entries.append((ob["started"], 3, _clock(ob["started"], ob["id"], "due", ob["due_at"])))
         if ob["met_at"] is not None:
-            entries.append({"at": iso(ob["met_at"]), "type": "clock",
-                            "clock": {"obligation": ob["id"], "kind": "met", "due_at": iso(ob["due_at"])}})
+            entries.append((ob["met_at"], 3, _clock(ob["met_at"], ob["id"], "met", ob["due_at"])))
     for ev in breaches.events_of(tx, ticket_id):
         if engineer or ev["kind"] == "breach":
-            entries.append({"at": iso(ev["recorded_at"]), "type": "clock",
-                            "clock": {"obligation": ev["obligation_id"], "kind": ev["kind"],
-                                      "due_at": iso(ev["due"])}})
-    order = {"message": 0, "bundle": 1, "session": 2, "clock": 3}
-    return sorted(entries, key=lambda e: (e["at"], order[e["type"]]))
+            entries.append((ev["recorded_at"], 4, _clock(ev["recorded_at"], ev["obligation_id"], ev["kind"],
+                                                          ev["due"])))
+    return [entry for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1]))]
+
+
+def _clock(at: float, obligation_id: str, kind: str, due: float) -> Dict[str, Any]:
+    return {"at": iso(at), "type": "clock", "clock": {"obligation": obligation_id, "kind": kind,
+                                                      "due_at": iso(due)}}
+
+
+def _epoch(text: str) -> float:
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
