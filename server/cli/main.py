@@ -71,25 +71,69 @@ def cmd_run(args: argparse.Namespace) -> int:
         from server.cli.sessions import parse_listen, start_gateway
 
         parse_listen(args.ssh_listen, "--ssh-listen")
+    _check_mail_options(args)
     state = _open(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     print(f"mydiag-server {__version__}: http://{args.listen}/api/v1 "
           f"(database {safe_url(state.data.database_url(state.config, args.database))})",
           file=sys.stderr, flush=True)
     app = create_app(state)
-    gateway = None
+    gateway = mail = None
     try:
         if args.ssh_listen:
             gateway = app.state.gateway = start_gateway(args.ssh_listen, state)
+        mail = _start_mail(args, state)
         uvicorn.run(app, host=host.strip("[]"), port=int(port_text),
                     http=bounded_protocol(state.config.limits), log_level=args.log_level,
                     access_log=args.log_level in ("info", "debug"),
                     timeout_graceful_shutdown=5, server_header=False)
     finally:
+        if mail is not None:
+            mail.stop()
         if gateway is not None:
             gateway.stop()
         state.close()
     return exitcodes.OK
+
+
+def _check_mail_options(args: argparse.Namespace) -> None:
+    if args.smtp_listen:
+        host, _, port = args.smtp_listen.rpartition(":")
+        if not host or not port.isdigit():
+            raise Failure(exitcodes.USAGE, f"--smtp-listen must be HOST:PORT, not {args.smtp_listen!r}")
+    if args.lmtp and not args.smtp_listen:
+        raise Failure(exitcodes.USAGE, "--lmtp needs --smtp-listen HOST:PORT")
+    if args.imap:
+        from server.mail.imap import BadURL, Mailbox
+
+        try:
+            Mailbox.parse(args.imap)
+        except BadURL as exc:
+            raise Failure(exitcodes.USAGE, str(exc)) from None
+        if not args.imap_password_file:
+            raise Failure(exitcodes.USAGE, "--imap needs --imap-password-file FILE (never a password "
+                                           "on the command line)")
+        if not os.path.isfile(args.imap_password_file):
+            raise Failure(exitcodes.IO_ERROR, f"{args.imap_password_file}: no such file")
+
+
+def _start_mail(args: argparse.Namespace, state: Any) -> Any:
+    """The mail endpoints and worker, when mail is configured (docs/mail.md)."""
+    mail = state.config.mail
+    if not (args.smtp_listen or args.imap or mail.smarthost):
+        return None
+    if not mail.domain:
+        raise Failure(exitcodes.DATA_DIR, f"mail needs a domain: set \"mail\": {{\"domain\": …}} in "
+                                          f"{state.data.config_path} (docs/mail.md)")
+    from server.mail.service import MailService
+
+    service = MailService(state, args.smtp_listen, args.lmtp, args.imap, args.imap_password_file,
+                          args.imap_move_to or "")
+    service.start()
+    print(f"mail: {'LMTP' if args.lmtp else 'SMTP'} on {args.smtp_listen}" if args.smtp_listen else "mail:",
+          f"IMAP {args.imap}" if args.imap else "", f"smart host {mail.smarthost}" if mail.smarthost else "",
+          file=sys.stderr, flush=True)
+    return service
 
 
 def cmd_ticket_create(args: argparse.Namespace) -> int:
@@ -272,6 +316,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--ssh-listen", metavar="HOST:PORT",
                    help="also run the SSH gateway for remote sessions there (e.g. 0.0.0.0:2222)")
+    p.add_argument("--smtp-listen", metavar="HOST:PORT",
+                   help="take inbound mail by SMTP there (behind the organization's MTA; docs/mail.md)")
+    p.add_argument("--lmtp", action="store_true", help="speak LMTP instead of SMTP on --smtp-listen")
+    p.add_argument("--imap", metavar="URL", help="poll a mailbox: imap[s]://USER@HOST[:PORT]/FOLDER")
+    p.add_argument("--imap-password-file", metavar="FILE", help="the IMAP password (first line)")
+    p.add_argument("--imap-move-to", metavar="FOLDER",
+                   help="move processed mail there instead of marking it \\Seen")
 
     ticket = actions(sub, "ticket", "tickets")
     p = command(ticket, "create", "open a ticket; prints its id, upload token and recipients",
