@@ -184,6 +184,11 @@ class Tx:
         self._cursor.execute(self._sql(sql), tuple(params))
         return self._cursor.rowcount
 
+    def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for each parameter row (psycopg pipelines them in one round trip)."""
+        if rows:
+            self._cursor.executemany(self._sql(sql), [tuple(r) for r in rows])
+
     def lock(self, table: str, key: str) -> None:
         """Serialize writers of one row (SQLite's write transaction already does)."""
         if self.dialect == "postgresql":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from server.storage.db import Database, Tx
 from server.support import clock
@@ -31,37 +31,50 @@ BATCH = 2000
 log = logging.getLogger("mydiag.breaches")
 
 
-def _record(tx: Tx, row: Dict[str, Any], index: int, now: float, by: str) -> bool:
-    kind = KINDS[index]
-    due = row[_TIMES[index]]
-    added = tx.run("INSERT INTO clock_events (obligation_id, kind, ticket_id, due, recorded_at, recorded_by) "
-                   "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (obligation_id, kind) DO NOTHING",
-                   (row["id"], kind, row["ticket_id"], due, now, by)) == 1
-    if added:
-        owner = _owner(tx, row["ticket_id"])
-        text = (f"reply deadline of {row['ticket_id']} breached" if kind == "breach" else
-                f"{kind[-2:]}% of the reply time of {row['ticket_id']} used")
-        tx.run("INSERT INTO notifications (id, recipient, ticket_id, kind, text, at) "
-               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-               (f"{row['id']}:{kind}", owner, row["ticket_id"], kind, text, now))
-    return added
+def _owners(tx: Tx, ticket_ids: List[str]) -> Dict[str, str]:
+    """Who gets each ticket's clock notifications: its owner, else whoever opened it."""
+    found: Dict[str, str] = {}
+    unique = sorted(set(ticket_ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start:start + 500]
+        marks = ", ".join("?" for _ in chunk)
+        for row in tx.all("SELECT t.id, t.created_by, tt.owner FROM tickets t LEFT JOIN ticket_terms tt "
+                          f"ON tt.ticket_id = t.id WHERE t.id IN ({marks})", chunk):
+            found[row["id"]] = row["owner"] or row["created_by"]
+    return found
 
 
-def _owner(tx: Tx, ticket_id: str) -> str:
-    row = tx.one("SELECT t.created_by, tt.owner FROM tickets t LEFT JOIN ticket_terms tt "
-                 "ON tt.ticket_id = t.id WHERE t.id = ?", (ticket_id,))
-    return (row["owner"] or row["created_by"]) if row else "unknown"
+def _write(tx: Tx, due_events: List[Tuple[Dict[str, Any], int]], now: float, by: str) -> None:
+    """Record these (obligation, event index) pairs: each key once, whoever writes it first; the
+    notification has the same key, so it too exists once."""
+    if not due_events:
+        return
+    owners = _owners(tx, [row["ticket_id"] for row, _ in due_events])
+    tx.many("INSERT INTO clock_events (obligation_id, kind, ticket_id, due, recorded_at, recorded_by) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (obligation_id, kind) DO NOTHING",
+            [(row["id"], KINDS[i], row["ticket_id"], row[_TIMES[i]], now, by) for row, i in due_events])
+    tx.many("INSERT INTO notifications (id, recipient, ticket_id, kind, text, at) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            [(f"{row['id']}:{KINDS[i]}", owners.get(row["ticket_id"], "unknown"), row["ticket_id"], KINDS[i],
+              _text(row["ticket_id"], KINDS[i]), now) for row, i in due_events])
+
+
+def _text(ticket_id: str, kind: str) -> str:
+    if kind == "breach":
+        return f"reply deadline of {ticket_id} breached"
+    return f"{kind[-2:]}% of the reply time of {ticket_id} used"
 
 
 def record_late(tx: Tx, row: Dict[str, Any], by: str = "reply") -> None:
     """A reply met an obligation after its due_at before a sweeper saw the breach: record it
     now (the reply's transaction is the first to see it)."""
-    _record(tx, row, len(KINDS) - 1, clock.now(), by)
+    _write(tx, [(row, len(KINDS) - 1)], clock.now(), by)
     tx.run("UPDATE obligations SET fired = ? WHERE id = ?", (len(KINDS), row["id"]))
 
 
 def sweep(db: Database, by: str = "sweeper", now: Optional[float] = None, batch: int = BATCH) -> int:
-    """One round: every event due by now recorded; the number recorded by this call."""
+    """One round: every event due by now recorded; the number of events this call wrote
+    (another process may have written one of them first: the key keeps it once)."""
     recorded = 0
     while True:
         moment = clock.now() if now is None else now
@@ -69,16 +82,18 @@ def sweep(db: Database, by: str = "sweeper", now: Optional[float] = None, batch:
         with db.tx() as tx:
             rows = tx.all("SELECT id, ticket_id, warn50, warn80, warn95, due_at, fired FROM obligations "
                           "WHERE next_check IS NOT NULL AND next_check <= ? "
-                          f"ORDER BY next_check LIMIT ?{skip}",
-                          (moment, batch))
+                          f"ORDER BY next_check LIMIT ?{skip}", (moment, batch))
+            due_events: List[Tuple[Dict[str, Any], int]] = []
+            updates = []
             for row in rows:
                 fired = int(row["fired"])
                 while fired < len(KINDS) and row[_TIMES[fired]] <= moment:
-                    recorded += _record(tx, row, fired, moment, by)
+                    due_events.append((row, fired))
                     fired += 1
-                upcoming = row[_TIMES[fired]] if fired < len(KINDS) else None
-                tx.run("UPDATE obligations SET fired = ?, next_check = ? WHERE id = ?",
-                       (fired, upcoming, row["id"]))
+                updates.append((fired, row[_TIMES[fired]] if fired < len(KINDS) else None, row["id"]))
+            _write(tx, due_events, moment, by)
+            tx.many("UPDATE obligations SET fired = ?, next_check = ? WHERE id = ?", updates)
+            recorded += len(due_events)
         if len(rows) < batch:
             return recorded
 
