@@ -188,7 +188,7 @@ def _process(state: State, row: Dict[str, Any], raw: bytes) -> Result:
         kind = "no_reply_needed" if (parsed.no_reply or auto) else "needs_reply"
         message = messages.add_message(
             tx, result.ticket_id, author=sender or "unknown", author_kind="customer", kind=kind,
-            body=parsed.body or "(no text)", source="mail", mail_message_id=parsed.message_id or None,
+            body=_fit(parsed.body) or "(no text)", source="mail", mail_message_id=parsed.message_id or None,
             raw_key=row["raw_key"], attachments=listed)
         result.message_id = message["id"]
         audit.record(tx, f"mail:{sender}", "mail.receive", result.ticket_id, message["id"],
@@ -198,6 +198,14 @@ def _process(state: State, row: Dict[str, Any], raw: bytes) -> Result:
             _upload_answer(tx, state, signer, parsed, sender, result.ticket_id, oversized[0].size)
     result.outcome = f"attached ({thread.method})"
     return result
+
+
+def _fit(body: str) -> str:
+    """The body within the message store's limit (cut at a character, marked as cut)."""
+    data = body.encode("utf-8")
+    if len(data) <= messages.MAX_BODY_BYTES - 64:
+        return body
+    return data[: messages.MAX_BODY_BYTES - 64].decode("utf-8", errors="ignore") + "\n[… cut: too long]"
 
 
 def _is_own(sender: str, signer: Signer) -> bool:

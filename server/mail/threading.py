@@ -1,8 +1,8 @@
 """Which ticket a mail belongs to, in this order, the first that holds:
 
 1. one of the recipients (envelope, To, Cc, Delivered-To) is a signed reply address whose
-   MAC verifies, for a ticket that exists;
-2. In-Reply-To or References names one of our signed Message-IDs; else a Message-ID of a
+   MAC verifies, for a ticket that exists (and the sender is not a person of another customer);
+2. In-Reply-To or References names one of our signed Message-IDs (the same condition); else a Message-ID of a
    stored message (`find_by_mail_id`) on a ticket of the sender's customer;
 3. the subject carries `[mydiag tk-…]` and the sender is a person of that ticket's customer.
 
@@ -43,21 +43,19 @@ def resolve(tx: Tx, signer: Signer, parsed: Parsed, sender: str, envelope_to: It
     sender_customer = sender_person["customer"] if sender_person else None
     for rcpt in [*envelope_to, *parsed.recipients]:
         ticket_id = signer.ticket_of_address(rcpt)
-        if ticket_id:
-            customer = _customer(tx, ticket_id)
-            if customer:
-                return Thread(ticket_id, "reply-address", customer)
+        customer = _customer(tx, ticket_id) if ticket_id else None
+        if ticket_id and customer and sender_customer in (None, customer):
+            return Thread(ticket_id, "reply-address", customer)
     ids = [*parsed.in_reply_to, *reversed(parsed.references)]
     for value in ids:
         signed = signer.ticket_of_message_id(value)
-        if signed:
-            customer = _customer(tx, signed[0])
-            if customer:
-                return Thread(signed[0], "message-id", customer)
+        customer = _customer(tx, signed[0]) if signed else None
+        if signed and customer and sender_customer in (None, customer):
+            return Thread(signed[0], "message-id", customer)
     if sender_customer:
         for value in ids:
             found = messages.find_by_mail_id(tx, value)
-            if found and _customer(tx, found["ticket_id"]) == sender_customer:
+            if found and found["author_kind"] == "customer" and _customer(tx, found["ticket_id"]) == sender_customer:
                 return Thread(found["ticket_id"], "references", sender_customer)
         tag = _TAG.search(parsed.subject)
         if tag:
