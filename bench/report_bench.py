@@ -7,7 +7,7 @@ problems under a matching workload, a broken replica beside it) and `well_config
 for this host, durable, a password on every account, a light indexed workload). On each,
 under its workload, runs one after another, each as its own MySQL user with ALL privileges
 and its password in a 0600 option file (MySQLTuner: from the environment): `mydiag collect`
-(the end-to-end tests' window: 5 samples 2.5 s apart, 10 s, the least the redo rate rule
+(the end-to-end tests' window: 5 samples 2.6 s apart, just over the 10 s the redo rate rule
 accepts) then `mydiag report --json`, `mysqltuner`, `pt-variable-advisor`. The troubled
 server's broken replica is only visible in the replica's own status, so each tool also runs
 once against the replica, and "broken replica" is judged on that run. Prints per tool the wall time,

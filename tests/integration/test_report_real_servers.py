@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -55,9 +56,14 @@ EXPECTED: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
 }
 
 #: Rules about the host's contention (run queue, iowait, steal, a saturated disk). The test
-#: machine is shared with other work; on the well-configured server they are tolerated only
-#: while the machine's own load average shows that other work (more runnable tasks than CPUs).
+#: machine has 2 CPUs shared with other work (and with this test and the collector); on the
+#: well-configured server they are tolerated only while the server itself is not the cause:
+#: its Threads_running stays at or below the CPU count through the window.
 HOST_CONTENTION = {"OS-09", "OS-10", "OS-11", "OS-12"}
+#: Rules on the host's kernel log (OOM kills of other processes, I/O and filesystem errors):
+#: other tests on this machine write such events. Tolerated on the well-configured server only
+#: when every event they name happened before that server was started.
+KERNEL_LOG = {"OS-07", "OS-13"}
 
 BAD = ("warning", "error", "critical")
 
@@ -103,13 +109,23 @@ def troubled(tmp_path_factory):
 @pytest.fixture(scope="module")
 def well_configured(tmp_path_factory):
     base = tmp_path_factory.mktemp("well")
+    started = datetime.now(timezone.utc)
     with rs.started("well_configured", base / "servers") as scenario:
         loads = [os.getloadavg()[0]]
         with rs.Load(scenario, healthy=True) as load:
             bundle = rs.collect(scenario, base / "bundle")
         loads.append(os.getloadavg()[0])
         assert not load.errors, load.errors
-    return Collected(bundle, {"loadavg": max(loads)})
+    return Collected(bundle, {"loadavg": max(loads), "started": started})
+
+
+def _before(finding: Dict[str, Any], moment: datetime) -> bool:
+    """Every event of a kernel-log finding's evidence happened before `moment`."""
+    times = [event.get("time") for evidence in finding["evidence"]
+             for event in (evidence.get("values") or {}).get("last", []) if isinstance(event, dict)]
+    if not times or not all(isinstance(t, str) for t in times):
+        return False
+    return all(datetime.fromisoformat(t.replace("Z", "+00:00")) < moment for t in times)
 
 
 @pytest.mark.parametrize("problem", sorted(EXPECTED))
@@ -151,10 +167,12 @@ def test_the_broken_replica_is_reported_with_its_own_error(troubled):
 
 def test_the_well_configured_server_yields_no_warning_or_worse(well_configured):
     bad = [f for f in well_configured.findings if f["severity"] in BAD]
-    busy = well_configured.extra["loadavg"] > (os.cpu_count() or 1)
-    kept = [f for f in bad if not (busy and f["rule"] in HOST_CONTENTION)]
+    running = Bundle.open(well_configured.bundle).window.gauge("Threads_running").max
+    busy = running <= (os.cpu_count() or 1)
+    kept = [f for f in bad if not (busy and f["rule"] in HOST_CONTENTION)
+            and not (f["rule"] in KERNEL_LOG and _before(f, well_configured.extra["started"]))]
     assert not kept, ("findings of warning or worse on the well-configured server (load average "
-                      f"{well_configured.extra['loadavg']:.1f}):\n"
+                      f"{well_configured.extra['loadavg']:.1f}, Threads_running max {running}):\n"
                       + "\n".join(f"  {f['rule']} {f['severity']}: {f['summary']}" for f in kept))
     # The same rules that report the troubled server's settings looked at this one and passed.
     assert well_configured.report.window["samples"] == rs.SAMPLES
