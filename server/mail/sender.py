@@ -43,7 +43,8 @@ def smarthost(settings: MailSettings) -> Callable[[str, str, str], None]:
             if settings.auth_file:
                 user, password = read_auth(settings.auth_file)
                 smtp.login(user, password)
-            refused = smtp.sendmail(envelope_from, [to_addr], raw.encode("utf-8"))
+            data = raw.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8")
+            refused = smtp.sendmail(envelope_from, [to_addr], data)
             if refused:
                 raise smtplib.SMTPRecipientsRefused(refused)
 

@@ -23,6 +23,7 @@ import smtplib
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -158,17 +159,21 @@ protocol lmtp {{
 def dovecot(tmp_path_factory) -> Iterator[Dovecot]:
     if shutil.which("dovecot") is None:
         pytest.fail("dovecot is not installed (apt-get install -y dovecot-imapd dovecot-lmtpd)")
-    base = tmp_path_factory.mktemp("dovecot")
+    # Not under pytest's temp folder: that is 0700 root, and Dovecot's auth process (nobody)
+    # must reach the passwd file, the mail user (65534) its mail folder.
+    base = Path(tempfile.mkdtemp(prefix="mydiag-dovecot-"))
     os.chmod(base, 0o755)
     password = secrets.token_urlsafe(16)
     server = Dovecot(base, free_port(), free_port(), "support", password)
     (base / "mail").mkdir()
     (base / "passwd").write_text(f"support:{{PLAIN}}{password}:{MAIL_UID}:{MAIL_UID}::{base}/mail/support\n")
     server.config.write_text(_dovecot_config(base, server.imap_port, server.lmtp_port))
+    os.chmod(base / "passwd", 0o644)
     os.chown(base / "mail", MAIL_UID, MAIL_UID)
     server.start()
     yield server
     server.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
 # --- the smart host --------------------------------------------------------------------------
@@ -194,7 +199,7 @@ class Collector:
         with self.lock:
             self.mails.append(Collected(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
                                         or envelope.content, session.ssl is not None,
-                                        getattr(session, "login_data", None) and "yes"))
+                                        "yes" if session.authenticated else None))
         return "250 OK collected"
 
     def wait(self, count: int, timeout: float = 30.0) -> List[Collected]:
