@@ -55,7 +55,11 @@ def resolve(tx: Tx, signer: Signer, parsed: Parsed, sender: str, envelope_to: It
     if sender_customer:
         for value in ids:
             found = messages.find_by_mail_id(tx, value)
-            if found and found["author_kind"] == "customer" and _customer(tx, found["ticket_id"]) == sender_customer:
+            if (
+                found
+                and found["author_kind"] == "customer"
+                and _customer(tx, found["ticket_id"]) == sender_customer
+            ):
                 return Thread(found["ticket_id"], "references", sender_customer)
         tag = _TAG.search(parsed.subject)
         if tag:

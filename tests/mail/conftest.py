@@ -43,6 +43,7 @@ MAIL_UID = 65534
 
 # --- Dovecot ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Dovecot:
     base: Path
@@ -57,13 +58,16 @@ class Dovecot:
         return self.base / "dovecot.conf"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(["dovecot", "-F", "-c", str(self.config)], stdout=subprocess.DEVNULL,
-                                        stderr=open(self.base / "dovecot.stderr", "ab"))
+        with open(self.base / "dovecot.stderr", "ab") as stderr:
+            self.process = subprocess.Popen(
+                ["dovecot", "-F", "-c", str(self.config)], stdout=subprocess.DEVNULL, stderr=stderr
+            )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"dovecot exited: {(self.base / 'dovecot.stderr').read_text()}"
-                                     f"{self.log()}")
+                raise AssertionError(
+                    f"dovecot exited: {(self.base / 'dovecot.stderr').read_text()}{self.log()}"
+                )
             try:
                 socket.create_connection(("127.0.0.1", self.imap_port), timeout=0.5).close()
                 socket.create_connection(("127.0.0.1", self.lmtp_port), timeout=0.5).close()
@@ -178,6 +182,7 @@ def dovecot(tmp_path_factory) -> Iterator[Dovecot]:
 
 # --- the smart host --------------------------------------------------------------------------
 
+
 @dataclass
 class Collected:
     mail_from: str
@@ -197,9 +202,15 @@ class Collector:
         if self.refuse:
             return self.refuse
         with self.lock:
-            self.mails.append(Collected(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content
-                                        or envelope.content, session.ssl is not None,
-                                        "yes" if session.authenticated else None))
+            self.mails.append(
+                Collected(
+                    envelope.mail_from,
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or envelope.content,
+                    session.ssl is not None,
+                    "yes" if session.authenticated else None,
+                )
+            )
         return "250 OK collected"
 
     def wait(self, count: int, timeout: float = 30.0) -> List[Collected]:
@@ -232,17 +243,30 @@ def make_certificate(folder: Path) -> tuple:
     now = datetime.datetime.now(datetime.timezone.utc)
     import ipaddress
 
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                                                        x509.DNSName("localhost")]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     cert_path, key_path = folder / "smarthost.crt", folder / "smarthost.key"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert_path, key_path
 
 
@@ -260,14 +284,24 @@ def smarthost(tmp_path_factory) -> Iterator[SmartHost]:
     os.chmod(auth_file, 0o600)
 
     def authenticate(server, session, envelope, mechanism, auth_data):
-        ok = isinstance(auth_data, LoginPassword) and auth_data.login == user.encode() \
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == user.encode()
             and auth_data.password == password.encode()
+        )
         return AuthResult(success=ok, handled=False)
 
     collector = Collector()
     port = free_port()
-    controller = Controller(collector, hostname="127.0.0.1", port=port, tls_context=context,
-                            require_starttls=True, authenticator=authenticate, auth_required=True)
+    controller = Controller(
+        collector,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_required=True,
+    )
     controller.start()
     host = SmartHost(port, collector, cert, auth_file, controller)
     yield host
@@ -275,6 +309,7 @@ def smarthost(tmp_path_factory) -> Iterator[SmartHost]:
 
 
 # --- the mydiag server -----------------------------------------------------------------------
+
 
 @dataclass
 class MailServer:
@@ -288,14 +323,27 @@ class MailServer:
     def start(self) -> subprocess.Popen:
         srv = self.server
         srv.port = srv.port or free_port()
-        args = [sys.executable, "-m", "server.cli", "run", "--data", str(srv.data), "--listen",
-                f"127.0.0.1:{srv.port}", "--log-level", "warning", "--smtp-listen", f"127.0.0.1:{self.smtp_port}",
-                *self.extra]
+        args = [
+            sys.executable,
+            "-m",
+            "server.cli",
+            "run",
+            "--data",
+            str(srv.data),
+            "--listen",
+            f"127.0.0.1:{srv.port}",
+            "--log-level",
+            "warning",
+            "--smtp-listen",
+            f"127.0.0.1:{self.smtp_port}",
+            *self.extra,
+        ]
         if srv.database:
             args += ["--database", srv.database]
         with open(srv.data / f"server-{srv.port}-{len(srv.processes)}.log", "wb") as log:
-            process = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         srv.processes.append(process)
         wait_ready(srv.url, process)
         return process
@@ -347,12 +395,25 @@ def write_mail_settings(data: Path, **settings: Any) -> None:
     path.write_text(json.dumps(config))
 
 
-def mail_server(base: Path, database: Optional[str], smarthost: Optional[SmartHost],
-                extra: Optional[List[str]] = None, **settings: Any) -> MailServer:
+def mail_server(
+    base: Path,
+    database: Optional[str],
+    smarthost: Optional[SmartHost],
+    extra: Optional[List[str]] = None,
+    **settings: Any,
+) -> MailServer:
     server = make_server(base, database)
-    smart = {"smarthost": "127.0.0.1", "smarthost_port": smarthost.port, "starttls": True,
-             "smarthost_ca_file": str(smarthost.ca_file), "auth_file": str(smarthost.auth_file)} \
-        if smarthost else {}
+    smart = (
+        {
+            "smarthost": "127.0.0.1",
+            "smarthost_port": smarthost.port,
+            "starttls": True,
+            "smarthost_ca_file": str(smarthost.ca_file),
+            "auth_file": str(smarthost.auth_file),
+        }
+        if smarthost
+        else {}
+    )
     write_mail_settings(server.data, **{"retry_seconds": 0.5, "max_attempts": 4, **smart, **settings})
     return MailServer(server, free_port(), list(extra or []))
 
@@ -364,8 +425,15 @@ def mailserver(tmp_path_factory, backend, smarthost, dovecot) -> Iterator[MailSe
     base = tmp_path_factory.mktemp("mailserver")
     pw = base / "imap-password"
     pw.write_text(dovecot.password + "\n")
-    srv = mail_server(base, backend, smarthost, ["--imap", dovecot.url(), "--imap-password-file", str(pw)],
-                      max_attachment_bytes=256 * 1024, max_message_bytes=2 << 20, public_url="https://support.example.test")
+    srv = mail_server(
+        base,
+        backend,
+        smarthost,
+        ["--imap", dovecot.url(), "--imap-password-file", str(pw)],
+        max_attachment_bytes=256 * 1024,
+        max_message_bytes=2 << 20,
+        public_url="https://support.example.test",
+    )
     srv.start()
     yield srv
     srv.server.stop()

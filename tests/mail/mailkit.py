@@ -9,11 +9,24 @@ from typing import Dict, Optional, Tuple
 from tests.mail.conftest import DOMAIN, MailServer
 
 
-def mail(sender: str, to: str, subject: str, body: str, *, headers: Optional[Dict[str, str]] = None,
-         html: bool = False, message_id: Optional[str] = None) -> bytes:
-    lines = [f"From: {sender}", f"To: {to}", f"Subject: {subject}",
-             f"Message-ID: {message_id or email.utils.make_msgid(secrets.token_hex(4), 'customer.test')}",
-             f"Date: {email.utils.formatdate()}", "MIME-Version: 1.0"]
+def mail(
+    sender: str,
+    to: str,
+    subject: str,
+    body: str,
+    *,
+    headers: Optional[Dict[str, str]] = None,
+    html: bool = False,
+    message_id: Optional[str] = None,
+) -> bytes:
+    lines = [
+        f"From: {sender}",
+        f"To: {to}",
+        f"Subject: {subject}",
+        f"Message-ID: {message_id or email.utils.make_msgid(secrets.token_hex(4), 'customer.test')}",
+        f"Date: {email.utils.formatdate()}",
+        "MIME-Version: 1.0",
+    ]
     for name, value in (headers or {}).items():
         lines.append(f"{name}: {value}")
     lines.append(f"Content-Type: text/{'html' if html else 'plain'}; charset=utf-8")

@@ -16,15 +16,21 @@ from tests.mail.mailkit import customer_ticket, mail, reply_address
 
 
 def _one_message(srv, ticket_id, count=1):
-    return wait_for(lambda: (lambda m: m if len(m) >= count else None)(srv.messages(ticket_id)),
-                    what=f"{count} messages on {ticket_id}")
+    return wait_for(
+        lambda: (lambda m: m if len(m) >= count else None)(srv.messages(ticket_id)),
+        what=f"{count} messages on {ticket_id}",
+    )
 
 
 def test_a_reply_by_smtp_lands_on_its_ticket_without_the_quoted_history_and_with_a_due_date(mailserver):
     ticket_id, _customer, (ann,) = customer_ticket(mailserver)
-    raw = mail(ann, reply_address(mailserver, ticket_id), "Re: slow",
-               "The lag is back since 10:00.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <s@x> wrote:\n"
-               "> Please send a bundle.\n> Thanks\n")
+    raw = mail(
+        ann,
+        reply_address(mailserver, ticket_id),
+        "Re: slow",
+        "The lag is back since 10:00.\n\nOn Mon, 1 Jan 2024 at 10:00, Support <s@x> wrote:\n"
+        "> Please send a bundle.\n> Thanks\n",
+    )
     assert mailserver.send(raw, ann, [reply_address(mailserver, ticket_id)]) == {}
     (message,) = _one_message(mailserver, ticket_id)
     assert message["body"] == "The lag is back since 10:00."
@@ -39,12 +45,17 @@ def test_a_reply_by_smtp_lands_on_its_ticket_without_the_quoted_history_and_with
 
 def test_html_mail_is_stored_as_plain_text_with_no_markup(mailserver):
     ticket_id, _c, (ann,) = customer_ticket(mailserver)
-    html = ("<html><head><style>p{color:red}</style><script>alert('x')</script></head><body>"
-            "<p>Replica <b>stopped</b> &amp; lagging</p><img src=x onerror=alert(1)>"
-            "<a href='https://example.test/graph'>graph</a><iframe src='https://evil'>in</iframe>"
-            "<p>&lt;script&gt; is text</p></body></html>")
-    mailserver.send(mail(ann, reply_address(mailserver, ticket_id), "html", html, html=True), ann,
-                    [reply_address(mailserver, ticket_id)])
+    html = (
+        "<html><head><style>p{color:red}</style><script>alert('x')</script></head><body>"
+        "<p>Replica <b>stopped</b> &amp; lagging</p><img src=x onerror=alert(1)>"
+        "<a href='https://example.test/graph'>graph</a><iframe src='https://evil'>in</iframe>"
+        "<p>&lt;script&gt; is text</p></body></html>"
+    )
+    mailserver.send(
+        mail(ann, reply_address(mailserver, ticket_id), "html", html, html=True),
+        ann,
+        [reply_address(mailserver, ticket_id)],
+    )
     (message,) = _one_message(mailserver, ticket_id)
     body = message["body"]
     assert "Replica stopped & lagging" in body and "graph [https://example.test/graph]" in body
@@ -56,8 +67,11 @@ def test_html_mail_is_stored_as_plain_text_with_no_markup(mailserver):
 @pytest.mark.parametrize("line", ["#noreply", "No reply needed.", "  #NOREPLY  "])
 def test_the_keyword_line_marks_the_message_as_needing_no_reply(mailserver, line):
     ticket_id, _c, (ann,) = customer_ticket(mailserver)
-    mailserver.send(mail(ann, reply_address(mailserver, ticket_id), "thanks", f"Thanks, that fixed it!\n{line}\n"),
-                    ann, [reply_address(mailserver, ticket_id)])
+    mailserver.send(
+        mail(ann, reply_address(mailserver, ticket_id), "thanks", f"Thanks, that fixed it!\n{line}\n"),
+        ann,
+        [reply_address(mailserver, ticket_id)],
+    )
     (message,) = _one_message(mailserver, ticket_id)
     assert message["kind"] == "no_reply_needed" and message["due_at"] is None
     assert message["body"] == "Thanks, that fixed it!"
@@ -79,22 +93,32 @@ def _hostile(ann: str, to: str) -> dict:
         nested = "Content-Type: message/rfc822\r\n\r\n" + nested
     head = f"From: {ann}\r\nTo: {to}\r\n"
     return {
-        "malformed-mime": (head + "Subject: broken\r\nContent-Type: multipart/mixed; boundary=\"x\r\n\r\n"
-                           "--x\r\nContent-Type: text/plain; charset=\"\r\n\r\nbody\r\n--y--\r\n").encode(),
-        "10000-parts": (head + "Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
-                        + parts + "--b--\r\n").encode(),
+        "malformed-mime": (
+            head + 'Subject: broken\r\nContent-Type: multipart/mixed; boundary="x\r\n\r\n'
+            '--x\r\nContent-Type: text/plain; charset="\r\n\r\nbody\r\n--y--\r\n'
+        ).encode(),
+        "10000-parts": (
+            head + "Subject: parts\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" + parts + "--b--\r\n"
+        ).encode(),
         "rfc822-bomb": (head + "Subject: nested\r\n" + nested).encode(),
-        "bad-charset": (head + "Subject: =?x-no-such?q?abc?=\r\nContent-Type: text/plain; charset=x-no-such\r\n"
-                        "\r\n").encode() + b"\xff\xfe caf\xe9 \x00 \x1b[31m red\r\n",
+        "bad-charset": (
+            head + "Subject: =?x-no-such?q?abc?=\r\nContent-Type: text/plain; charset=x-no-such\r\n\r\n"
+        ).encode()
+        + b"\xff\xfe caf\xe9 \x00 \x1b[31m red\r\n",
         "lying-utf8": (head + "Subject: utf8\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n").encode()
         + b"\xc3\x28 \xed\xa0\x80 surrogate\r\n",
-        "header-injection": (head + "Subject: =?utf-8?q?hello=0D=0ABcc:_victim@evil.test=0D=0A=0D=0Abody?=\r\n"
-                             "\r\nhi\r\n").encode(),
-        "markup": (head + "Subject: <script>alert(1)</script>\r\nContent-Type: text/html\r\n\r\n"
-                   "<svg onload=alert(1)><script>document.cookie</script><p>hi</p>").encode(),
+        "header-injection": (
+            head + "Subject: =?utf-8?q?hello=0D=0ABcc:_victim@evil.test=0D=0A=0D=0Abody?=\r\n\r\nhi\r\n"
+        ).encode(),
+        "markup": (
+            head + "Subject: <script>alert(1)</script>\r\nContent-Type: text/html\r\n\r\n"
+            "<svg onload=alert(1)><script>document.cookie</script><p>hi</p>"
+        ).encode(),
         "no-headers": b"\r\n\r\njust a body\r\n",
         "binary-garbage": bytes(range(256)) * 40,
-        "base64-bad": (head + "Subject: b64\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64===\r\n").encode(),
+        "base64-bad": (
+            head + "Subject: b64\r\nContent-Transfer-Encoding: base64\r\n\r\n!!!not base64===\r\n"
+        ).encode(),
     }
 
 

@@ -1,0 +1,61 @@
+"""The IMAP poller against a private Dovecot: mail delivered to the mailbox (through
+Dovecot's own LMTP) lands on its ticket, is marked \\Seen, and the poller survives the IMAP
+server restarting."""
+
+from __future__ import annotations
+
+from tests.mail.conftest import wait_for
+from tests.mail.mailkit import customer_ticket, mail, reply_address
+
+
+def _seen(dovecot, subject):
+    client = dovecot.client()
+    try:
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search(["SUBJECT", subject])
+        flags = client.get_flags(uids)
+        return uids and all(b"\\Seen" in flags[u] for u in uids)
+    finally:
+        client.logout()
+
+
+def test_mail_in_the_mailbox_lands_on_its_ticket_and_is_marked_seen(mailserver, dovecot):
+    ticket_id, _c, (ann,) = customer_ticket(mailserver)
+    subject = f"imap one {ticket_id}"
+    dovecot.deliver(mail(ann, reply_address(mailserver, ticket_id), subject, "by IMAP\n\n> quoted history\n"))
+    (message,) = wait_for(lambda: mailserver.messages(ticket_id), what="the IMAP mail on the ticket")
+    assert message["body"] == "by IMAP" and message["source"] == "mail"
+    wait_for(lambda: _seen(dovecot, subject), what="\\Seen")
+    (row,) = mailserver.query("SELECT source FROM mail_inbox WHERE message_id = ?", (message["id"],))
+    assert row["source"] == "imap"
+
+
+def test_the_poller_survives_the_imap_server_restarting(mailserver, dovecot):
+    ticket_id, _c, (ann,) = customer_ticket(mailserver)
+    dovecot.restart()
+    dovecot.deliver(
+        mail(ann, reply_address(mailserver, ticket_id), f"after restart {ticket_id}", "still here")
+    )
+    (message,) = wait_for(lambda: mailserver.messages(ticket_id), timeout=60, what="mail after the restart")
+    assert message["body"] == "still here"
+    dovecot.stop()
+    dovecot.start()
+    dovecot.deliver(mail(ann, reply_address(mailserver, ticket_id), f"second restart {ticket_id}", "again"))
+    wait_for(lambda: len(mailserver.messages(ticket_id)) == 2, timeout=60, what="mail after a second restart")
+
+
+def test_a_message_seen_twice_is_taken_once(mailserver, dovecot):
+    ticket_id, _c, (ann,) = customer_ticket(mailserver)
+    raw = mail(ann, reply_address(mailserver, ticket_id), f"twice {ticket_id}", "only once please")
+    dovecot.deliver(raw)
+    wait_for(lambda: mailserver.messages(ticket_id), what="the first copy")
+    client = dovecot.client()
+    try:  # an operator marks it unread again: the poller reads the same bytes a second time
+        client.select_folder("INBOX")
+        client.remove_flags(client.search(["SUBJECT", f"twice {ticket_id}"]), [b"\\Seen"])
+    finally:
+        client.logout()
+    wait_for(lambda: _seen(dovecot, f"twice {ticket_id}"), what="seen again")
+    mailserver.send(raw, ann, [reply_address(mailserver, ticket_id)])  # and the same mail by SMTP
+    wait_for(lambda: not mailserver.query("SELECT id FROM mail_inbox WHERE state <> 'done'"), what="idle")
+    assert len(mailserver.messages(ticket_id)) == 1
