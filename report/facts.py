@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from report.finding import Insufficient
 from report.model import Bundle, to_number
-from report.window import Window
+from report.window import Window, parse_ts
 
 MEMINFO = "os/meminfo.json"
 HOST = "os/host.json"
@@ -165,3 +165,23 @@ def replica_count(b: Bundle) -> Optional[int]:
     if not isinstance(data, dict) or not isinstance(data.get("replicas"), list):
         return None
     return len(data["replicas"])
+
+
+def mysqld_started(b: Bundle) -> Optional[float]:
+    """When the running mysqld started (POSIX seconds): the first status sample's time minus
+    its Uptime; None when the samples do not say."""
+    w = b.window
+    uptime = w.first("Uptime")
+    if w.start is None or uptime is None or uptime < 0:
+        return None
+    return w.start - uptime
+
+
+def before_this_run(b: Bundle, events: Sequence[Dict[str, Any]]) -> bool:
+    """True when every event (each with a UTC `time`) happened before mysqld's current run
+    started: history of the host, not of this server."""
+    started = mysqld_started(b)
+    if started is None or not events:
+        return False
+    times = [parse_ts(e.get("time")) for e in events]
+    return all(t is not None and t < started for t in times)

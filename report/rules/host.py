@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from report.facts import CPUINFO, MEMINFO, PROCESS, intervals, mapping, swap_total
+from report.facts import CPUINFO, MEMINFO, PROCESS, before_this_run, intervals, mapping, swap_total
 from report.facts import cores as cpu_count
 from report.finding import Evidence, Hit, Insufficient, NotApplicable
 from report.model import Bundle, to_number
@@ -364,8 +364,11 @@ def oom_kills(b: Bundle) -> Optional[Hit]:
                "anon_rss_bytes": to_number(e.get("anon_rss_bytes")),
                "memory_cgroup_oom": bool(e.get("memory_cgroup_oom"))} for e in others[-10:]]
     who = ", ".join(sorted({e["process"] for e in listed}))
-    return Hit(f"The OOM killer killed {len(others)} process(es) other than mysqld: {who}",
-               evidence=[Evidence(OOM, {"events": len(others), "last": listed})])
+    old = before_this_run(b, others)
+    return Hit(f"The OOM killer killed {len(others)} process(es) other than mysqld: {who}"
+               + (" (all before mysqld's current run started)" if old else ""),
+               severity="notice" if old else None,
+               evidence=[Evidence(OOM, {"events": len(others), "before_this_run": old, "last": listed})])
 
 
 def _cpu_rule(b: Bundle, field: str, threshold: float) -> Optional[Hit]:
@@ -518,11 +521,22 @@ def run_queue(b: Bundle) -> Optional[Hit]:
     if share < PERSISTENT:
         return None
     gauge = w.gauge("procs_running")
+    # Whose tasks they are: mysqld's own running threads against the CPUs. When mysqld runs
+    # no more threads than there are CPUs, the queue is other processes' (a notice).
+    mysqld_running = None
+    if b.window.has("Threads_running"):
+        mysqld_running = b.window.gauge("Threads_running").avg
+    others = mysqld_running is not None and mysqld_running <= cores
     return Hit(f"{gauge.avg:.0f} runnable tasks on average (peak {gauge.max:.0f}) on {cores:g} CPUs; "
-               f"above {threshold:g} in {share:.0%} of the samples",
+               f"above {threshold:g} in {share:.0%} of the samples"
+               + (f"; mysqld ran {mysqld_running:.1f} threads on average: other processes fill the queue"
+                  if others else ""),
+               severity="notice" if others else None,
                evidence=[Evidence(VMSTAT, {"cpus": cores, "procs_running_avg": round(gauge.avg, 1),
                                            "procs_running_max": gauge.max,
-                                           "share_of_samples": round(share, 3)},
+                                           "share_of_samples": round(share, 3),
+                                           "mysqld_threads_running_avg": None if mysqld_running is None
+                                           else round(mysqld_running, 1)},
                                   samples=w.evidence_samples("procs_running"))])
 
 
@@ -562,9 +576,15 @@ def kernel_errors(b: Bundle) -> Optional[Hit]:
               "message": str(e.get("message") or "")[:300]}
              for e in (data.get("events") or []) if isinstance(e, dict) and e.get("kind") in found][-10:]
     said = ", ".join(f"{count} {kind.replace('_', ' ')}(s)" for kind, count in found.items())
-    return Hit(f"Kernel log: {said}",
-               severity="critical" if found.get("filesystem_error") or found.get("io_error") else None,
-               evidence=[Evidence(KERNEL_LOG, {"counts": found, "last": lines})])
+    events = [e for e in (data.get("events") or []) if isinstance(e, dict) and e.get("kind") in found]
+    old = before_this_run(b, events)
+    if old:
+        severity = "notice"  # host history from before this mysqld started: worth a look, not an alarm
+    else:
+        severity = "critical" if found.get("filesystem_error") or found.get("io_error") else None
+    return Hit(f"Kernel log: {said}" + (" (all before mysqld's current run started)" if old else ""),
+               severity=severity,
+               evidence=[Evidence(KERNEL_LOG, {"counts": found, "before_this_run": old, "last": lines})])
 
 
 ALLOCSTALLS = 1.0

@@ -7,7 +7,6 @@ end minus start, per digest (report/digests.py) or per event.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Dict, List, Optional, Sequence
 
 from report.digests import DIGESTS, DIGESTS_END, PS, TEXT_LIMIT, _count, _rows, window_digests
@@ -27,9 +26,6 @@ MIN_SECONDS = 0.1
 MIN_CALLS = 10
 TOP = 5
 
-#: Statements no index can help (catalog and instrumentation reads, SHOW): mydiag's own
-#: reads are among them, so they are left out of the scan and temporary-table rules.
-_DIAGNOSTIC = re.compile(r"information_schema|performance_schema|^\s*\(?\s*show\b", re.I)
 
 
 def _evidence_digest(d: Dict[str, Any], grew: Sequence[str]) -> Dict[str, Any]:
@@ -42,9 +38,11 @@ def _evidence_digest(d: Dict[str, Any], grew: Sequence[str]) -> Dict[str, Any]:
 
 
 def _active(b: Bundle) -> List[Dict[str, Any]]:
-    digests = window_digests(b)
+    """The application's digests of the window: catalog reads and SHOW/SET (mydiag's own
+    reads during the window among them; report/digests.py `catalog`) are left out."""
+    digests = [d for d in window_digests(b) if not d["catalog"]]
     if not digests:
-        raise Insufficient("no statement digest ran during the window")
+        raise Insufficient("no statement digest of the application ran during the window")
     return digests
 
 
@@ -122,7 +120,7 @@ def full_scans(b: Bundle) -> Optional[Hit]:
 
     **Fix**: an index that matches the condition (EXPLAIN first).
     """
-    digests = [d for d in _active(b) if not _DIAGNOSTIC.search(d["digest_text"])]
+    digests = _active(b)
     scans = []
     for d in digests:
         if d["no_index_used"] < 1 and d["full_joins"] < 1:
@@ -175,7 +173,7 @@ def tmp_disk_tables(b: Bundle) -> Optional[Hit]:
     **Fix**: an index for the grouping or ordering, fewer TEXT/BLOB columns; bigger in-memory
     limits only when measured to fit.
     """
-    digests = [d for d in _active(b) if not _DIAGNOSTIC.search(d["digest_text"])]
+    digests = _active(b)
     growing = sorted((d for d in digests if d["tmp_disk_tables"] >= 1),
                      key=lambda d: -d["tmp_disk_tables"])
     total = sum(d["tmp_disk_tables"] for d in growing)

@@ -132,7 +132,9 @@ def _redo_rate(b: Bundle) -> Tuple[float, float, str]:
     w = b.window
     for name in ("Innodb_lsn_current", "Innodb_os_log_written"):
         if w.has(name):
-            return w.rate(name, min_seconds=10), w.delta(name), name
+            # The default collection's window (5 samples 1 s apart) is 4 s: the rule's 1 MiB
+            # minimum of redo is what keeps a short window from judging an idle server.
+            return w.rate(name, min_seconds=3.5), w.delta(name), name
     raise Insufficient("neither Innodb_lsn_current nor Innodb_os_log_written is in the status samples")
 
 

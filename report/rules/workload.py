@@ -68,7 +68,7 @@ def tmp_disk_tables(b: Bundle) -> Optional[Hit]:
     """
     w = b.window
     rate = w.rate("Created_tmp_disk_tables")
-    share = w.ratio("Created_tmp_disk_tables", "Created_tmp_tables", 100)
+    share = w.ratio("Created_tmp_disk_tables", "Created_tmp_tables", 20)
     if rate < 0.5 or share < 0.25:
         return None
     digests = _digest_evidence(b, ("tmp_disk_tables",))

@@ -247,3 +247,31 @@ def test_swap_total_and_intervals_leave_out_what_is_not_there():
             {"window_seconds": 10, "total": {"busy": 2}}, {"window_seconds": -5, "total": {"busy": 3}}]
     window = facts.intervals(make_bundle(jsonl={"os/proc_stat.jsonl": rows}), "os/proc_stat.jsonl", "total")
     assert [values["busy"] for _t, values in window.samples] == [2]
+
+
+def test_a_run_queue_of_other_processes_is_a_notice():
+    cpus = {"os/cpuinfo.json": {"logical": 2, "usable": 2}}
+    busy_host = {"os/vmstat.jsonl": vmstat({}, running=20)}
+    quiet_mysqld = [{"Threads_running": 1}] * 6
+    assert run("OS-12", files=cpus, jsonl=busy_host, status=quiet_mysqld).severity == "notice"
+    busy_mysqld = [{"Threads_running": 12}] * 6
+    assert run("OS-12", files=cpus, jsonl=busy_host, status=busy_mysqld).severity == "warning"
+
+
+@pytest.mark.parametrize("rule_id,path,event", [
+    ("OS-13", "os/kernel_log.json", {"kind": "io_error", "message": "I/O error, dev sdb"}),
+    ("OS-07", "os/oom_kills.json", {"process": "java"}),
+])
+def test_kernel_events_from_before_this_mysqld_started_are_a_notice(rule_id, path, event):
+    # reportkit's first status sample is at 10:00 with an uptime of one day: mysqld started
+    # the day before at 10:00.
+    def data(when: str) -> Dict[str, Any]:
+        body: Dict[str, Any] = {"readable": True, "events": [{**event, "time": when}]}
+        if rule_id == "OS-13":
+            body["counts"] = {"io_error": 1}
+        return body
+    status_rows = [{"Uptime": 86400 + 10 * i} for i in range(3)]
+    old = run(rule_id, files={path: data("2026-11-30T08:00:00Z")}, status=status_rows)
+    assert old.severity == "notice" and "before mysqld's current run" in old.summary
+    new = run(rule_id, files={path: data("2026-12-02T09:00:00Z")}, status=status_rows)
+    assert new.severity in ("warning", "critical") and "before" not in new.summary

@@ -88,7 +88,9 @@ def test_full_scans_fire_on_growth_only():
     quiet = [digest("a", 200, 2.0, rows_examined=10 ** 7 + 100, no_index_used=200)]
     assert status("PFS-02", bundle(start, quiet)) == "passed"
     show = [dict(grew[0], digest_text="SELECT * FROM information_schema . TABLES")]
-    assert status("PFS-02", bundle([dict(start[0], digest_text=show[0]["digest_text"])], show)) == "passed"
+    # only catalog reads (mydiag's own look like that): nothing of the application to judge
+    catalog_only = bundle([dict(start[0], digest_text=show[0]["digest_text"])], show)
+    assert status("PFS-02", catalog_only) == "insufficient"
 
 
 def test_tmp_disk_tables_fire_on_growth_only():
