@@ -29,8 +29,6 @@ from server.support import messages, people, tickets
 log = logging.getLogger("mydiag.mail")
 #: A claimed row whose sender died is taken over after this long.
 SENDING_LEASE_SECONDS = 300.0
-#: Engineer message kinds that are mailed to the customer (an internal note never is).
-MAILED_KINDS = ("reply", "acknowledgement")
 
 
 def build(signer: Signer, ticket_id: Optional[str], outbox_id: str, to_addr: str, subject: str,

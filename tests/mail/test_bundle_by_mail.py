@@ -70,7 +70,7 @@ def test_a_collected_sealed_bundle_mailed_to_the_ticket_is_accepted_on_it(mailse
     (bundle,) = wait_for(lambda: mailserver.server.settled(ticket_id) or None, what="the bundle")
     assert bundle["status"] == "accepted", bundle["reason"]
     assert bundle["filename"] == sealed.name
-    (message,) = mailserver.messages(ticket_id)
+    (message,) = wait_for(lambda: mailserver.messages(ticket_id), what="the message")
     (listed,) = message["attachments"]
     assert listed["name"] == sealed.name and listed["size"] == sealed.stat().st_size
     assert listed["bundle"] == bundle["id"]
@@ -103,7 +103,7 @@ def test_a_bundle_over_the_limit_gets_the_upload_command_line(mailserver, smarth
         in msg.get_content()
     )
     assert mailserver.server.bundles(ticket_id) == []
-    (message,) = mailserver.messages(ticket_id)
+    (message,) = wait_for(lambda: mailserver.messages(ticket_id), what="the message")
     assert (
         message["attachments"][0]["size"] == sealed.stat().st_size
         and "bundle" not in message["attachments"][0]

@@ -143,8 +143,36 @@ def test_hostile_mail_is_answered_250_or_5xx_never_crashes_and_is_stored_as_plai
     for message in messages:
         assert "<script" not in message["body"] and "<svg" not in message["body"]
         assert not any(ord(c) < 32 and c not in "\n\t" for c in message["body"])
-    (created,) = mailserver.query("SELECT COUNT(*) AS n FROM tickets WHERE title LIKE '%victim%'")
+    (created,) = mailserver.query("SELECT COUNT(*) AS n FROM tickets WHERE title LIKE ?", ("%victim%",))
     assert created["n"] == 0  # the subject never became a header of its own anywhere
     assert mailserver.processes[-1].poll() is None
     with socket.create_connection(("127.0.0.1", mailserver.smtp_port), timeout=5) as sock:
         assert sock.recv(100).startswith(b"220")
+
+
+def test_the_lmtp_endpoint_takes_mail_and_answers_per_recipient(tmp_path):
+    from tests.mail.conftest import mail_server
+
+    srv = mail_server(tmp_path, None, None, ["--lmtp"])
+    srv.start()
+    try:
+        ticket_id, _c, (ann,) = customer_ticket(srv)
+        to = reply_address(srv, ticket_id)
+        raw = mail(ann, to, "by lmtp", "over LMTP")
+        # RFC 2033: one reply per recipient after DATA (smtplib reads only one, so by hand)
+        with socket.create_connection(("127.0.0.1", srv.smtp_port), timeout=10) as sock:
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"220")
+            for command in (b"LHLO client.test", f"MAIL FROM:<{ann}>".encode(), f"RCPT TO:<{to}>".encode(),
+                            b"RCPT TO:<support@support.test>", b"DATA"):
+                sock.sendall(command + b"\r\n")
+                line = reader.readline()
+                while line[3:4] == b"-":
+                    line = reader.readline()
+                assert line[:1] in (b"2", b"3"), (command, line)
+            sock.sendall(raw + b"\r\n.\r\n")
+            assert [reader.readline()[:3] for _ in range(2)] == [b"250", b"250"]
+        (message,) = _one_message(srv, ticket_id)
+        assert message["body"] == "over LMTP"
+    finally:
+        srv.server.stop()

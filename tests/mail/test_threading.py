@@ -133,4 +133,4 @@ def test_an_unknown_sender_opens_no_ticket_and_gets_one_polite_answer(mailserver
     answers = [m for m in smarthost.collector.wait(before + 1)[before:] if stranger in m.rcpt_tos]
     assert len(answers) == 1
     assert b"Auto-Submitted: auto-generated" in answers[0].raw
-    assert mailserver.query("SELECT id FROM tickets WHERE title = 'hello?'") == []
+    assert mailserver.query("SELECT id FROM tickets WHERE title = ?", ("hello?",)) == []
