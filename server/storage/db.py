@@ -125,6 +125,15 @@ CREATE TABLE IF NOT EXISTS notifications (
   id TEXT PRIMARY KEY, recipient TEXT NOT NULL, ticket_id TEXT, kind TEXT NOT NULL, text TEXT NOT NULL,
   at DOUBLE PRECISION NOT NULL, seen DOUBLE PRECISION);
 CREATE INDEX IF NOT EXISTS notifications_recipient ON notifications (recipient, at);
+CREATE INDEX IF NOT EXISTS obligations_due ON obligations (state, due_at, ticket_id);
+CREATE TABLE IF NOT EXISTS customer_signin_links (
+  digest TEXT PRIMARY KEY, email TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
+  expires DOUBLE PRECISION NOT NULL, used DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS customer_signin_links_email ON customer_signin_links (email, created);
+CREATE TABLE IF NOT EXISTS customer_web_sessions (
+  digest TEXT PRIMARY KEY, email TEXT NOT NULL, customer TEXT NOT NULL, csrf TEXT NOT NULL,
+  created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS customer_web_sessions_expires ON customer_web_sessions (expires);
 """
 
 _AUDIT = {

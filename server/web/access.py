@@ -14,7 +14,8 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from server.storage.state import State
-from server.web import render, urls, websessions
+from server.web import customersessions, render, urls, websessions
+from server.web.customersessions import Person
 from server.web.settings import WebSettings
 from server.web.websessions import Engineer
 
@@ -71,11 +72,35 @@ async def signed_in(request: Request, state: State, settings: WebSettings) -> Un
     return render.secure(RedirectResponse(urls.signin(here), status_code=303))
 
 
-def csrf_ok(engineer: Engineer, form_token: Optional[str]) -> bool:
-    return websessions.same(engineer.csrf, form_token)
+def csrf_ok(viewer: Union[Engineer, Person], form_token: Optional[str]) -> bool:
+    return websessions.same(viewer.csrf, form_token)
 
 
 def csrf_refused(request: Request) -> Response:
     return render.message(request, 403, "Form expired or forged",
                           "This form did not carry a valid security token, so nothing was done. "
                           "Go back, reload the page and try again.")
+
+
+CUSTOMER_COOKIE = "mydiag_customer"
+
+
+async def current_customer(request: Request, state: State, settings: WebSettings) -> Optional[Person]:
+    """The signed-in customer person (also set on `request.state.customer`), or None."""
+    token = request.cookies.get(CUSTOMER_COOKIE)
+    if not websessions.token_shape_ok(token):
+        return None
+    person, due = await db(state, False, customersessions.resolve, token, settings.idle_seconds)
+    if person is not None and due:
+        await db(state, True, customersessions.slide, token, settings.idle_seconds)
+    request.state.customer = person
+    return person
+
+
+async def customer_signed_in(request: Request, state: State,
+                             settings: WebSettings) -> Union[Person, Response]:
+    """The signed-in customer person, or the redirect to the customer sign-in page."""
+    person = await current_customer(request, state, settings)
+    if person is not None:
+        return person
+    return render.secure(RedirectResponse(urls.CUSTOMER_SIGNIN, status_code=303))

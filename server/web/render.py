@@ -18,7 +18,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from server.web import urls
+from server.web import clockview, urls
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -79,6 +79,7 @@ _ENV = jinja2.Environment(
 )
 _ENV.filters["when"] = _when
 _ENV.filters["size"] = _size
+_ENV.filters["local"] = clockview.local
 _ENV.globals["urls"] = urls
 
 
@@ -92,10 +93,14 @@ def secure(response: Response, private: bool = True) -> Response:
 
 
 def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """The template rendered for `request`'s engineer, with the security headers."""
+    """The template rendered for `request`'s engineer (or customer person), with the
+    security headers and the viewer's time zone (`zone`)."""
     engineer = getattr(request.state, "engineer", None)
-    values = {"engineer": engineer, "csrf": engineer.csrf if engineer else "", "request_path":
-              request.url.path, **context}
+    customer = getattr(request.state, "customer", None)
+    who = engineer or customer
+    values = {"engineer": engineer, "customer": customer, "csrf": who.csrf if who else "",
+              "request_path": request.url.path,
+              "zone": clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE)), **context}
     body = _ENV.get_template(template).render(**values)
     return secure(HTMLResponse(body, status_code=status))  # type: ignore[return-value]
 

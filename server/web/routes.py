@@ -9,7 +9,7 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from server.storage.state import State
-from server.web import render, signin, ticketpages
+from server.web import conversation, customers, render, signin, ticketpages
 from server.web.settings import WebSettings
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -23,6 +23,8 @@ def router(state: State) -> APIRouter:
     pages = APIRouter(include_in_schema=False, route_class=APIRoute)
     signin.install(pages, state, settings)
     ticketpages.install(pages, state, settings)
+    conversation.install(pages, state, settings)
+    customers.install(pages, state, settings)
     files = {p.name: (p.read_bytes(), _TYPES[p.suffix]) for p in sorted(STATIC.iterdir())
              if p.suffix in _TYPES}
 

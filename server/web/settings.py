@@ -2,7 +2,8 @@
 
 - `MYDIAG_WEB_IDLE_HOURS`: a web session unused this long ends (default 12).
 - `MYDIAG_PUBLIC_URL`: the address engineers open (e.g. `https://support.example.com`);
-  when it is https, cookies are marked Secure even if TLS ends at a proxy in front.
+  when it is https, cookies are marked Secure even if TLS ends at a proxy in front. It is
+  also the origin of the customers' sign-in links (without it: the request's own origin).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ SESSION_MAX_SECONDS = 7 * 86400
 class WebSettings:
     idle_seconds: float = 12 * 3600.0
     public_https: bool = False
+    public_url: str = ""
 
     @classmethod
     def from_environment(cls) -> WebSettings:
@@ -32,4 +34,5 @@ class WebSettings:
         if not 60.0 <= idle <= SESSION_MAX_SECONDS:
             idle = cls.idle_seconds
         public = os.environ.get("MYDIAG_PUBLIC_URL", "").strip().lower()
-        return cls(idle_seconds=idle, public_https=public.startswith("https://"))
+        return cls(idle_seconds=idle, public_https=public.startswith("https://"),
+                   public_url=os.environ.get("MYDIAG_PUBLIC_URL", "").strip().rstrip("/"))

@@ -57,3 +57,29 @@ def safe_next(value: Optional[str]) -> str:
     if parts.scheme or parts.netloc:
         return "/"
     return value
+
+
+CUSTOMER_SIGNIN = "/customer/signin"
+CUSTOMER_SIGNOUT = "/customer/signout"
+CUSTOMER_HOME = "/customer"
+TIMEZONE = "/timezone"
+
+
+def customer_ticket(ticket_id: str) -> str:
+    return f"/customer/tickets/{_q(ticket_id)}"
+
+
+def customer_link(token: str) -> str:
+    return f"/customer/signin/{_q(token)}"
+
+
+def ticket_messages(ticket_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/messages"
+
+
+def no_reply(ticket_id: str, message_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/messages/{_q(message_id)}/no-reply"
+
+
+def customer_messages(ticket_id: str) -> str:
+    return f"/customer/tickets/{_q(ticket_id)}/messages"

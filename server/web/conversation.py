@@ -1,0 +1,154 @@
+"""The conversation on a ticket's pages: the timeline shown, the next deadline's clock, and the
+engineers' forms (a reply of a kind, "no reply needed" with a reason, the viewer's time zone).
+
+The timeline is support/timeline.py's, the one the API's timeline route serves. An engineer's
+public message from the page is `delivered` (the customer reads it on the web) unless the
+server mails and the customer has people with e-mail: then `pending`, for the outbox (the
+same rule as the API's messages route). Every POST checks the session's CSRF token and
+answers 303 back to the ticket; an invalid form answers 400 with the reason, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from server.storage.db import Tx
+from server.storage.state import State
+from server.support import clock, messages, obligations, people, tickets
+from server.support.tickets import Invalid
+from server.support.timeline import ticket_timeline
+from server.web import access, clockview, render, urls
+from server.web.settings import WebSettings
+
+#: The timeline shows at most this many entries (the newest).
+TIMELINE_MAX = 1000
+KIND_LABELS = {"needs_reply": "needs a reply", "no_reply_needed": "no reply needed", "reply": "reply",
+               "acknowledgement": "acknowledgement", "internal": "internal note"}
+CLOCK_LABELS = {"due": "reply owed", "met": "deadline met", "warning_50": "50% of the time used",
+                "warning_80": "80% of the time used", "warning_95": "95% of the time used",
+                "breach": "deadline missed"}
+
+
+def text(value: Any) -> str:
+    """A form field as text (a file upload where text belongs counts as empty)."""
+    return value if isinstance(value, str) else ""
+
+
+def timeline(tx: Tx, ticket_id: str, engineer: bool) -> List[Dict[str, Any]]:
+    return ticket_timeline(tx, ticket_id, engineer)[-TIMELINE_MAX:]
+
+
+def next_deadline(tx: Tx, ticket_id: str, zone: str) -> Dict[str, Any]:
+    """The ticket's running obligation as the page shows it: state, due (local) and time left."""
+    row = obligations.running(tx, ticket_id)
+    if row is None:
+        return {"state": "none"}
+    if row["state"] == "paused":
+        return {"state": "paused", "since": clockview.local(row["paused_at"], zone)}
+    shown = clockview.deadline(row["due_at"], clock.now(), zone) or {}
+    return {"state": "open", "kind": row["kind"], **shown}
+
+
+def due_view(due_iso: Optional[str], zone: str) -> Optional[Dict[str, Any]]:
+    """A message's ISO UTC due time as local text with the time left."""
+    if not due_iso:
+        return None
+    moment = clockview._moment(due_iso)
+    return clockview.deadline(moment.timestamp() if moment else None, clock.now(), zone)
+
+
+def _engineer_post(tx: Tx, ticket_id: str, actor: str, kind: str, body: str, waiting: bool,
+                   mails: bool) -> Optional[Dict[str, Any]]:
+    ticket = tickets.get_ticket(tx, ticket_id)
+    if ticket is None:
+        return None
+    delivery = None
+    if kind != "internal":
+        delivery = "pending" if mails and people.people_of(tx, ticket["customer"]) else "delivered"
+    return messages.add_message(tx, ticket_id, author=actor, author_kind="engineer", kind=kind, body=body,
+                                source="web", delivery=delivery, waiting_on_customer=waiting)
+
+
+def _no_reply(tx: Tx, ticket_id: str, message_id: str, by: str, reason: str) -> Optional[Dict[str, Any]]:
+    found = messages.message(tx, message_id) if message_id.startswith("msg-") else None
+    if found is None or found["ticket_id"] != ticket_id:
+        return None
+    return messages.mark_no_reply(tx, message_id, by, reason)
+
+
+def context() -> Dict[str, Any]:
+    """What the timeline template needs besides the entries."""
+    return {"kind_labels": KIND_LABELS, "clock_labels": CLOCK_LABELS, "due_view": due_view}
+
+
+def back(path: str) -> Response:
+    return render.secure(RedirectResponse(path, status_code=303))
+
+
+def invalid(request: Request, why: str) -> Response:
+    return render.message(request, 400, "Not saved", f"{why[:300]}. Go back and change the form.")
+
+
+def no_ticket(request: Request) -> Response:
+    return render.message(request, 404, "No such ticket", "There is no ticket with this id. "
+                          "Go back to the ticket list.")
+
+
+def install(router: APIRouter, state: State, settings: WebSettings) -> None:
+    @router.post("/tickets/{ticket_id}/messages")
+    async def post_message(request: Request, ticket_id: str) -> Response:
+        engineer = await access.signed_in(request, state, settings)
+        if isinstance(engineer, Response):
+            return engineer
+        form = await request.form()
+        if not access.csrf_ok(engineer, text(form.get("csrf"))):
+            return access.csrf_refused(request)
+        kind = text(form.get("kind"))
+        if kind not in messages.ENGINEER_KINDS:
+            return invalid(request, f"The kind is one of: {', '.join(messages.ENGINEER_KINDS)}")
+        waiting = text(form.get("waiting")) == "1"
+        try:
+            posted = await access.db(state, True, _engineer_post, ticket_id, engineer.actor, kind,
+                                     text(form.get("body")), waiting, bool(state.config.mail.smarthost))
+        except Invalid as exc:
+            return invalid(request, str(exc))
+        if posted is None:
+            return no_ticket(request)
+        return back(urls.ticket(ticket_id) + "#conversation")
+
+    @router.post("/tickets/{ticket_id}/messages/{message_id}/no-reply")
+    async def no_reply(request: Request, ticket_id: str, message_id: str) -> Response:
+        engineer = await access.signed_in(request, state, settings)
+        if isinstance(engineer, Response):
+            return engineer
+        form = await request.form()
+        if not access.csrf_ok(engineer, text(form.get("csrf"))):
+            return access.csrf_refused(request)
+        try:
+            marked = await access.db(state, True, _no_reply, ticket_id, message_id, engineer.actor,
+                                     text(form.get("reason")))
+        except Invalid as exc:
+            return invalid(request, str(exc))
+        if marked is None:
+            return render.message(request, 404, "No such message", "This ticket has no message with this id.")
+        return back(urls.ticket(ticket_id) + "#conversation")
+
+    @router.post("/timezone")
+    async def set_zone(request: Request) -> Response:
+        """The viewer's time zone (engineer or customer person), kept in a cookie for a year."""
+        form = await request.form()
+        viewer = await access.current(request, state, settings) or await access.current_customer(
+            request, state, settings)
+        if viewer is None or not access.csrf_ok(viewer, text(form.get("csrf"))):
+            return access.csrf_refused(request)
+        wanted = text(form.get("zone")).strip()
+        zone = clockview.zone_name(wanted)
+        if wanted and zone != wanted:
+            return invalid(request, f"{wanted!r} is not a time zone this server knows (an IANA name such as "
+                           "Europe/Berlin)")
+        response = back(urls.safe_next(text(form.get("next"))))
+        access.set_cookie(response, request, settings, clockview.TZ_COOKIE, zone, max_age=365 * 86400)
+        return response
