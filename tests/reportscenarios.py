@@ -59,6 +59,10 @@ class Scenario:
     replica: Optional[servers.Instance] = None
     defaults: Optional[Path] = None
     extra: Dict[str, str] = field(default_factory=dict)
+    #: Who the workload connects as: not an admin on the troubled server, so that its bursts
+    #: reach max_connections while mydiag's admin account keeps the one connection the
+    #: server reserves for it.
+    load_user: str = "root"
 
     def stop(self) -> None:
         for instance in (self.replica, self.primary):
@@ -84,6 +88,10 @@ def troubled(base: Path, extra_args: Optional[List[str]] = None) -> Scenario:
         "GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION",
         "CREATE USER 'app'@'%' IDENTIFIED BY ''",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON shop.* TO 'app'@'%'",
+        # The workload's own login: over loopback the anonymous ''@'localhost' would take
+        # 'app'@'%''s logins (the more specific host wins).
+        "CREATE USER 'app'@'localhost' IDENTIFIED BY ''",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON shop.* TO 'app'@'localhost'",
         "CREATE USER ''@'localhost'",
         "CREATE DATABASE shop",
         "CREATE TABLE shop.orders (id INT PRIMARY KEY AUTO_INCREMENT, customer INT, note TEXT,"
@@ -121,7 +129,7 @@ def troubled(base: Path, extra_args: Optional[List[str]] = None) -> Scenario:
         cur.execute("CREATE TABLE shop.clash (id INT PRIMARY KEY)")
         cur.execute("INSERT INTO shop.clash VALUES (1)")
     _wait_broken(replica)
-    return Scenario(primary, password, replica, _defaults(base, primary.port, password))
+    return Scenario(primary, password, replica, _defaults(base, primary.port, password), load_user="app")
 
 
 def well_configured(base: Path, extra_args: Optional[List[str]] = None) -> Scenario:
@@ -204,7 +212,9 @@ class Load:
             thread.join(15)
 
     def _connect(self, **kwargs) -> pymysql.Connection:
-        return self.scenario.primary.connect(password=self.scenario.password, **kwargs)
+        user = self.scenario.load_user
+        password = self.scenario.password if user == "root" else ""
+        return self.scenario.primary.connect(user=user, password=password, **kwargs)
 
     def _loop(self, job) -> None:
         while not self._stop.is_set():
