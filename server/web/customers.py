@@ -89,12 +89,12 @@ def _customer_post(tx: Tx, person: customersessions.Person, ticket_id: str, body
 
 
 def install(router: APIRouter, state: State, settings: WebSettings) -> None:
-    def signin_form(request: Request, status: int = 200, sent: bool = False, **extra: Any) -> Response:
+    def signin_form(request: Request, status: int = 200, sent: bool = False, link: str = "") -> Response:
         token = request.cookies.get(access.SIGNIN_COOKIE)
         if not websessions.token_shape_ok(token):
             token = websessions.new_token()
         response = render.page(request, "customer_signin.html", status=status, signin_csrf=token, sent=sent,
-                               title="Customer sign-in", sent_text=SENT, **extra)
+                               title="Customer sign-in", sent_text=SENT, link=link)
         access.set_cookie(response, request, settings, access.SIGNIN_COOKIE, token, max_age=3600)
         return response
 

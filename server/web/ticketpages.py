@@ -1,12 +1,12 @@
 """The ticket list (`/`) and a ticket's page (`/tickets/{id}`).
 
 The list is one query per page (`LIST_SQL`): tickets with an open reply obligation first,
-the one due soonest on top (index obligations_due), then the rest newest first. A ticket's
-page starts with its conversation (conversation.py: the timeline, the next deadline's
-clock, the reply form). A ticket's page shows its
-bundles (with links to each report, and to the diff with the host's previous accepted
-bundle), the hosts enrolled through it, its remote sessions (with links to each replay)
-and its audit timeline. Every value that came from a customer is only ever escaped.
+the one due soonest on top (the longest waiting on a tie), then the rest newest first. A
+ticket's page starts with its conversation (conversation.py: the timeline, the next
+deadline's clock, the reply form), then shows its bundles (with links to each report, and
+to the diff with the host's previous accepted bundle), the hosts enrolled through it, its
+remote sessions (with links to each replay) and its audit timeline. Every value that came
+from a customer is only ever escaped.
 """
 
 from __future__ import annotations
@@ -66,30 +66,30 @@ def _page_number(text: Optional[str]) -> int:
 
 #: The list's one query (its parameters: offset + limit twice, then LIMIT, OFFSET). Two walks
 #: over indexes, each cut at the page's end: the open obligations by due time
-#: (obligations_due), then the tickets without one, newest first (tickets_created, with a
-#: probe of obligations_ticket each); only the page's rows get their bundle figures (as
-#: support/tickets.TICKET_PAGE_SQL explains).
+#: (obligations_due; on one due time, the one waiting longest first), then the tickets
+#: without one, newest first (tickets_created, with a probe of obligations_ticket each);
+#: only the page's rows get their bundle figures (as support/tickets.TICKET_PAGE_SQL explains).
 LIST_SQL = (
-    "SELECT p.id, p.customer, p.title, p.created, p.next_due, p.later, "
+    "SELECT p.id, p.customer, p.title, p.created, p.next_due, p.since, p.later, "
     "(SELECT COUNT(*) FROM bundles b WHERE b.ticket_id = p.id) AS bundles, "
     "(SELECT MAX(b.received) FROM bundles b WHERE b.ticket_id = p.id) AS last_bundle, "
     "(SELECT COUNT(*) FROM tickets) AS total FROM ("
-    "SELECT * FROM (SELECT t.id, t.customer, t.title, t.created, o.due_at AS next_due, 0 AS later "
-    "FROM obligations o JOIN tickets t ON t.id = o.ticket_id WHERE o.state = 'open' "
-    "ORDER BY o.due_at, t.id LIMIT ?) due "
+    "SELECT * FROM (SELECT t.id, t.customer, t.title, t.created, o.due_at AS next_due, o.started AS since, "
+    "0 AS later FROM obligations o JOIN tickets t ON t.id = o.ticket_id WHERE o.state = 'open' "
+    "ORDER BY o.due_at, o.started, t.id LIMIT ?) due "
     "UNION ALL "
     "SELECT * FROM (SELECT t.id, t.customer, t.title, t.created, "
-    "CAST(NULL AS DOUBLE PRECISION) AS next_due, 1 AS later "
+    "CAST(NULL AS DOUBLE PRECISION) AS next_due, CAST(NULL AS DOUBLE PRECISION) AS since, 1 AS later "
     "FROM tickets t WHERE NOT EXISTS (SELECT 1 FROM obligations o WHERE o.ticket_id = t.id "
     "AND o.state = 'open') ORDER BY t.created DESC, t.id DESC LIMIT ?) rest "
-    "ORDER BY later, next_due, created DESC, id DESC LIMIT ? OFFSET ?) p")
+    "ORDER BY later, next_due, since, created DESC, id DESC LIMIT ? OFFSET ?) p")
 
 
 def deadline_page(tx: Tx, offset: int, limit: int, zone: str) -> Dict[str, Any]:
     """One page of the list by next deadline, each ticket with its due time and time left."""
     rows = tx.all(LIST_SQL, (offset + limit, offset + limit, limit, offset))
     rows.sort(key=lambda r: (r["created"], r["id"]), reverse=True)
-    rows.sort(key=lambda r: (r["later"], r["next_due"] or 0.0))
+    rows.sort(key=lambda r: (r["later"], r["next_due"] or 0.0, r["since"] or 0.0))
     if rows:
         total = int(rows[0]["total"])
     else:

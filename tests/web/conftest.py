@@ -13,6 +13,7 @@ import functools
 import http.client
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -304,3 +305,61 @@ def screenshot(request, tmp_path):
         return path
 
     return shoot
+
+
+# The conversation pages (issue 14): customer people, sign-in links read from the outbox.
+
+LINK = re.compile(r"https?://[^\s/]+(/customer/signin/[A-Za-z0-9_\-]+)")
+
+
+def add_person(web: Web, customer: str, email: str) -> None:
+    web.server.cli("customer", "add-person", customer, email)
+
+
+def outbox_links(web: Web, email: str) -> List[str]:
+    """The sign-in link paths mailed to `email`, oldest first, read from the outbox table
+    (the MAIL sender is not configured in these servers: the rows stay queued)."""
+    import email as email_lib
+    from email import policy
+
+    state = web.state()
+    try:
+        with state.db.tx(write=False) as tx:
+            rows = tx.all("SELECT raw FROM outbox WHERE to_addr = ? ORDER BY created, id", (email,))
+    finally:
+        state.close()
+    found = []
+    for row in rows:
+        mail = email_lib.message_from_string(row["raw"], policy=policy.default)
+        match = LINK.search(mail.get_content())
+        if match:
+            found.append(match.group(1))
+    return found
+
+
+def ask_link(client: Client, email: str) -> Reply:
+    page = client.get("/customer/signin")
+    assert page.status == 200, page.body
+    return client.post("/customer/signin", {"csrf": hidden(page.body, "csrf"), "email": email})
+
+
+def spend_link(client: Client, path: str) -> Reply:
+    """Open a sign-in link and press its button, as a person would."""
+    opened = client.get(path)
+    if opened.status != 200:
+        return opened
+    return client.post(path, {"csrf": hidden(opened.body, "csrf")})
+
+
+def customer_client(web: Web, email: str, source: str = "127.0.0.1") -> Client:
+    """A client signed in as the customer person `email` through a mailed link."""
+    client = web.client(source)
+    assert ask_link(client, email).status == 200
+    reply = spend_link(client, outbox_links(web, email)[-1])
+    assert reply.status == 303 and reply.header("location") == "/customer", reply.body
+    return client
+
+
+def form_token(html: str) -> str:
+    """The session's CSRF token from a page's forms."""
+    return hidden(html, "csrf")
