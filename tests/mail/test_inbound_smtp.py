@@ -176,3 +176,32 @@ def test_the_lmtp_endpoint_takes_mail_and_answers_per_recipient(tmp_path):
         assert message["body"] == "over LMTP"
     finally:
         srv.server.stop()
+
+
+def test_mail_stored_before_a_crash_is_processed_when_the_server_comes_back(tmp_path):
+    """Store first, process after: a mail whose inbox row was written (the 250 said) but that
+    the process died before reading, or died while reading, is taken when a server runs again."""
+    from server.mail import inbound
+    from tests.mail.conftest import mail_server
+
+    srv = mail_server(tmp_path, None, None)
+    srv.start()
+    ticket_id, _c, (ann,) = customer_ticket(srv)
+    to = reply_address(srv, ticket_id)
+    srv.server.kill()
+    state = srv.state()
+    try:
+        inbound.receive(state, mail(ann, to, "before crash", "stored, never read"), ann, [to], "smtp")
+        mid = inbound.receive(state, mail(ann, to, "mid crash", "claimed, then the process died"), ann, [to],
+                              "smtp")
+        with state.db.tx() as tx:  # what a process that died mid-way leaves: a lease that ran out
+            tx.run("UPDATE mail_inbox SET state = 'processing', attempts = 1, next_try = ? WHERE id = ?",
+                   (time.time() - 1, mid.inbox_id))
+    finally:
+        state.close()
+    srv.start()
+    try:
+        messages = _one_message(srv, ticket_id, 2)
+        assert sorted(m["body"] for m in messages) == ["claimed, then the process died", "stored, never read"]
+    finally:
+        srv.server.stop()
