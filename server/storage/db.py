@@ -134,6 +134,8 @@ CREATE TABLE IF NOT EXISTS customer_web_sessions (
   digest TEXT PRIMARY KEY, email TEXT NOT NULL, customer TEXT NOT NULL, csrf TEXT NOT NULL,
   created DOUBLE PRECISION NOT NULL, expires DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS customer_web_sessions_expires ON customer_web_sessions (expires);
+CREATE TABLE IF NOT EXISTS customer_link_requests (address TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
+CREATE INDEX IF NOT EXISTS customer_link_requests_address ON customer_link_requests (address, at);
 """
 
 _AUDIT = {

@@ -3,8 +3,8 @@
 A link carries a random 256-bit token; the database keeps only its SHA-256
 (`customer_signin_links`), when it was made, when it expires (15 minutes) and when it was
 used: it signs in once. Links asked for are limited per address (5 per 15 minutes) and per
-client address (20 per 15 minutes, counted in `signin_failures` under the account
-`customer-link`), whether the address is a known person or not. A customer session
+client address (20 per 15 minutes, counted in `customer_link_requests`, apart from the
+engineers' failed sign-ins), whether the address is a known person or not. A customer session
 (`customer_web_sessions`, cookie `mydiag_customer`) is an engineer session's twin: the
 token's digest, the person, their organization and the session's CSRF token.
 """
@@ -23,7 +23,6 @@ from server.web.websessions import _digest, new_token, token_shape_ok
 LINK_SECONDS = 15 * 60
 LINKS_PER_EMAIL = 5
 LINKS_PER_ADDRESS = 20
-_THROTTLE_ACCOUNT = "customer-link"
 _SLIDE_SECONDS = 60.0
 
 
@@ -45,13 +44,11 @@ def ask_link(tx: Tx, email: str, address: str) -> Optional[Tuple[str, str]]:
     neither limit is reached, else None. Every call counts against the client address."""
     now = time.time()
     since = now - SIGNIN_WINDOW_SECONDS
-    tx.run("DELETE FROM signin_failures WHERE at < ?", (since,))
+    tx.run("DELETE FROM customer_link_requests WHERE at < ?", (since,))
     tx.run("DELETE FROM customer_signin_links WHERE expires < ?", (now - SIGNIN_WINDOW_SECONDS,))
-    by_address = tx.one("SELECT COUNT(*) AS n FROM signin_failures WHERE account = ? AND address = ? "
-                        "AND at > ?",
-                        (_THROTTLE_ACCOUNT, address, since))
-    tx.run("INSERT INTO signin_failures (account, address, at) VALUES (?, ?, ?)",
-           (_THROTTLE_ACCOUNT, address, now))
+    by_address = tx.one("SELECT COUNT(*) AS n FROM customer_link_requests WHERE address = ? AND at > ?",
+                        (address, since))
+    tx.run("INSERT INTO customer_link_requests (address, at) VALUES (?, ?)", (address, now))
     if int(by_address["n"] if by_address else 0) >= LINKS_PER_ADDRESS:
         return None
     found = people.person(tx, email)
