@@ -33,7 +33,7 @@ def zone_name(value: Optional[str]) -> str:
     return value
 
 
-def _moment(value: Any) -> Optional[datetime.datetime]:
+def moment(value: Any) -> Optional[datetime.datetime]:
     if isinstance(value, (int, float)):
         return datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc)
     if isinstance(value, str) and _ISO.fullmatch(value):
@@ -47,10 +47,10 @@ def _moment(value: Any) -> Optional[datetime.datetime]:
 
 def local(value: Any, zone: str) -> str:
     """An epoch or ISO UTC text as `YYYY-MM-DD HH:MM ZONE` in `zone` (other text as is)."""
-    moment = _moment(value)
-    if moment is None:
+    found = moment(value)
+    if found is None:
         return "–" if value in (None, "") else str(value)
-    shown = moment.astimezone(zoneinfo.ZoneInfo(zone_name(zone)))
+    shown = found.astimezone(zoneinfo.ZoneInfo(zone_name(zone)))
     return f"{shown:%Y-%m-%d %H:%M} {shown.tzname() or zone}"
 
 

@@ -56,8 +56,8 @@ def due_view(due_iso: Optional[str], zone: str) -> Optional[Dict[str, Any]]:
     """A message's ISO UTC due time as local text with the time left."""
     if not due_iso:
         return None
-    moment = clockview._moment(due_iso)
-    return clockview.deadline(moment.timestamp() if moment else None, clock.now(), zone)
+    found = clockview.moment(due_iso)
+    return clockview.deadline(found.timestamp() if found else None, clock.now(), zone)
 
 
 def _engineer_post(tx: Tx, ticket_id: str, actor: str, kind: str, body: str, waiting: bool,

@@ -12,7 +12,6 @@ exist. Their timeline has no internal notes and no clock warnings.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Dict, Optional
 
 from fastapi import APIRouter, Request
@@ -48,12 +47,6 @@ def _mail_link(tx: Tx, state: State, email: str, address: str, origin: str) -> N
     outbox.enqueue(tx, None, None, to_addr, "Your mydiag support sign-in link", body, auto=True,
                    signer=signer_of(state))
     audit.record(tx, "web", "web.customer.link", subject=to_addr, address=address)
-
-
-def _peek(tx: Tx, token: str) -> bool:
-    row = tx.one("SELECT used, expires FROM customer_signin_links WHERE digest = ?",
-                 (websessions._digest(token),))
-    return row is not None and row["used"] is None and row["expires"] > time.time()
 
 
 def _spend(tx: Tx, token: str, idle_seconds: float, address: str):
@@ -120,7 +113,8 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
 
     @router.get("/customer/signin/{token}")
     async def open_link(request: Request, token: str) -> Response:
-        valid = websessions.token_shape_ok(token) and await access.db(state, False, _peek, token)
+        valid = websessions.token_shape_ok(token) and await access.db(state, False, customersessions.usable,
+                                                                      token)
         if not valid:
             return render.message(request, 403, "Sign-in link refused", REFUSED)
         return signin_form(request, link=urls.customer_link(token))

@@ -65,6 +65,12 @@ def ask_link(tx: Tx, email: str, address: str) -> Optional[Tuple[str, str]]:
     return token, found["email"]
 
 
+def usable(tx: Tx, token: str) -> bool:
+    """Whether a link would sign in now (opening it shows the button; only pressing spends it)."""
+    row = tx.one("SELECT used, expires FROM customer_signin_links WHERE digest = ?", (_digest(token),))
+    return row is not None and row["used"] is None and row["expires"] > time.time()
+
+
 def use_link(tx: Tx, token: Optional[str], idle_seconds: float) -> Optional[Tuple[str, Person]]:
     """Spend a sign-in link: (the new session's cookie token, the person), or None when the
     link is unknown, used, expired or its person was removed. The conditional UPDATE makes

@@ -189,3 +189,31 @@ def test_bad_forms_answer_400_and_unknown_tickets_404(web: Web) -> None:
                                                      "kind": "reply"}).status == 404
     assert client.post(f"/tickets/{ticket['id']}/messages/msg-0000/no-reply",
                        {"csrf": csrf, "reason": "r"}).status == 404
+
+
+@pytest.mark.parametrize("wanted, shown", [
+    ("Europe/Berlin", "Europe/Berlin"), ("UTC", "UTC"), ("America/Argentina/Buenos_Aires",
+                                                         "America/Argentina/Buenos_Aires"),
+    ("", "UTC"), (None, "UTC"), ("Mars/Olympus", "UTC"), ("../../etc/passwd", "UTC"),
+    ("/etc/localtime", "UTC"),
+    ("Europe/Berlin\n", "UTC"), ("A" * 65, "UTC"), ("<script>", "UTC")])
+def test_a_zone_is_a_known_iana_name_or_utc(wanted, shown) -> None:
+    from server.web import clockview
+
+    assert clockview.zone_name(wanted) == shown
+
+
+def test_deadlines_read_as_time_left_or_overdue_in_the_zone() -> None:
+    from server.web import clockview
+
+    due = 1_796_000_000.0  # 2026-11-30 00:53:20 UTC
+    assert clockview.deadline(due, due - 3 * 3600 - 20 * 60, "UTC") == {
+        "due": "2026-11-30 00:53 UTC", "left": "3 h 20 min left", "overdue": False}
+    assert clockview.deadline(due, due + 2 * 86400 + 3600, "Asia/Tokyo") == {
+        "due": "2026-11-30 09:53 JST", "left": "overdue by 2 d 1 h", "overdue": True}
+    assert clockview.deadline(due, due - 30, "UTC")["left"] == "under a minute left"
+    assert clockview.deadline(due, due, "UTC")["overdue"] is True
+    assert clockview.deadline(None, due, "UTC") is None
+    assert clockview.local("2026-02-30T00:00:00Z", "UTC") == "2026-02-30T00:00:00Z"
+    assert clockview.local("not a time", "Europe/Berlin") == "not a time"
+    assert clockview.local("2026-07-01T12:00:00Z", "Europe/Berlin") == "2026-07-01 14:00 CEST"
