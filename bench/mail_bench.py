@@ -25,7 +25,6 @@ sys.path.insert(0, str(ROOT))
 
 from tests.mail import conftest as mailkit  # noqa: E402
 from tests.serverkit import _pg_admin, _pg_base  # noqa: E402
-from tests.servers import free_port  # noqa: E402
 
 
 def _mail(sender: str, to: str, n: int, path: str) -> bytes:
@@ -69,18 +68,7 @@ def run_backend(kind: str, mails: int, base: Path) -> List[Dict[str, Any]]:
         with _pg_admin(pg_base) as admin:
             admin.execute(f"CREATE DATABASE {pg_name}")
         database = f"{pg_base}/{pg_name}"
-    dove_base = Path(tempfile.mkdtemp(prefix="mydiag-dovecot-"))
-    dove = mailkit.Dovecot(dove_base, free_port(), free_port(), "support", secrets.token_urlsafe(12))
-    dove_base.chmod(0o755)
-    (dove_base / "mail").mkdir()
-    (dove_base / "passwd").write_text(
-        f"support:{{PLAIN}}{dove.password}:{mailkit.MAIL_UID}:{mailkit.MAIL_UID}::{dove_base}/mail/support\n")
-    (dove_base / "passwd").chmod(0o644)
-    dove.config.write_text(mailkit._dovecot_config(dove_base, dove.imap_port, dove.lmtp_port))
-    import os
-
-    os.chown(dove_base / "mail", mailkit.MAIL_UID, mailkit.MAIL_UID)
-    dove.start()
+    dove = mailkit.start_dovecot()
     password_file = base / "imap-password"
     password_file.write_text(dove.password)
     srv = mailkit.mail_server(base / kind, database, None,
@@ -112,7 +100,7 @@ def run_backend(kind: str, mails: int, base: Path) -> List[Dict[str, Any]]:
     finally:
         srv.server.stop()
         dove.stop()
-        shutil.rmtree(dove_base, ignore_errors=True)
+        shutil.rmtree(dove.base, ignore_errors=True)
         if pg_name:
             with _pg_admin(_pg_base()) as admin:
                 admin.execute(f"DROP DATABASE IF EXISTS {pg_name} WITH (FORCE)")

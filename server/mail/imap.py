@@ -17,7 +17,7 @@ import threading
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, List, Optional
 
 from imapclient import IMAPClient
 
@@ -28,6 +28,7 @@ log = logging.getLogger("mydiag.mail")
 IDLE_SECONDS = 30.0
 POLL_SECONDS = 10.0
 BATCH = 50
+BATCH_BYTES = 64 << 20
 
 
 class BadURL(ValueError):
@@ -124,24 +125,30 @@ class Poller:
         if not uids:
             return 0
         limit = self.state.config.mail.max_message_bytes
-        sizes = client.fetch(uids, ["RFC822.SIZE", "ENVELOPE"])
-        taken = 0
+        sizes = client.fetch(uids, ["RFC822.SIZE"])
+        wanted: List[int] = []
+        total = 0
         for uid in uids:
             size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+            if wanted and total + size > BATCH_BYTES:
+                break  # the rest comes in the next round: one fetch holds at most BATCH_BYTES
             if size > limit:
                 log.warning("IMAP message %s is %s bytes, over the limit: left unread", uid, size)
                 client.add_flags([uid], [b"\\Seen", b"$MydiagTooLarge"])
-                continue
-            data = client.fetch([uid], ["BODY.PEEK[]"]).get(uid, {})
-            raw = data.get(b"BODY[]")
-            if raw is None:
-                continue
-            inbound.receive(self.state, bytes(raw), "", [], "imap")
-            if self.move_to:
-                client.move([uid], self.move_to)
             else:
-                client.add_flags([uid], [b"\\Seen"])
-            taken += 1
+                wanted.append(uid)
+                total += size
+        bodies = client.fetch(wanted, ["BODY.PEEK[]"]) if wanted else {}
+        taken = []
+        for uid in wanted:
+            raw = bodies.get(uid, {}).get(b"BODY[]")
+            if raw is not None:
+                inbound.receive(self.state, bytes(raw), "", [], "imap")  # durable before it is marked
+                taken.append(uid)
+        if taken and self.move_to:
+            client.move(taken, self.move_to)
+        elif taken:
+            client.add_flags(taken, [b"\\Seen"])
         if taken:
             self.stored()
-        return taken
+        return len(taken)

@@ -159,8 +159,8 @@ protocol lmtp {{
 """
 
 
-@pytest.fixture(scope="module")
-def dovecot(tmp_path_factory) -> Iterator[Dovecot]:
+def start_dovecot() -> Dovecot:
+    """A new private Dovecot, started; `stop()` it and remove `base` when done."""
     if shutil.which("dovecot") is None:
         pytest.fail("dovecot is not installed (apt-get install -y dovecot-imapd dovecot-lmtpd)")
     # Not under pytest's temp folder: that is 0700 root, and Dovecot's auth process (nobody)
@@ -175,9 +175,15 @@ def dovecot(tmp_path_factory) -> Iterator[Dovecot]:
     os.chmod(base / "passwd", 0o644)
     os.chown(base / "mail", MAIL_UID, MAIL_UID)
     server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def dovecot() -> Iterator[Dovecot]:
+    server = start_dovecot()
     yield server
     server.stop()
-    shutil.rmtree(base, ignore_errors=True)
+    shutil.rmtree(server.base, ignore_errors=True)
 
 
 # --- the smart host --------------------------------------------------------------------------

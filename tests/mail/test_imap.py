@@ -4,6 +4,8 @@ server restarting."""
 
 from __future__ import annotations
 
+import shutil
+
 from tests.mail.conftest import wait_for
 from tests.mail.mailkit import customer_ticket, mail, reply_address
 
@@ -59,3 +61,40 @@ def test_a_message_seen_twice_is_taken_once(mailserver, dovecot):
     mailserver.send(raw, ann, [reply_address(mailserver, ticket_id)])  # and the same mail by SMTP
     wait_for(lambda: not mailserver.query("SELECT id FROM mail_inbox WHERE state <> 'done'"), what="idle")
     assert len(mailserver.messages(ticket_id)) == 1
+
+
+def test_imap_move_to_moves_processed_mail_out_of_the_inbox(tmp_path):
+    from tests.mail.conftest import mail_server, start_dovecot
+
+    dovecot = start_dovecot()  # a mailbox of its own: the module's server polls the shared one
+    client = dovecot.client()
+    try:
+        if not client.folder_exists("Processed"):
+            client.create_folder("Processed")
+    finally:
+        client.logout()
+    password = tmp_path / "imap-password"
+    password.write_text(dovecot.password)
+    srv = mail_server(tmp_path, None, None, ["--imap", dovecot.url(), "--imap-password-file", str(password),
+                                             "--imap-move-to", "Processed"])
+    srv.start()
+    try:
+        ticket_id, _c, (ann,) = customer_ticket(srv)
+        subject = f"moved {ticket_id}"
+        dovecot.deliver(mail(ann, reply_address(srv, ticket_id), subject, "move me"))
+        wait_for(lambda: srv.messages(ticket_id), what="the mail on the ticket")
+
+        def moved():
+            client = dovecot.client()
+            try:
+                client.select_folder("INBOX", readonly=True)
+                left = client.search(["SUBJECT", subject])
+                client.select_folder("Processed", readonly=True)
+                return not left and client.search(["SUBJECT", subject])
+            finally:
+                client.logout()
+        wait_for(moved, what="the mail in Processed")
+    finally:
+        srv.server.stop()
+        dovecot.stop()
+        shutil.rmtree(dovecot.base, ignore_errors=True)
