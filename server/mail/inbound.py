@@ -45,6 +45,8 @@ class Result:
     message_id: Optional[str] = None
     bundles: List[str] = field(default_factory=list)
     duplicate: bool = False
+    #: The inbox row was marked done in the same transaction as the message (exactly once).
+    recorded: bool = False
 
 
 def signer_of(state: State) -> Signer:
@@ -132,10 +134,9 @@ def process(state: State, inbox_id: str) -> Optional[Result]:
                    ("failed" if final else "new", time.time() + RETRY_SECONDS * 2 ** row["attempts"],
                     f"failed: {why}", inbox_id))
         return Result(inbox_id, "failed" if final else "retry")
-    with state.db.tx() as tx:
-        tx.run("UPDATE mail_inbox SET state = 'done', outcome = ?, ticket_id = ?, message_id = ?,"
-               " processed = ? WHERE id = ?",
-               (result.outcome, result.ticket_id, result.message_id, time.time(), inbox_id))
+    if not result.recorded:
+        with state.db.tx() as tx:
+            _done(tx, result)
     return result
 
 
@@ -180,24 +181,44 @@ def _process(state: State, row: Dict[str, Any], raw: bytes) -> Result:
                                            state.config.recipients, f"mail:{sender}",
                                            state.config.limits.token_days)
             thread = mail_threading.Thread(ticket["id"], "new-ticket", customer)
-    result.ticket_id = thread.ticket_id
-    assert result.ticket_id is not None
-    listed = _bundles(state, result, parsed, sender)
-    oversized = [a for a in parsed.attachments if a.sealed and a.size > mail.max_attachment_bytes]
+        result.ticket_id = thread.ticket_id
+        if not any(a.sealed and a.data is not None for a in parsed.attachments):
+            listed = [a.listed() for a in parsed.attachments]
+            _attach(tx, state, signer, row, parsed, result, thread, auto, listed)
+            return result
+    listed = _bundles(state, result, parsed, sender)  # outside a transaction: verification takes its own
     with state.db.tx() as tx:
-        kind = "no_reply_needed" if (parsed.no_reply or auto) else "needs_reply"
-        message = messages.add_message(
-            tx, result.ticket_id, author=sender or "unknown", author_kind="customer", kind=kind,
-            body=_fit(parsed.body) or "(no text)", source="mail", mail_message_id=parsed.message_id or None,
-            raw_key=row["raw_key"], attachments=listed)
-        result.message_id = message["id"]
-        audit.record(tx, f"mail:{sender}", "mail.receive", result.ticket_id, message["id"],
-                     method=thread.method, automatic=auto or None, broken=parsed.broken or None,
-                     parts_skipped=parsed.parts_skipped or None)
-        if oversized and not auto and sender:
-            _upload_answer(tx, state, signer, parsed, sender, result.ticket_id, oversized[0].size)
-    result.outcome = f"attached ({thread.method})"
+        _attach(tx, state, signer, row, parsed, result, thread, auto, listed)
     return result
+
+
+def _attach(tx: Any, state: State, signer: Signer, row: Dict[str, Any], parsed: Parsed, result: Result,
+            thread: mail_threading.Thread, auto: str, listed: List[Dict[str, Any]]) -> None:
+    """The message on its ticket, and the inbox row done, in one transaction: exactly once."""
+    mail = state.config.mail
+    sender = parsed.from_addr or address(row["envelope_from"])
+    ticket_id = thread.ticket_id or ""
+    kind = "no_reply_needed" if (parsed.no_reply or auto) else "needs_reply"
+    message = messages.add_message(
+        tx, ticket_id, author=sender or "unknown", author_kind="customer", kind=kind,
+        body=_fit(parsed.body) or "(no text)", source="mail", mail_message_id=parsed.message_id or None,
+        raw_key=row["raw_key"], attachments=listed)
+    result.message_id = message["id"]
+    audit.record(tx, f"mail:{sender}", "mail.receive", ticket_id, message["id"],
+                 method=thread.method, automatic=auto or None, broken=parsed.broken or None,
+                 parts_skipped=parsed.parts_skipped or None)
+    oversized = [a for a in parsed.attachments if a.sealed and a.size > mail.max_attachment_bytes]
+    if oversized and not auto and sender:
+        _upload_answer(tx, state, signer, parsed, sender, ticket_id, oversized[0].size)
+    result.outcome = f"attached ({thread.method})"
+    _done(tx, result)
+    result.recorded = True
+
+
+def _done(tx: Any, result: Result) -> None:
+    tx.run("UPDATE mail_inbox SET state = 'done', outcome = ?, ticket_id = ?, message_id = ?,"
+           " processed = ? WHERE id = ?",
+           (result.outcome, result.ticket_id, result.message_id, time.time(), result.inbox_id))
 
 
 def _fit(body: str) -> str:
