@@ -85,6 +85,33 @@ def test_an_engineer_replies_on_the_page_and_the_customer_sees_it_but_not_the_no
     assert "note to self" not in seen.body and "internal" not in seen.body
     assert "<script>window.__xss" not in seen.body and "&lt;script&gt;" in seen.body
 
+    page.goto(f"{web.url}/")
+    row = page.locator(f"tr:has(a[href='/tickets/{ticket['id']}'])")
+    assert XSS in row.inner_text()
+    no_script_ran(page)
+    axe_check(page)
+
+
+def test_a_reply_waiting_on_the_customer_pauses_the_clock_until_they_answer(web: Web, strict_page) -> None:
+    _, email, ticket = new_customer(web)
+    customer = customer_client(web, email)
+    customer_says(customer, ticket["id"], "it is slow")
+    tab = strict_page
+    sign_in(tab, web, f"/tickets/{ticket['id']}")
+    tab.fill("#body", "Which version do you run?")
+    tab.check("input[name=kind][value=reply]")
+    tab.check("input[name=waiting]")
+    tab.click("form.reply button[type=submit]")
+    tab.wait_for_url(f"{web.url}/tickets/{ticket['id']}#conversation")
+    assert "paused: waiting on the customer since" in tab.locator("#deadline").inner_text()
+    assert "waiting on the customer" in tab.locator("ol.conversation").inner_text()
+    customer_says(customer, ticket["id"], "10.11.6")
+    tab.reload()
+    assert re.search(r"due .* left", tab.locator("#deadline").inner_text())
+    assert tab.csp_errors == [], tab.csp_errors
+    assert tab.evaluate("getComputedStyle(document.querySelector('ol.conversation .body')).whiteSpace") == \
+        "pre-wrap", "the stylesheet loads under the real CSP"
+
 
 def test_no_reply_needed_with_a_reason_stops_the_clock_and_is_audited(web: Web, page) -> None:
     _, email, ticket = new_customer(web)

@@ -106,6 +106,27 @@ def test_a_person_signs_in_by_link_and_follows_up_in_the_browser(web: Web, page,
     no_script_ran(page)
 
 
+def test_the_customer_pages_break_no_csp_rule(web: Web, strict_page) -> None:
+    _, email, ticket = organization(web)
+    tab = strict_page
+    tab.goto(f"{web.url}/customer/signin")
+    tab.fill("#email", email)
+    tab.click("button[type=submit]")
+    tab.goto(f"{web.url}{outbox_links(web, email)[-1]}")
+    tab.click("button[type=submit]")
+    tab.wait_for_url(f"{web.url}/customer")
+    tab.goto(f"{web.url}/customer/tickets/{ticket['id']}")
+    tab.fill("#zone", "Europe/Berlin")
+    tab.click("form.zone button[type=submit]")
+    tab.wait_for_url(f"{web.url}/customer/tickets/{ticket['id']}")
+    assert tab.locator("#zone").input_value() == "Europe/Berlin"
+    assert tab.csp_errors == [], tab.csp_errors
+    tab.click("header.site button[type=submit]")
+    tab.wait_for_url(f"{web.url}/customer/signin")
+    tab.goto(f"{web.url}/customer")
+    assert tab.url == f"{web.url}/customer/signin", "signed out"
+
+
 def test_an_unknown_address_gets_the_same_answer_and_no_mail(web: Web) -> None:
     _, email, _ = organization(web)
     known = ask_link(web.client("127.0.0.2"), email)
