@@ -107,7 +107,7 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         if not pre_session_ok(request, form):
             return access.csrf_refused(request)
         email = text(form.get("email")).strip()[:_EMAIL_MAX]
-        origin = settings.public_url or str(request.base_url).rstrip("/")
+        origin = settings.public_url or _own_origin(request)
         await access.db(state, True, _mail_link, state, email, access.address(request), origin)
         return signin_form(request, sent=True)
 
@@ -183,3 +183,12 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
             return not_found(request)
         return render.secure(RedirectResponse(urls.customer_ticket(ticket_id) + "#conversation",
                                               status_code=303))
+
+
+def _own_origin(request: Request) -> str:
+    """The address this server listens on, for a mailed link when MYDIAG_PUBLIC_URL is not
+    set: never the request's Host header, which whoever asks for the link chooses (a link
+    to their own site, with a valid token in it, would reach the customer)."""
+    host, port = (request.scope.get("server") or ("127.0.0.1", 80))[:2]
+    host = f"[{host}]" if ":" in str(host) else str(host)
+    return f"http://{host}:{port}"
