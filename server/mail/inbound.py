@@ -35,6 +35,9 @@ ATTEMPTS = 5
 RETRY_SECONDS = 5.0
 #: How long a process may hold one inbox row before another may take it over.
 LEASE_SECONDS = 120.0
+#: Polite answers to unknown senders in one hour, all senders together: forged senders in
+#: bulk must not turn the server into a source of backscatter.
+NOTICES_PER_HOUR = 60
 
 
 @dataclass
@@ -280,12 +283,18 @@ def _bounce(state: State, signer: Signer, result: Result, report: loops.Report) 
 
 
 def _polite_answer(tx: Any, state: State, signer: Signer, parsed: Parsed, sender: str) -> None:
-    """One answer per sender within `notice_interval_hours`; none to an address we cannot read."""
+    """One answer per sender within `notice_interval_hours`, at most NOTICES_PER_HOUR in all;
+    none to an address we cannot read."""
     if not sender:
         return
     now = time.time()
     row = tx.one("SELECT at FROM mail_notices WHERE email = ?", (sender,))
     if row is not None and row["at"] > now - state.config.mail.notice_interval_hours * 3600:
+        return
+    recent = tx.one("SELECT COUNT(*) AS n FROM mail_notices WHERE at > ?", (now - 3600,))
+    if recent is not None and int(recent["n"]) >= NOTICES_PER_HOUR:
+        log.warning("not answering %s: %s answers to unknown senders in the last hour", sender,
+                    NOTICES_PER_HOUR)
         return
     tx.run("INSERT INTO mail_notices (email, at) VALUES (?, ?) ON CONFLICT (email) DO UPDATE SET at = ?",
            (sender, now, now))

@@ -28,6 +28,17 @@ class Handler:
         self.state = state
         self.stored = stored
 
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: Any) -> str:
+        """Only our own domain's addresses: anything else is no mail of ours to keep."""
+        domain = self.state.config.mail.domain.lower()
+        if not address.lower().rstrip(">").endswith("@" + domain):
+            return f"550 5.1.1 not a mailbox here (only @{domain})"
+        if len(envelope.rcpt_tos) >= 100:
+            return "452 4.5.3 too many recipients"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):

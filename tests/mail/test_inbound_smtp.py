@@ -205,3 +205,9 @@ def test_mail_stored_before_a_crash_is_processed_when_the_server_comes_back(tmp_
         assert sorted(m["body"] for m in messages) == ["claimed, then the process died", "stored, never read"]
     finally:
         srv.server.stop()
+
+
+def test_a_recipient_outside_our_domain_is_refused_at_rcpt(mailserver):
+    with pytest.raises(smtplib.SMTPRecipientsRefused) as caught:
+        mailserver.send(b"Subject: relay?\r\n\r\nplease relay", "x@nowhere.test", ["victim@elsewhere.test"])
+    assert caught.value.recipients["victim@elsewhere.test"][0] == 550

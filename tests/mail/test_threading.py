@@ -99,7 +99,8 @@ def test_a_forged_or_unsigned_token_never_attaches_mail_to_the_ticket(mailserver
     ]
     forged_ids = [f"<ob-0123456789abcdef.{victim_ticket}.{mac}@{DOMAIN}>"]
     for n, to in enumerate(forged):
-        mailserver.send(mail(ann, to, "forged", f"forged {n}"), ann, [to])
+        envelope = to if to.endswith("@" + DOMAIN) else support_address()  # RCPT takes only our domain
+        mailserver.send(mail(ann, to, "forged", f"forged {n}"), ann, [envelope])
     for n, mid in enumerate(forged_ids):
         mailserver.send(
             mail(ann, support_address(), "forged", f"forged id {n}", headers={"In-Reply-To": mid}), ann
