@@ -10,6 +10,7 @@ serialize instead of corrupting each other.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import queue
 import sqlite3
 import threading
@@ -217,6 +218,17 @@ class Database:
         raise NotImplementedError
 
     def create_schema(self) -> None:
+        """Create what is missing. Every process and CLI command opens the database; when the
+        schema is already this code's (its digest in meta), nothing runs, so no DDL takes
+        table locks against a running server's writes (PostgreSQL deadlocked on it)."""
+        digest = hashlib.sha256((_TABLES + _AUDIT[self.dialect]).encode()).hexdigest()
+        try:
+            with self.tx(write=False) as tx:
+                row = tx.one("SELECT value FROM meta WHERE key = 'schema_digest'")
+            if row and row["value"] == digest:
+                return
+        except Exception:  # noqa: BLE001 - a new database has no meta table yet
+            pass
         with self.tx() as tx:
             if self.dialect == "postgresql":
                 # Two processes starting at once must not race on CREATE TABLE.
@@ -226,6 +238,8 @@ class Database:
                     tx.run(statement)
             tx.run("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO NOTHING",
                    (str(SCHEMA_VERSION),))
+            tx.run("INSERT INTO meta (key, value) VALUES ('schema_digest', ?)"
+                   " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (digest,))
 
 
 class SQLiteDatabase(Database):
