@@ -69,6 +69,11 @@ _TOOL_RULES = tuple(rule for rule in RULES if rule.name == "command_line_secret"
 _SECRET_WORDS = re.compile(
     r"pass|pwd|secret|token|key|auth|credential|private|bearer|signature|cookie", re.I
 )
+#: Words that name where a secret is kept, not a secret (`--imap-password-file PATH`,
+#: `--passenv VAR`, `token_file`): the recommended way to pass one. Alone on a line they do
+#: not make its random-looking tokens (a path, a database name) suspects.
+_WHERE_SECRET = re.compile(r"(?:pass(?:word|wd)?|secret|token|key|credentials?)[-_]?(?:file|path)\b"
+                           r"|passenv\b", re.I)
 _TOKEN = re.compile(r"[A-Za-z0-9+/_-]{16,}={0,2}")
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _PSEUDONYM = re.compile(r"(?:host|ip|user|schema)-[0-9a-f]{10}")
@@ -130,7 +135,7 @@ def lint_line(line: str) -> List[str]:
     for rule in _TOOL_RULES:
         if any(n in low for n in rule.needles) and _fires(rule, line):
             found.append("a secret given to a tool on its command line")
-    words = _SECRET_WORDS.search(line)
+    words = _SECRET_WORDS.search(_WHERE_SECRET.sub(" ", line))
     if words and _named_secret(line):
         found.append("a value after a secret's name")
     if words:
