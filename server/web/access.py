@@ -7,7 +7,7 @@ remembers where the engineer was going. `csrf_ok` is the check of every form pos
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
@@ -70,6 +70,11 @@ async def signed_in(request: Request, state: State, settings: WebSettings) -> Un
         return engineer
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return render.secure(RedirectResponse(urls.signin(here), status_code=303))
+
+
+def text(value: Any) -> str:
+    """A form field as text (a file upload where text belongs counts as empty)."""
+    return value if isinstance(value, str) else ""
 
 
 def csrf_ok(viewer: Union[Engineer, Person], form_token: Optional[str]) -> bool:

@@ -21,6 +21,7 @@ from server.support import clock, messages, obligations, people, tickets
 from server.support.tickets import Invalid
 from server.support.timeline import ticket_timeline
 from server.web import access, clockview, render, urls
+from server.web.access import text
 from server.web.settings import WebSettings
 
 #: The timeline shows at most this many entries (the newest).
@@ -30,11 +31,6 @@ KIND_LABELS = {"needs_reply": "needs a reply", "no_reply_needed": "no reply need
 CLOCK_LABELS = {"due": "reply owed", "met": "deadline met", "warning_50": "50% of the time used",
                 "warning_80": "80% of the time used", "warning_95": "95% of the time used",
                 "breach": "deadline missed"}
-
-
-def text(value: Any) -> str:
-    """A form field as text (a file upload where text belongs counts as empty)."""
-    return value if isinstance(value, str) else ""
 
 
 def timeline(tx: Tx, ticket_id: str, engineer: bool) -> List[Dict[str, Any]]:

@@ -25,7 +25,7 @@ from server.storage.state import State
 from server.support import messages, tickets
 from server.support.tickets import Invalid
 from server.web import access, clockview, conversation, customersessions, render, urls, websessions
-from server.web.conversation import text
+from server.web.access import text
 from server.web.settings import WebSettings
 
 SENT = ("If this address belongs to one of our customers' people, a sign-in link is on its way to it. "

@@ -50,11 +50,11 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
     @router.post("/signin")
     async def signin(request: Request) -> Response:
         form = await request.form()
-        next_path = urls.safe_next(_text(form.get("next")))
-        if not websessions.same(request.cookies.get(access.SIGNIN_COOKIE), _text(form.get("csrf"))):
+        next_path = urls.safe_next(access.text(form.get("next")))
+        if not websessions.same(request.cookies.get(access.SIGNIN_COOKIE), access.text(form.get("csrf"))):
             return access.csrf_refused(request)
-        name = _text(form.get("name")).strip()[:_NAME_MAX]
-        password = _text(form.get("password"))
+        name = access.text(form.get("name")).strip()[:_NAME_MAX]
+        password = access.text(form.get("password"))
         outcome, token = await _attempt(state, name, password, access.address(request), settings.idle_seconds)
         if outcome == "throttled":
             return form_page(request, next_path, status=429, error=THROTTLED, name=name)
@@ -73,7 +73,7 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
             access.drop_cookie(response, request, settings, access.SESSION_COOKIE)
             return response
         form = await request.form()
-        if not access.csrf_ok(engineer, _text(form.get("csrf"))):
+        if not access.csrf_ok(engineer, access.text(form.get("csrf"))):
             return access.csrf_refused(request)
         await access.db(state, True, _signout, request.cookies.get(access.SESSION_COOKIE), engineer,
                         access.address(request))
@@ -81,11 +81,6 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         response = render.secure(RedirectResponse(urls.signin(), status_code=303))
         access.drop_cookie(response, request, settings, access.SESSION_COOKIE)
         return response
-
-
-def _text(value: Any) -> str:
-    """A form field as text (a file upload where text belongs counts as empty)."""
-    return value if isinstance(value, str) else ""
 
 
 def _look(tx: Tx, name: str, address: str) -> Tuple[bool, Optional[str]]:
