@@ -76,7 +76,7 @@ PROBLEMS: Dict[str, Tuple[Tuple[str, ...], str]] = {
     "MyISAM tables": (("SCH-02",), r"myisam (tables?|engine)|tables? .*myisam|(myisam|aria).*to innodb"),
     "temp tables to disk": (("TMP-01", "PFS-03"), r"temporary table|tmp_table_size"),
     "tiny table cache": (("TBL-01", "TBL-02"), r"table_open_cache|table cache|table_definition_cache"),
-    "max_connections reached": (("CONN-04", "CONN-05", "LOG-04"), r"max_connections|connection usage"),
+    "max_connections reached": (("CONN-04", "CONN-05"), r"max_connections|connection usage"),
     "aborted connects": (("CONN-02", "LOG-05"), r"aborted"),
     "join buffer too large": (("TMP-07",), r"join_buffer"),
     "sort merge passes": (("TMP-03",), r"sort_buffer|sort merge|sorts requiring"),

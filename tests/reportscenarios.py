@@ -335,8 +335,10 @@ class Load:
 #: (REDO-03) needs (2.5 s apart made it 9.99 s now and then: "insufficient").
 SAMPLES, INTERVAL = 5, 2.6
 
-#: `mydiag collect`'s exit code when something still looks like a secret after redaction.
-SECRET_LEFT = 17
+#: `mydiag collect`'s exit codes: something still looked like a secret after redaction;
+#: the server could not be reached (the troubled server's workload fills max_connections in
+#: bursts, and a connect that lands in one is refused, as a DBA's would be).
+SECRET_LEFT, CANNOT_CONNECT = 17, 4
 
 
 def collect(scenario: Scenario, out: Path, samples: int = SAMPLES, interval: float = INTERVAL,
@@ -363,7 +365,9 @@ def _collect(connection: List[str], out: Path, samples: int, interval: float,
         # The machine is shared: another process's command line with a password in it
         # (os/processes.jsonl) makes the privacy check refuse the bundle. That process is
         # gone a moment later; the check itself is never turned off here.
-        if done.returncode != SECRET_LEFT or "os/processes.jsonl" not in done.stderr:
+        secret_of_another = done.returncode == SECRET_LEFT and "os/processes.jsonl" in done.stderr
+        refused = done.returncode == CANNOT_CONNECT and "Too many connections" in done.stderr
+        if not (secret_of_another or refused):
             break
         time.sleep(1.0)
     if done.returncode not in (0, 3):

@@ -45,7 +45,7 @@ EXPECTED: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...]]] = {
     "MyISAM tables": (("SCH-02",), ("shop.legacy",)),
     "temp tables to disk": (("TMP-01", "PFS-03"), ("GROUP BY `note`",)),
     "tiny table cache": (("TBL-01",), ("table_open_cache",)),
-    "max_connections reached": (("CONN-04", "CONN-05", "LOG-04"), ("max_connections",)),
+    "max_connections reached": (("CONN-04", "CONN-05"), ("max_connections",)),
     "aborted connects": (("CONN-02", "LOG-05"), ("Access denied",)),
     "join buffer too large": (("TMP-07",), ("join_buffer_size",)),
     "sort merge passes": (("TMP-03",), ("sort_buffer_size",)),

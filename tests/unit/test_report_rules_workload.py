@@ -50,7 +50,7 @@ def digest_files() -> Dict[str, List[Dict[str, Any]]]:
         digest("ccc3", start[2]["digest_text"], calls=3000, total_seconds=15, no_index_used=3000,
                rows_examined=2.7e7),
         digest("ddd4", start[3]["digest_text"], calls=9000, total_seconds=2),
-        digest("eee5", start[4]["digest_text"], calls=6, tmp_disk_tables=900),
+        digest("eee5", start[4]["digest_text"], calls=6, tmp_disk_tables=73),
         digest("fff6", "SELECT DISTINCT `tag` FROM `posts`", first_seen="2026-12-02T10:00:20Z", calls=7,
                total_seconds=3, tmp_disk_tables=7),
         digest("ggg7", "SELECT `x` FROM `old` ORDER BY `y`", calls=900, total_seconds=400,
@@ -105,11 +105,22 @@ TMP_DISK = {"Created_tmp_tables": 20, "Created_tmp_disk_tables": 8}
 def test_tmp_disk_tables_fire_with_the_digests_behind_them():
     finding = outcome(with_digests(rows=counters({}, TMP_DISK)), "TMP-01")
     assert isinstance(finding, Finding) and finding.window
-    assert "8.0 temporary tables per second go to disk (40%" in finding.summary
+    # 400 of 1,000 went to disk; the 70 of mydiag's catalog read (eee5) are left out of both
+    assert "6.6 temporary tables per second go to disk (35%" in finding.summary
+    assert finding.evidence[0].values["catalog_tmp_disk_tables_left_out"] == 70
     digests = finding.evidence[1].digests
     assert [d["digest"] for d in digests] == ["aaa1", "fff6"]
     assert digests[0]["tmp_disk_tables"] == 60 and digests[0]["counter"] == "tmp_disk_tables"
     assert "aaa1" in finding.summary
+
+
+def test_disk_temporary_tables_of_catalog_reads_alone_do_not_fire():
+    # 75 of 250 went to disk (30%, 1.5/s), 70 of them from mydiag's catalog read (eee5): the
+    # application's own are 5 of 180 (the well-configured server in the end-to-end test).
+    rows = counters({}, {"Created_tmp_tables": 5, "Created_tmp_disk_tables": 1.5})
+    assert status(with_digests(rows=rows), "TMP-01") == "passed"
+    # without the digests nothing tells them apart: the status counters alone fire
+    assert status(make_bundle({}, rows), "TMP-01") == "finding"
 
 
 def test_tmp_disk_tables_fire_without_performance_schema_and_say_so():
