@@ -59,7 +59,7 @@ _SHAPES = (
 )
 #: `name = value`, `name: value`, `"name": "value"` at every position of a line.
 _NAMED = re.compile(
-    r"(?=(?<![\w.-])(?P<q>\\?[\"']?)(?P<name>[A-Za-z_][\w.-]{0,80})(?P=q)"
+    r"(?=(?<![\w.+/-])(?P<q>\\?[\"']?)(?P<name>[A-Za-z_][\w.-]{0,80})(?P=q)"
     rf"\s*[:=]\s*(?P<v>{INLINE_VALUE}))"
 )
 _COUNT = re.compile(r"[0-9]{1,9},?")

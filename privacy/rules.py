@@ -211,7 +211,7 @@ RULES: List[Rule] = [
     Rule(
         "secret_assignment", _NAME_NEEDLES,
         re.compile(
-            r"(?<![\w.-])(?P<q>\\?[\"']?)(?P<name>[A-Za-z_][\w.-]{0,80})(?P=q)"
+            r"(?<![\w.+/-])(?P<q>\\?[\"']?)(?P<name>[A-Za-z_][\w.-]{0,80})(?P=q)"
             rf"\s*[:=]\s*(?P<v>{INLINE_VALUE})"
         ),
         _named,
