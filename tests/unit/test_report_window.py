@@ -67,6 +67,13 @@ def test_ratio_guards_zero_tiny_and_inconsistent_volumes():
             guarded_ratio(part, whole, 10, "x")
 
 
+def test_a_small_overshoot_of_counters_read_one_after_another_is_clamped():
+    # a real busy window: Threads_created 3,124 against Connections 3,120
+    assert guarded_ratio(3124, 3120, 50, "x") == 1.0
+    with pytest.raises(Insufficient, match="inconsistent"):
+        guarded_ratio(3300, 3120, 50, "x")
+
+
 def test_ratio_over_the_window_is_never_negative_or_above_one():
     w = window(counters({"Innodb_buffer_pool_reads": 0, "Innodb_buffer_pool_read_requests": 0},
                         {"Innodb_buffer_pool_reads": 5, "Innodb_buffer_pool_read_requests": 100}))
