@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, List, Sequence, Tuple
 
+from report.facts import rows
 from report.finding import Insufficient
 from report.model import Bundle, to_number
 from report.window import parse_ts
@@ -24,10 +25,6 @@ TOP = 5
 #: help them, and mydiag's own reads during the window look like that.
 _CATALOG = re.compile(r"information_schema|performance_schema|`mysql` \.|^\s*\(?\s*(show|set)\b"
                       r"|^\s*select @@|^\s*select \? as `part`", re.I)
-
-
-def _rows(value: Any) -> List[Dict[str, Any]]:
-    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []
 
 
 def _count(value: Any) -> float:
@@ -61,14 +58,14 @@ def window_digests(bundle: Bundle) -> List[Dict[str, Any]]:
     if bundle.window.restarted:
         raise Insufficient("the server restarted inside the window: the start reading no longer counts")
     start: Dict[Tuple[str, str], Dict[str, Any]] = {}
-    for row in _rows(bundle.json(DIGESTS)):
+    for row in rows(bundle.json(DIGESTS)):
         start.setdefault(_key(row), row)
     opened = bundle.window.start
     if opened is None:
         opened = parse_ts(bundle.manifest.get("started"))
     seen = set()
     out: List[Dict[str, Any]] = []
-    for row in _rows(bundle.json(DIGESTS_END)):
+    for row in rows(bundle.json(DIGESTS_END)):
         key = _key(row)
         if key in seen:
             continue

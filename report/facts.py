@@ -8,7 +8,7 @@ where numbers belong) and returns None when a figure is missing or not a usable 
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from report.finding import Insufficient
 from report.model import Bundle, to_number
@@ -185,3 +185,8 @@ def before_this_run(b: Bundle, events: Sequence[Dict[str, Any]]) -> bool:
         return False
     times = [parse_ts(e.get("time")) for e in events]
     return all(t is not None and t < started for t in times)
+
+
+def rows(value: Any) -> List[Dict[str, Any]]:
+    """The objects of a member's list (anything else in it, or a value that is no list: none)."""
+    return [row for row in value if isinstance(row, dict)] if isinstance(value, list) else []

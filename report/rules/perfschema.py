@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Sequence
 
-from report.digests import DIGESTS, DIGESTS_END, PS, TEXT_LIMIT, _count, _rows, window_digests
+from report.digests import DIGESTS, DIGESTS_END, PS, TEXT_LIMIT, _count, window_digests
 from report.facts import mysqld_rss_bytes
+from report.facts import rows as _rows
 from report.finding import Evidence, Hit, Insufficient
 from report.model import Bundle
 from report.registry import rule

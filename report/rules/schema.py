@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional
 
-from report.facts import mapping
+from report.facts import mapping, rows
 from report.finding import Evidence, Hit, Insufficient
 from report.model import Bundle, to_number
 from report.registry import rule
@@ -24,14 +24,6 @@ STORED = "mysql/stored_objects.json"
 NAMED = 20
 _SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 GIB = 1 << 30
-
-
-def _list(value: Any) -> List[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _rows(value: Any) -> List[Dict[str, Any]]:
-    return [row for row in _list(value) if isinstance(row, dict)]
 
 
 def _name(row: Dict[str, Any]) -> str:
@@ -86,7 +78,7 @@ def tables_without_primary_key(b: Bundle) -> Optional[Hit]:
     AUTO_INCREMENT column) with an online schema-change tool.
     """
     facts = _facts(b)
-    tables = [row for row in _rows(facts.get("without_primary_key")) if _user(row)]
+    tables = [row for row in rows(facts.get("without_primary_key")) if _user(row)]
     if not tables:
         return None
     total = max(len(tables), _count(tables, mapping(facts.get("counts")).get("without_primary_key")))
@@ -127,7 +119,7 @@ def non_innodb_tables(b: Bundle) -> Optional[Hit]:
     **Fix**: `ALTER TABLE … ENGINE=InnoDB` (online schema-change tool for big tables).
     """
     facts = _facts(b)
-    tables = [row for row in _rows(facts.get("non_innodb"))
+    tables = [row for row in rows(facts.get("non_innodb"))
               if _user(row) and str(row.get("engine") or "").lower() not in _SAFE_ENGINES]
     if not tables:
         return None
@@ -151,7 +143,7 @@ def _size(row: Dict[str, Any]) -> float:
 
 def _schema_total(overview: Dict[str, Any]) -> float:
     total = 0.0
-    for schema in _rows(overview.get("schemas")):
+    for schema in rows(overview.get("schemas")):
         if str(schema.get("schema") or "").lower() in _SYSTEM_SCHEMAS:
             continue
         total += _size(schema)
@@ -188,7 +180,7 @@ def huge_tables(b: Bundle) -> Optional[Hit]:
     overview = b.json(OVERVIEW)
     if not isinstance(overview, dict):
         raise Insufficient(f"{OVERVIEW} is not a JSON object")
-    top = [row for row in _rows(overview.get("top_tables")) if _user(row)]
+    top = [row for row in rows(overview.get("top_tables")) if _user(row)]
     if not top:
         raise Insufficient("schema_overview holds no table sizes (no top_tables)")
     ranked = sorted(top, key=_size, reverse=True)
@@ -239,7 +231,7 @@ def unopenable_tables(b: Bundle) -> Optional[Hit]:
     is no longer needed.
     """
     facts = _facts(b)
-    tables = _rows(facts.get("unopenable"))
+    tables = rows(facts.get("unopenable"))
     if not tables:
         return None
     listed = [{"table": _name(r), "engine": str(r.get("engine") or "")[:32] or None,
@@ -284,9 +276,9 @@ def deprecated_charsets(b: Bundle) -> Optional[Hit]:
     """
     facts = _facts(b)
     charsets = mapping(facts.get("deprecated_charsets"))
-    columns = [row for row in _rows(charsets.get("innodb_columns")) if _user(row)]
-    schemas = [row for row in _rows(charsets.get("schema_defaults")) if _user(row)]
-    tables = [row for row in _rows(charsets.get("non_innodb_table_defaults")) if _user(row)]
+    columns = [row for row in rows(charsets.get("innodb_columns")) if _user(row)]
+    schemas = [row for row in rows(charsets.get("schema_defaults")) if _user(row)]
+    tables = [row for row in rows(charsets.get("non_innodb_table_defaults")) if _user(row)]
     column_count = sum(_columns(r) for r in columns)
     if not (column_count or schemas or tables):
         return None
@@ -340,7 +332,7 @@ def missing_definers(b: Bundle) -> Optional[Hit]:
     if not isinstance(stored, dict):
         raise Insufficient(f"{STORED} is not a JSON object")
     count = stored.get("missing_definer_count")
-    missing = _rows(stored.get("missing_definers"))
+    missing = rows(stored.get("missing_definers"))
     if count is None and not missing:
         raise Insufficient("the account list was not readable: missing definers were not checked")
     total = _count(missing, count)
@@ -384,7 +376,7 @@ def reclaimable_space(b: Bundle) -> Optional[Hit]:
     overview = b.json(OVERVIEW)
     if not isinstance(overview, dict):
         raise Insufficient(f"{OVERVIEW} is not a JSON object")
-    top = [row for row in _rows(overview.get("top_tables"))
+    top = [row for row in rows(overview.get("top_tables"))
            if _user(row) and str(row.get("engine") or "").lower() == "innodb"]
     if not top:
         raise Insufficient("schema_overview holds no InnoDB table sizes")
