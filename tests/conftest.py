@@ -27,7 +27,7 @@ pytest_plugins = ("tests.serverkit",)
 #: The engineers' web pages and the mail service are server code through and through: where the
 #: server extra is not installed (the agent's Python 3.9 pass, `pytest -m "not server"`), they
 #: are not collected.
-collect_ignore_glob = [] if importlib.util.find_spec("fastapi") else ["web/*", "mail/*"]
+collect_ignore = [] if importlib.util.find_spec("fastapi") else ["web", "mail"]
 
 REQUIRE = os.environ.get("MYDIAG_REQUIRE_SERVER") == "1"
 

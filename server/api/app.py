@@ -22,9 +22,12 @@ from bundle.version import __version__
 from server.api import audit as audit_api
 from server.api import bundles as bundles_api
 from server.api import messages as messages_api
+from server.api import promises as promises_api
+from server.api import queue as queue_api
 from server.api import sessions as sessions_api
 from server.api import tickets as tickets_api
 from server.api import uploads as uploads_api
+from server.api import work as work_api
 from server.api.access import who_for
 from server.api.errors import ApiError
 from server.api.httpedge import StrictJSONRoute
@@ -93,7 +96,8 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
         return {"status": "ok", "version": __version__}
 
     # The order of installation is the order of the OpenAPI document's paths.
-    for resource in (tickets_api, messages_api, bundles_api, audit_api, uploads_api):
+    for resource in (tickets_api, messages_api, promises_api, work_api, queue_api, bundles_api, audit_api,
+                     uploads_api):
         resource.install(app, state, who)
     # The engineers' web pages (server/web/): outside /api/v1 and outside the OpenAPI document.
     app.include_router(bundle_pages.router(state))  # first: its /static/report.css before /static/{name}

@@ -85,11 +85,14 @@ class ClockEvent(BaseModel):
 
 class TimelineEntry(BaseModel):
     at: str
-    type: Literal["message", "bundle", "session", "clock"]
+    type: Literal["message", "bundle", "session", "clock", "promise", "work_item", "call"]
     message: Optional[MessageOut] = None
     bundle: Optional[TimelineBundle] = None
     session: Optional[TimelineSession] = None
     clock: Optional[ClockEvent] = None
+    promise: Optional[Dict[str, Any]] = Field(None, description="a promise version (see the promises routes)")
+    work_item: Optional[Dict[str, Any]] = Field(None, description="a work item of a fan-out")
+    call: Optional[Dict[str, Any]] = Field(None, description="a call: its agenda, time, state and minutes")
 
 
 def install(app: FastAPI, state: State, who: Who) -> None:

@@ -366,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     from server.cli import customers as customer_cli
 
     customer_cli.register(sub)
+    from server.cli import capacity as capacity_cli
+
+    capacity_cli.register(sub)
+    from server.cli import simulate as simulate_cli
+
+    simulate_cli.register(sub)
     return parser
 
 

@@ -137,6 +137,53 @@ CREATE TABLE IF NOT EXISTS customer_web_sessions (
 CREATE INDEX IF NOT EXISTS customer_web_sessions_expires ON customer_web_sessions (expires);
 CREATE TABLE IF NOT EXISTS customer_link_requests (address TEXT NOT NULL, at DOUBLE PRECISION NOT NULL);
 CREATE INDEX IF NOT EXISTS customer_link_requests_address ON customer_link_requests (address, at);
+CREATE TABLE IF NOT EXISTS promises (
+  id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, obligation_id TEXT NOT NULL, version INTEGER NOT NULL,
+  due_at DOUBLE PRECISION NOT NULL, policy_due_at DOUBLE PRECISION, reason TEXT NOT NULL,
+  proposed_by TEXT NOT NULL, proposed_side TEXT NOT NULL, proposed_at DOUBLE PRECISION NOT NULL,
+  replaces TEXT, state TEXT NOT NULL, answered_by TEXT, answered_at DOUBLE PRECISION,
+  renegotiated INTEGER NOT NULL DEFAULT 0, estimate DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS promises_ticket ON promises (ticket_id, version);
+CREATE INDEX IF NOT EXISTS promises_obligation ON promises (obligation_id, version);
+CREATE TABLE IF NOT EXISTS admission_refusals (
+  id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, at DOUBLE PRECISION NOT NULL, actor TEXT NOT NULL,
+  wanted_at DOUBLE PRECISION NOT NULL, earliest_feasible_at DOUBLE PRECISION, detail TEXT);
+CREATE INDEX IF NOT EXISTS admission_refusals_ticket ON admission_refusals (ticket_id, at);
+CREATE TABLE IF NOT EXISTS engineer_calendars (
+  engineer TEXT PRIMARY KEY, timezone TEXT NOT NULL, hours TEXT NOT NULL, holidays TEXT,
+  subdivision TEXT, share DOUBLE PRECISION NOT NULL DEFAULT 1, updated DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS engineer_time_off (
+  id TEXT PRIMARY KEY, engineer TEXT NOT NULL, starts DOUBLE PRECISION NOT NULL,
+  ends DOUBLE PRECISION NOT NULL, reason TEXT);
+CREATE INDEX IF NOT EXISTS engineer_time_off_engineer ON engineer_time_off (engineer, starts);
+CREATE TABLE IF NOT EXISTS task_efforts (
+  task_id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, kind TEXT NOT NULL, estimate DOUBLE PRECISION,
+  estimated_by TEXT, spent DOUBLE PRECISION NOT NULL DEFAULT 0, owner TEXT, done_at DOUBLE PRECISION);
+CREATE TABLE IF NOT EXISTS queue_holds (
+  id TEXT PRIMARY KEY, engineer TEXT NOT NULL, task_id TEXT NOT NULL, ticket_id TEXT NOT NULL,
+  taken_at DOUBLE PRECISION NOT NULL, slice_ends DOUBLE PRECISION NOT NULL,
+  released_at DOUBLE PRECISION, released_why TEXT);
+CREATE INDEX IF NOT EXISTS queue_holds_open ON queue_holds (released_at, engineer);
+CREATE INDEX IF NOT EXISTS queue_holds_task ON queue_holds (task_id, taken_at);
+CREATE TABLE IF NOT EXISTS task_waits (
+  id TEXT PRIMARY KEY, task_id TEXT NOT NULL, ticket_id TEXT NOT NULL, waiting_on TEXT NOT NULL,
+  since DOUBLE PRECISION NOT NULL, ended DOUBLE PRECISION, actor TEXT NOT NULL, note TEXT);
+CREATE INDEX IF NOT EXISTS task_waits_task ON task_waits (task_id, ended);
+CREATE TABLE IF NOT EXISTS work_items (
+  id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, obligation_id TEXT, owner TEXT NOT NULL,
+  title TEXT NOT NULL, estimate DOUBLE PRECISION NOT NULL, due_at DOUBLE PRECISION NOT NULL,
+  state TEXT NOT NULL, result TEXT, created_by TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+  done_at DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS work_items_ticket ON work_items (ticket_id, created_at);
+CREATE INDEX IF NOT EXISTS work_items_owner ON work_items (owner, state, due_at);
+CREATE TABLE IF NOT EXISTS calls (
+  id TEXT PRIMARY KEY, ticket_id TEXT NOT NULL, requested_by TEXT NOT NULL,
+  requested_at DOUBLE PRECISION NOT NULL, agenda TEXT NOT NULL, limit_minutes INTEGER NOT NULL,
+  attendees TEXT NOT NULL, engineer TEXT, starts_at DOUBLE PRECISION, ends_at DOUBLE PRECISION,
+  state TEXT NOT NULL, refused_reason TEXT, minutes TEXT, minuted_at DOUBLE PRECISION,
+  minuted_by TEXT, session_id TEXT, ical_uid TEXT, ical_sequence INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS calls_ticket ON calls (ticket_id, requested_at);
+CREATE INDEX IF NOT EXISTS calls_engineer ON calls (engineer, starts_at);
 """
 
 _AUDIT = {

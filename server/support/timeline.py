@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Tuple
 from server.gateway import records as session_records
 from server.intake import bundles, reports
 from server.storage.db import Tx
-from server.support import breaches, messages, obligations
+from server.support import breaches, calls, messages, obligations, promises, workitems
 from server.support.tickets import iso
 
 
@@ -41,6 +41,8 @@ def ticket_timeline(tx: Tx, ticket_id: str, engineer: bool) -> List[Dict[str, An
         if engineer or ev["kind"] == "breach":
             entries.append((ev["recorded_at"], 4, _clock(ev["recorded_at"], ev["obligation_id"], ev["kind"],
                                                           ev["due"])))
+    for order, source in ((5, promises), (6, workitems), (7, calls)):
+        entries.extend((at, order, entry) for at, entry in source.timeline_entries(tx, ticket_id, engineer))
     return [entry for _, _, entry in sorted(entries, key=lambda e: (e[0], e[1]))]
 
 

@@ -24,7 +24,17 @@ from server.storage.db import Tx
 from server.storage.state import State
 from server.support import messages, tickets
 from server.support.tickets import Invalid
-from server.web import access, clockview, conversation, customersessions, render, urls, websessions
+from server.web import (
+    access,
+    clockview,
+    conversation,
+    customersessions,
+    promisepanel,
+    render,
+    urls,
+    websessions,
+    workpanel,
+)
 from server.web.access import text
 from server.web.settings import WebSettings
 
@@ -69,7 +79,9 @@ def _ticket_view(tx: Tx, person: customersessions.Person, ticket_id: str, zone: 
     latest = next((e["message"] for e in reversed(shown) if e["type"] == "message"
                    and e["message"]["author_kind"] == "customer"), None)
     return {"ticket": ticket, "conversation": shown, "latest": latest,
-            "latest_due": conversation.due_view(latest["due_at"], zone) if latest else None}
+            "latest_due": conversation.due_view(latest["due_at"], zone) if latest else None,
+            **promisepanel.context(tx, ticket_id, False, zone),
+            **workpanel.context(tx, ticket_id, False, zone)}
 
 
 def _customer_post(tx: Tx, person: customersessions.Person, ticket_id: str, body: str,

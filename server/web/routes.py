@@ -9,7 +9,16 @@ from fastapi.responses import Response
 from fastapi.routing import APIRoute
 
 from server.storage.state import State
-from server.web import conversation, customers, render, signin, ticketpages
+from server.web import (
+    conversation,
+    customers,
+    promisepanel,
+    queuepage,
+    render,
+    signin,
+    ticketpages,
+    workpanel,
+)
 from server.web.settings import WebSettings
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -25,6 +34,9 @@ def router(state: State) -> APIRouter:
     ticketpages.install(pages, state, settings)
     conversation.install(pages, state, settings)
     customers.install(pages, state, settings)
+    promisepanel.install(pages, state, settings)
+    workpanel.install(pages, state, settings)
+    queuepage.install(pages, state, settings)
     files = {p.name: (p.read_bytes(), _TYPES[p.suffix]) for p in sorted(STATIC.iterdir())
              if p.suffix in _TYPES}
 

@@ -22,7 +22,7 @@ from server.storage import audit
 from server.storage.db import Tx
 from server.storage.state import State
 from server.support import clock, tickets
-from server.web import access, clockview, conversation, render
+from server.web import access, clockview, conversation, promisepanel, render, workpanel
 from server.web.settings import WebSettings
 
 PER_PAGE = 50
@@ -113,6 +113,8 @@ def _ticket(tx: Tx, ticket_id: str, zone: str) -> Optional[Dict[str, Any]]:
         "hosts": tickets.ticket_hosts(tx, ticket_id),
         "sessions": list(reversed(session_records.list_for_ticket(tx, ticket_id))),
         "timeline": [dict(e, detail=_detail(e["detail"])) for e in audit.entries(tx, ticket_id, TIMELINE)],
+        **promisepanel.context(tx, ticket_id, True, zone),
+        **workpanel.context(tx, ticket_id, True, zone),
     }
 
 
