@@ -83,3 +83,28 @@ def no_reply(ticket_id: str, message_id: str) -> str:
 
 def customer_messages(ticket_id: str) -> str:
     return f"/customer/tickets/{_q(ticket_id)}/messages"
+
+
+def promise_propose(ticket_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/promises"
+
+
+def promise_accept(ticket_id: str, promise_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/promises/{_q(promise_id)}/accept"
+
+
+def promise_counter(ticket_id: str, promise_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/promises/{_q(promise_id)}/counter"
+
+
+def customer_promise_accept(ticket_id: str, promise_id: str) -> str:
+    return f"/customer/tickets/{_q(ticket_id)}/promises/{_q(promise_id)}/accept"
+
+
+def customer_promise_counter(ticket_id: str, promise_id: str) -> str:
+    return f"/customer/tickets/{_q(ticket_id)}/promises/{_q(promise_id)}/counter"
+
+
+def promise_link(token: str) -> str:
+    """A signed link mailed with a proposal (server/mail/promisemail.py)."""
+    return f"/promise/{_q(token)}"
