@@ -32,7 +32,10 @@ SENDING_LEASE_SECONDS = 300.0
 
 
 def build(signer: Signer, ticket_id: Optional[str], outbox_id: str, to_addr: str, subject: str,
-          body: str, auto: bool, in_reply_to: Optional[str] = None) -> str:
+          body: str, auto: bool, in_reply_to: Optional[str] = None, calendar: Optional[str] = None,
+          calendar_method: str = "REQUEST") -> str:
+    """The whole message; with `calendar` (an iCalendar text, server/mail/invites.py) it is
+    multipart/alternative: `body`, then `text/calendar; method=…` (base64, so its CRLF lines stay)."""
     msg = EmailMessage()
     own = signer.reply_address(ticket_id) if ticket_id else signer.address
     msg["From"] = email.utils.formataddr(("mydiag support", own))
@@ -53,13 +56,18 @@ def build(signer: Signer, ticket_id: Optional[str], outbox_id: str, to_addr: str
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Auto-Response-Suppress"] = "All"
     msg.set_content(body)
+    if calendar is not None:
+        msg.add_alternative(calendar.encode("utf-8"), maintype="text", subtype="calendar",
+                            params={"method": calendar_method, "charset": "utf-8"})
     return msg.as_string()
 
 
 def enqueue(tx: Tx, ticket_id: Optional[str], message_id: Optional[str], to_addr: str, subject: str,
-            body: str, auto: bool = False, *, signer: Signer, in_reply_to: Optional[str] = None) -> str:
+            body: str, auto: bool = False, *, signer: Signer, in_reply_to: Optional[str] = None,
+            calendar: Optional[str] = None, calendar_method: str = "REQUEST") -> str:
     outbox_id = "ob-" + secrets.token_hex(8)
-    raw = build(signer, ticket_id, outbox_id, to_addr, subject, body, auto, in_reply_to)
+    raw = build(signer, ticket_id, outbox_id, to_addr, subject, body, auto, in_reply_to, calendar,
+                calendar_method)
     tx.run("INSERT INTO outbox (id, message_id, ticket_id, to_addr, raw, state, attempts, next_try,"
            " created) VALUES (?, ?, ?, ?, ?, 'queued', 0, ?, ?)",
            (outbox_id, message_id, ticket_id, to_addr, raw, time.time(), time.time()))
