@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import secrets
 import time
 from email.message import EmailMessage
 from typing import Any, Callable, Dict, List, Optional
 
 from server.config import MailSettings
+from server.mail import promisemail
 from server.mail.parse import one_line
 from server.mail.tokens import Signer
 from server.storage.db import Tx
@@ -74,8 +76,12 @@ def enqueue(tx: Tx, ticket_id: Optional[str], message_id: Optional[str], to_addr
     return outbox_id
 
 
-def pickup(tx_factory: Callable[..., Any], signer: Signer, limit: int = 100) -> int:
-    """Engineer replies and acknowledgements waiting to be mailed → outbox rows. Returns how many."""
+def pickup(tx_factory: Callable[..., Any], signer: Signer, limit: int = 100, public_url: str = "") -> int:
+    """Engineer replies and acknowledgements waiting to be mailed → outbox rows. Returns how many.
+    A message sent together with a proposal gets its paragraph and each person's signed links
+    (promisemail.py) under the server's `public_url` (else `$MYDIAG_PUBLIC_URL`; with neither,
+    no links, only how to answer by mail)."""
+    origin = (public_url or os.environ.get("MYDIAG_PUBLIC_URL", "")).strip().rstrip("/")
     with tx_factory(write=False) as tx:
         pending = tx.all(
             "SELECT m.id, m.ticket_id FROM messages m WHERE m.delivery = 'pending'"
@@ -102,7 +108,8 @@ def pickup(tx_factory: Callable[..., Any], signer: Signer, limit: int = 100) -> 
                           " 'customer' AND mail_message_id IS NOT NULL ORDER BY at DESC LIMIT 1",
                           (row["ticket_id"],))
             for addr in to:
-                enqueue(tx, row["ticket_id"], row["id"], addr, f"Re: {ticket['title']}", message["body"],
+                body = promisemail.reply_body(tx, signer, message, addr, origin)
+                enqueue(tx, row["ticket_id"], row["id"], addr, f"Re: {ticket['title']}", body,
                         signer=signer, in_reply_to=last["mail_message_id"] if last else None)
             count += 1
     return count
