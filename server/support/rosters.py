@@ -132,13 +132,17 @@ def view(tx: Tx, engineer: str) -> Dict[str, Any]:
                                  "subdivision": default.subdivision, "share": 1.0}
     else:
         found = {"own": True, "calendar": engineer, "timezone": row["timezone"],
-                 "hours": json.loads(row["hours"]),
+                 "hours": _in_order(json.loads(row["hours"])),
                  "holidays": row["holidays"] or "", "subdivision": row["subdivision"] or "",
                  "share": float(row["share"]), "updated": iso(row["updated"])}
     found["engineer"] = engineer
     found["time_off"] = [{"id": r["id"], "starts": iso(r["starts"]), "ends": iso(r["ends"]),
                           "reason": r["reason"]} for r in off]
     return found
+
+
+def _in_order(hours: Dict[str, List[str]]) -> Dict[str, List[str]]:
+    return {day: hours[day] for day in cal.DAYS if hours.get(day)}
 
 
 def _hours_text(calendar: cal.Calendar) -> Dict[str, List[str]]:
