@@ -108,3 +108,31 @@ def customer_promise_counter(ticket_id: str, promise_id: str) -> str:
 def promise_link(token: str) -> str:
     """A signed link mailed with a proposal (server/mail/promisemail.py)."""
     return f"/promise/{_q(token)}"
+
+
+def work_items(ticket_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/work-items"
+
+
+def work_item(ticket_id: str, item_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/work-items/{_q(item_id)}"
+
+
+def calls(ticket_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/calls"
+
+
+def call_minutes(ticket_id: str, call_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/calls/{_q(call_id)}/minutes"
+
+
+def call_cancel(ticket_id: str, call_id: str) -> str:
+    return f"/tickets/{_q(ticket_id)}/calls/{_q(call_id)}/cancel"
+
+
+def customer_calls(ticket_id: str) -> str:
+    return f"/customer/tickets/{_q(ticket_id)}/calls"
+
+
+def customer_call_cancel(ticket_id: str, call_id: str) -> str:
+    return f"/customer/tickets/{_q(ticket_id)}/calls/{_q(call_id)}/cancel"
