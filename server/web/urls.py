@@ -136,3 +136,11 @@ def customer_calls(ticket_id: str) -> str:
 
 def customer_call_cancel(ticket_id: str, call_id: str) -> str:
     return f"/customer/tickets/{_q(ticket_id)}/calls/{_q(call_id)}/cancel"
+
+
+QUEUE = "/queue"
+
+
+def queue_task(task_id: str, action: str) -> str:
+    """A step of the queue page on one task: take, release, done, wait or resume."""
+    return f"/queue/tasks/{_q(task_id)}/{_q(action)}"
