@@ -188,3 +188,23 @@ def describe(calendar: Optional[Calendar]) -> str:
     if calendar is None or calendar.always:
         return "24x7"
     return f"{calendar.timezone}, holidays {calendar.country or 'none'}"
+
+
+def open_intervals(calendar: Calendar, start: float, end: float) -> List[Tuple[float, float]]:
+    """The calendar's open time in [start, end) as sorted, disjoint epoch pairs (24x7: one interval);
+    what planning.supply.Supply is built from."""
+    if end <= start:
+        return []
+    if calendar.always:
+        return [(float(start), float(end))]
+    out: List[Tuple[float, float]] = []
+    for a, b in calendar.intervals(from_epoch(start)):
+        lo, hi = a.timestamp(), min(b.timestamp(), end)
+        if lo >= end:
+            break
+        if hi > lo:
+            if out and lo <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], hi))
+            else:
+                out.append((lo, hi))
+    return out

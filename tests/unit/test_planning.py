@@ -295,3 +295,21 @@ def test_default_effort_learns_from_history():
     assert 600 <= learned < 700
     few = estimates.default_effort("next", [600.0])
     assert few > 1000
+
+
+# --- calendars as supply -------------------------------------------------------
+
+def test_open_intervals_follow_the_calendar_across_dst_and_clip_to_the_window():
+    import datetime as dt
+
+    from server.support import calendar as cal
+
+    berlin = cal.office(timezone="Europe/Berlin")
+    friday = dt.datetime(2026, 3, 27, 12, 0, tzinfo=dt.timezone.utc).timestamp()
+    spans = cal.open_intervals(berlin, friday, friday + 4 * DAY)
+    # Friday from noon UTC (13:00 local) to 16:00 UTC, then Monday after the clocks moved: 07:00-15:00 UTC.
+    assert [(cal.from_epoch(a).hour, cal.from_epoch(b).hour) for a, b in spans] == [(12, 16), (7, 15)]
+    assert cal.open_intervals(cal.ALWAYS, 5.0, 10.0) == [(5.0, 10.0)]
+    assert cal.open_intervals(berlin, 10.0, 5.0) == []
+    s = Supply(friday, {"ann": spans})
+    assert s.capacity(friday + 4 * DAY) == pytest.approx(12 * H)
