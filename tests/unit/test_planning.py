@@ -307,9 +307,11 @@ def test_open_intervals_follow_the_calendar_across_dst_and_clip_to_the_window():
     berlin = cal.office(timezone="Europe/Berlin")
     friday = dt.datetime(2026, 3, 27, 12, 0, tzinfo=dt.timezone.utc).timestamp()
     spans = cal.open_intervals(berlin, friday, friday + 4 * DAY)
-    # Friday from noon UTC (13:00 local) to 16:00 UTC, then Monday after the clocks moved: 07:00-15:00 UTC.
-    assert [(cal.from_epoch(a).hour, cal.from_epoch(b).hour) for a, b in spans] == [(12, 16), (7, 15)]
+    # Friday from noon UTC (13:00 local) to 16:00 UTC; Monday after the clocks moved, 07:00-15:00 UTC;
+    # Tuesday up to the window's end at noon.
+    hours = [(cal.from_epoch(a).hour, cal.from_epoch(b).hour) for a, b in spans]
+    assert hours == [(12, 16), (7, 15), (7, 12)]
     assert cal.open_intervals(cal.ALWAYS, 5.0, 10.0) == [(5.0, 10.0)]
     assert cal.open_intervals(berlin, 10.0, 5.0) == []
     s = Supply(friday, {"ann": spans})
-    assert s.capacity(friday + 4 * DAY) == pytest.approx(12 * H)
+    assert s.capacity(friday + 4 * DAY) == pytest.approx(17 * H)
