@@ -37,7 +37,7 @@ from server.intake import bundles
 from server.intake import tus as uploads
 from server.intake.tus import TusError
 from server.storage.state import State
-from server.support import breaches, policies
+from server.support import breaches, capacity, policies, queue
 from server.support.tickets import Invalid
 from server.web import bundle_pages
 from server.web.routes import router as web_router
@@ -49,13 +49,15 @@ log = logging.getLogger("mydiag.server")
 
 def create_app(state: State, sweep: bool = True) -> FastAPI:
     policies.configure(state.config.support)  # a bad `support` section stops the start, in one line
+    capacity.configure(state.config.support.get("capacity"))  # likewise its `capacity` part
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         workers = [threading.Thread(target=_sweeper, args=(state, stop), daemon=True, name="sweeper"),
                    threading.Thread(target=breaches.run, args=(state.db, stop, state.owner), daemon=True,
-                                    name="breaches")]
+                                    name="breaches"),
+                   threading.Thread(target=queue.run, args=(state.db, stop), daemon=True, name="queue")]
         for worker in workers if sweep else ():
             worker.start()
         yield
