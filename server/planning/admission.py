@@ -92,14 +92,20 @@ def _first(failures: Sequence[_Failure]) -> Optional[_Failure]:
     return min(failures, key=lambda f: (f.at, f.engineer is not None)) if failures else None
 
 
-def demand_test(tasks: Sequence[Task], supply: Supply) -> Tuple[bool, Optional[float], float]:
-    """(passes, the first failing deadline, the seconds missing there)."""
+def first_overload(tasks: Sequence[Task], supply: Supply) -> Optional[_Failure]:
+    """The first deadline the set fails at: `.at`, `.shortfall`, `.engineer` (None: everyone's time;
+    a name: their pinned work; "": task `.task` fits no engineer alone). None: it passes."""
     failures = _overloads(tasks, supply)
     for t in tasks:
         left = _fits_alone(t, supply)
         if left < -_EPS:
             failures.append(_Failure(t.due, -left, "", t.id))
-    first = _first(failures)
+    return _first(failures)
+
+
+def demand_test(tasks: Sequence[Task], supply: Supply) -> Tuple[bool, Optional[float], float]:
+    """(passes, the first failing deadline, the seconds missing there)."""
+    first = first_overload(tasks, supply)
     if first is None:
         return True, None, 0.0
     return False, first.at, first.shortfall

@@ -126,6 +126,18 @@ class Supply:
                 horizon = max(horizon, spans[-1][1])
         self._total = _line(everyone)
         self.horizon: float = horizon
+        #: What the lines had reached at `start` (0 until `since` moves it on).
+        self._used: Dict[Optional[str], float] = {}
+
+    def since(self, start: float) -> Supply:
+        """The same supply counted from a later `start`: built once, re-based cheaply (a simulation
+        advancing its clock asks this thousands of times)."""
+        moved = object.__new__(Supply)
+        moved.__dict__.update(self.__dict__)
+        moved.start = max(self.start, float(start))
+        moved._used = {name: line.value(moved.start) for name, line in self._lines.items()}
+        moved._used[None] = self._total.value(moved.start)
+        return moved
 
     def _of(self, engineer: Optional[str]) -> _Line:
         if engineer is None:
@@ -135,13 +147,16 @@ class Supply:
 
     def capacity(self, until: float, engineer: Optional[str] = None) -> float:
         """Usable seconds in [start, until) (of one engineer, or of all)."""
-        return self._of(engineer).value(until)
+        if until <= self.start:
+            return 0.0
+        return self._of(engineer).value(until) - self._used.get(engineer, 0.0)
 
     def reach(self, seconds: float, engineer: Optional[str] = None) -> Optional[float]:
         """The earliest t with capacity(t) >= seconds; None past the horizon."""
         if seconds <= 0:
             return self.start
-        return self._of(engineer).inverse(seconds)
+        found = self._of(engineer).inverse(seconds + self._used.get(engineer, 0.0))
+        return None if found is None else max(found, self.start)
 
     def working(self, engineer: str, at: float) -> bool:
         starts = self._starts.get(engineer, [])

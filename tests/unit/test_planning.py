@@ -56,6 +56,19 @@ def test_reach_inverts_capacity_and_stops_at_the_horizon():
     assert s.reach(0) == 0.0
 
 
+def test_since_rebases_the_same_supply():
+    s = Supply(0.0, {"ann": days(3), "bob": days(3)}, reserve=0.25)
+    later = s.since(DAY + 13 * H)
+    fresh = Supply(DAY + 13 * H, {"ann": days(3), "bob": days(3)}, reserve=0.25)
+    for t in (DAY + 12 * H, DAY + 14 * H, 2 * DAY + 10 * H, 9 * DAY):
+        assert later.capacity(t) == pytest.approx(fresh.capacity(t))
+        assert later.capacity(t, "ann") == pytest.approx(fresh.capacity(t, "ann"))
+    for want in (1.0, 3 * H, 10 * H):
+        assert later.reach(want) == pytest.approx(fresh.reach(want))
+    assert later.reach(fresh.capacity(9 * DAY) + 1) is None
+    assert s.capacity(DAY + 13 * H) > 0  # the original is untouched
+
+
 def test_working_and_next_open():
     s = Supply(0.0, {"ann": days(2)})
     assert not s.working("ann", 8 * H) and s.working("ann", 9 * H) and not s.working("ann", 17 * H)
