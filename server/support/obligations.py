@@ -25,6 +25,14 @@ the customer a reply. The rules, as implemented (docs/conversations.md, "Clocks"
 Each obligation keeps the times of its four clock events (warnings at 50, 80 and 95% of
 the interval, then the breach at due_at) and how many of them were recorded (`fired`);
 `next_check` is the next one's time, what the breach sweeper (breaches.py) looks for.
+
+An accepted promise (promises.py, docs/promises.md) replaces the policy's deadline: `set_due`
+moves due_at to the promised time and the warnings to 50, 80 and 95% of the time from the
+acceptance to it. From then on the promise's times stand where the policy's would be
+recomputed: a pause still stops the clock (on resume every time moves on by the paused
+time, counted from the acceptance when that came during the pause), a bounce or a marked
+message leaves them as they are. The business time `used` is still counted, so
+`policy_due` can tell what the policy alone would ask.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import secrets
 from typing import Any, Dict, List, Optional
 
 from server.storage.db import Tx
-from server.support import breaches, people, policies
+from server.support import breaches, clock, people, policies
 from server.support import calendar as cal
 from server.support.policies import DEFAULT_SEVERITY
 from server.support.tickets import Invalid
@@ -108,11 +116,60 @@ def _calendar(row: Dict[str, Any]) -> cal.Calendar:
     return policies.active().calendar(row["calendar"])
 
 
-def _reschedule(tx: Tx, row: Dict[str, Any], **values: Any) -> None:
+def _promised(tx: Tx, obligation_id: str) -> Optional[Dict[str, Any]]:
+    """The accepted promise in force on this obligation (its due_at and answered_at), if any."""
+    return tx.one("SELECT due_at, answered_at FROM promises WHERE obligation_id = ? AND state = 'accepted' "
+                  "ORDER BY version DESC LIMIT 1", (obligation_id,))
+
+
+def _reschedule(tx: Tx, row: Dict[str, Any], resumed_at: Optional[float] = None, **values: Any) -> None:
+    """New event times after a change: the policy's recomputed, or under a promise the times
+    as they stand (moved on by the paused time when `resumed_at` ends a pause)."""
     merged = {**row, **values}
-    plan = schedule(merged["active_since"], merged["used"], merged["target"], _calendar(merged),
-                    merged["fired"])
+    promise = _promised(tx, row["id"])
+    if promise is None:
+        plan = schedule(merged["active_since"], merged["used"], merged["target"], _calendar(merged),
+                        merged["fired"])
+    else:
+        shift = 0.0
+        if resumed_at is not None and row["paused_at"] is not None:
+            shift = max(0.0, resumed_at - max(row["paused_at"], promise["answered_at"] or 0.0))
+        times = [row[c] + shift for c in _COLUMNS]
+        plan = dict(zip(_COLUMNS, times))
+        plan["next_check"] = times[merged["fired"]] if merged["fired"] < len(times) else None
     _update(tx, row["id"], **values, **plan)
+
+
+def set_due(tx: Tx, obligation_id: str, due_at: float, since: Optional[float] = None) -> Dict[str, Any]:
+    """An accepted promise: the running obligation is due at `due_at`, its warnings at 50, 80
+    and 95% of the time from `since` (now) to it. Events already recorded stay recorded (each
+    is recorded once); a paused obligation keeps no next_check until it resumes."""
+    row = get(tx, obligation_id)
+    if row is None or row["state"] not in RUNNING:
+        raise Invalid("no reply is owed on this obligation")
+    start = clock.now() if since is None else since
+    span = max(0.0, float(due_at) - start)
+    times = [start + share * span for _, share in EVENTS[:-1]] + [float(due_at)]
+    plan: Dict[str, Any] = dict(zip(_COLUMNS, times))
+    fired = int(row["fired"])
+    open_now = row["state"] == "open"
+    plan["next_check"] = times[fired] if open_now and fired < len(times) else None
+    _update(tx, obligation_id, **plan)
+    found = get(tx, obligation_id)
+    assert found is not None
+    return found
+
+
+def policy_due(tx: Tx, row: Dict[str, Any]) -> float:
+    """What the policy alone asks of this obligation: its due time in business time from the
+    start (the paused time not counted), whatever a promise has made of due_at."""
+    if row["state"] == "open":
+        return schedule(row["active_since"], row["used"], row["target"], _calendar(row), 0)["due_at"]
+    if row["state"] == "paused" and row["paused_at"] is not None:
+        used = row["used"] + cal.between_epoch(row["active_since"], row["paused_at"], _calendar(row))
+        left = max(0.0, row["target"] - used)
+        return cal.add_epoch(clock.now(), left, _calendar(row))
+    return float(row["due_at"])
 
 
 def _lock(tx: Tx, ticket_id: str) -> None:
@@ -128,8 +185,8 @@ def on_customer_message(tx: Tx, message: Dict[str, Any]) -> Optional[str]:
         _save_terms(tx, ticket_id, waiting_since=None, waiting_by=None)
     if row is not None and row["state"] == "paused":
         used = row["used"] + cal.between_epoch(row["active_since"], row["paused_at"], _calendar(row))
-        _reschedule(tx, row, state="open", used=used, active_since=max(at, row["paused_at"]),
-                    paused_by=None, paused_at=None)
+        _reschedule(tx, row, resumed_at=max(at, row["paused_at"]), state="open", used=used,
+                    active_since=max(at, row["paused_at"]), paused_by=None, paused_at=None)
         row = running(tx, ticket_id)
     if message["kind"] != "needs_reply":
         return None

@@ -6,6 +6,13 @@ the obligation was met by its due_at; late when met after it, or still open past
 lateness so far); messages whose reply is not yet due (or that wait on the customer) are
 counted as pending, outside the rate. Messages marked "no reply needed" are counted by
 who marked them (`customer`: the author's own choice).
+
+Promises (docs/promises.md) of the period, by the time each was agreed: `promised` (every
+agreement), `kept` and `missed` (their outcome; a missed one is a reply delivered late, or
+a promise replaced after its time had passed), `renegotiated` (agreements that replaced a
+promise before its time passed, counted apart: the promise they replaced is neither kept
+nor missed), `pending` (in force, no outcome yet); and `refused`, the admission refusals
+of the period (admission_refusals).
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from server.storage.db import Tx
-from server.support import clock
+from server.support import clock, promises
+from server.support.tickets import iso
 
 BUCKETS = ((3600.0, "under 1h"), (4 * 3600.0, "1h-4h"), (24 * 3600.0, "4h-24h"), (float("inf"), "over 24h"))
 
@@ -64,4 +72,25 @@ def report(tx: Tx, since: float, until: float, now: Optional[float] = None) -> D
             "lateness": {"count": len(lateness), "p50_seconds": _quantile(lateness, 0.5),
                          "p90_seconds": _quantile(lateness, 0.9),
                          "max_seconds": max(lateness) if lateness else None, "buckets": buckets},
-            "no_reply_needed": {"total": sum(by.values()), "by": dict(sorted(by.items()))}}
+            "no_reply_needed": {"total": sum(by.values()), "by": dict(sorted(by.items()))},
+            "promises": _promises(tx, since, until)}
+
+
+def _promises(tx: Tx, since: float, until: float) -> Dict[str, int]:
+    rows = tx.all("SELECT DISTINCT ticket_id FROM promises WHERE state IN ('accepted', 'superseded') "
+                  "AND answered_at >= ? AND answered_at < ?", (since, until))
+    out = {"promised": 0, "kept": 0, "missed": 0, "renegotiated": 0, "pending": 0,
+           "refused": promises.refusals(tx, since, until)}
+    for ticket in rows:
+        for version in promises.of_ticket(tx, ticket["ticket_id"]):
+            agreed = version["state"] in ("accepted", "superseded") and version["answered_at"] is not None
+            if not agreed or not iso(since) <= version["answered_at"] < iso(until):
+                continue
+            out["promised"] += 1
+            if version["renegotiated"]:
+                out["renegotiated"] += 1
+            if version["outcome"] in ("kept", "missed"):
+                out[version["outcome"]] += 1
+            elif version["state"] == "accepted":
+                out["pending"] += 1
+    return out
