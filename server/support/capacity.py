@@ -9,7 +9,7 @@ Settings come from config.json `support.capacity` (docs/queue.md), read once at 
 
 - `reserve`: the share of every engineer's time kept for work that has not arrived yet
   (0 <= reserve < 1); admission control never promises it away.
-- `slice`: how long a taken task is held (at least a minute, at most a day).
+- `slice`: how long a taken task is held (2 seconds to a day; seconds are for tests).
 - `long_slices`: a task needing more than this many slices is long: it gets a dedicated owner.
 - `alarm_slack`: a task whose slack (usable time before its due minus the work due by then)
   falls below this raises a slack alarm.
@@ -71,8 +71,8 @@ def parse(section: Optional[Dict[str, Any]]) -> Settings:
             or not 0 <= reserve < 1:
         raise PolicyError(f"{_where('reserve')} must be a number from 0 to below 1 (a share of the time)")
     slice_seconds = duration(section.get("slice", base.slice_seconds), _where("slice"))
-    if not 60 <= slice_seconds <= 86400:
-        raise PolicyError(f"{_where('slice')} must be from 1 minute to 1 day")
+    if not 2 <= slice_seconds <= 86400:
+        raise PolicyError(f"{_where('slice')} must be from 2 seconds to 1 day")
     alarm = section.get("alarm_slack", base.alarm_slack_seconds)
     alarm_seconds = 0.0 if alarm in (0, "0") else duration(alarm, _where("alarm_slack"))
     if alarm_seconds > 30 * 86400:

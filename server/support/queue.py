@@ -84,10 +84,6 @@ def _open_holds(tx: Tx, now: float, task_id: Optional[str] = None) -> List[Dict[
                   "ORDER BY taken_at, id", (now, task_id))
 
 
-def holds_of(tx: Tx, engineer: str, now: float) -> List[Dict[str, Any]]:
-    return [_hold_view(r, now) for r in _open_holds(tx, now) if r["engineer"] == engineer]
-
-
 def _owners(tx: Tx, ids: List[str]) -> Dict[str, str]:
     found: Dict[str, str] = {}
     for start in range(0, len(ids), 500):
@@ -113,7 +109,9 @@ class _Snapshot:
         self.now = now
         self.tasks: List[Task] = tasks.open_tasks(tx, now)
         self.supply: Supply = capacity.supply(tx, now)
-        self.holds = _open_holds(tx, now)
+        open_ids = {t.id for t in self.tasks}
+        # A hold on a task that left the queue (met, paused) has ended, also before the loop wrote it.
+        self.holds = [h for h in _open_holds(tx, now) if h["task_id"] in open_ids]
         self.held = {h["task_id"]: h["engineer"] for h in self.holds}
         self.owners = _owners(tx, [t.id for t in self.tasks])
         for task in self.tasks:
