@@ -60,12 +60,10 @@ class _Failure:
 
 def _fits_alone(task: Task, supply: Supply) -> float:
     """The best allowed engineer's time for `task` alone between its ready and its due, minus its effort."""
-    names = (task.engineer,) if task.engineer is not None else supply.engineers
-    best = 0.0
-    for name in names:
-        room = supply.capacity(task.due, name) - supply.capacity(max(task.ready, supply.start), name)
-        best = max(best, room)
-    return best - task.effort
+    since = max(task.ready, supply.start)
+    if task.engineer is None:
+        return supply.best_room(since, task.due) - task.effort
+    return supply.capacity(task.due, task.engineer) - supply.capacity(since, task.engineer) - task.effort
 
 
 def _overloads(tasks: Sequence[Task], supply: Supply) -> List[_Failure]:

@@ -82,9 +82,7 @@ class _Slacks:
                 (_due_by(line, t.due) if line else t.effort)
             alone = s.capacity(t.due, t.engineer) - s.capacity(since, t.engineer) - t.effort
             return min(total, pinned, alone)
-        best = max((s.capacity(t.due, n) - (s.capacity(since, n) if since > self.now else self.used[n])
-                    for n in s.engineers), default=0.0)
-        return min(total, best - t.effort)
+        return min(total, s.best_room(since, t.due) - t.effort)
 
 
 def slack(task: Task, tasks: Sequence[Task], supply: Supply, now: float) -> float:

@@ -126,6 +126,13 @@ class Supply:
                 horizon = max(horizon, spans[-1][1])
         self._total = _line(everyone)
         self.horizon: float = horizon
+        # Engineers with the same calendar and share have the same line: "the best single
+        # engineer" needs only one of each (a team of 8 in 3 zones has 3).
+        seen: Dict[Tuple[float, Tuple[Interval, ...]], str] = {}
+        for name in self.engineers:
+            weight = max(0.0, float((share or {}).get(name, 1.0)))
+            seen.setdefault((weight, tuple(self._spans[name])), name)
+        self._distinct: Tuple[str, ...] = tuple(seen.values())
         #: What the lines had reached at `start` (0 until `since` moves it on).
         self._used: Dict[Optional[str], float] = {}
 
@@ -157,6 +164,17 @@ class Supply:
             return self.start
         found = self._of(engineer).inverse(seconds + self._used.get(engineer, 0.0))
         return None if found is None else max(found, self.start)
+
+    def best_room(self, since: float, until: float) -> float:
+        """The most usable time any single engineer has in [since, until) (from start at the earliest)."""
+        since = max(since, self.start)
+        if until <= since:
+            return 0.0
+        best = 0.0
+        for name in self._distinct:
+            line = self._lines[name]
+            best = max(best, line.value(until) - line.value(since))
+        return best
 
     def working(self, engineer: str, at: float) -> bool:
         starts = self._starts.get(engineer, [])
