@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
 from server.intake import bundles
-from server.mail import loops, outbox
+from server.mail import loops, outbox, promisemail
 from server.mail import threading as mail_threading
 from server.mail.parse import Parsed, address, one_line, parse
 from server.mail.tokens import Signer, load_key
 from server.storage import audit
 from server.storage.state import State
-from server.support import messages, tickets
+from server.support import messages, people, tickets
 
 log = logging.getLogger("mydiag.mail")
 ATTEMPTS = 5
@@ -201,7 +201,8 @@ def _attach(tx: Any, state: State, signer: Signer, row: Dict[str, Any], parsed: 
     mail = state.config.mail
     sender = parsed.from_addr or address(row["envelope_from"])
     ticket_id = thread.ticket_id or ""
-    kind = "no_reply_needed" if (parsed.no_reply or auto) else "needs_reply"
+    answer = _promise_answer(tx, parsed, sender, ticket_id, auto)
+    kind = "no_reply_needed" if (parsed.no_reply or auto or (answer and answer.only)) else "needs_reply"
     message = messages.add_message(
         tx, ticket_id, author=sender or "unknown", author_kind="customer", kind=kind,
         body=_fit(parsed.body) or "(no text)", source="mail", mail_message_id=parsed.message_id or None,
@@ -210,12 +211,34 @@ def _attach(tx: Any, state: State, signer: Signer, row: Dict[str, Any], parsed: 
     audit.record(tx, f"mail:{sender}", "mail.receive", ticket_id, message["id"],
                  method=thread.method, automatic=auto or None, broken=parsed.broken or None,
                  parts_skipped=parsed.parts_skipped or None)
+    if answer is not None:
+        refused = promisemail.apply_answer(tx, signer, ticket_id, sender, answer,
+                                           [*parsed.in_reply_to, *reversed(parsed.references)])
+        audit.record(tx, f"mail:{sender}", "mail.promise_answer", ticket_id, message["id"],
+                     answer=answer.action or None, refused=refused or None)
+        if refused:
+            outbox.enqueue(tx, ticket_id, None, sender, f"Re: {parsed.subject}" if parsed.subject else
+                           "Your answer to our proposal", promisemail.refusal_text(refused), auto=True,
+                           signer=signer, in_reply_to=parsed.message_id or None)
     oversized = [a for a in parsed.attachments if a.sealed and a.size > mail.max_attachment_bytes]
     if oversized and not auto and sender:
         _upload_answer(tx, state, signer, parsed, sender, ticket_id, oversized[0].size)
     result.outcome = f"attached ({thread.method})"
     _done(tx, result)
     result.recorded = True
+
+
+def _promise_answer(tx: Any, parsed: Parsed, sender: str, ticket_id: str,
+                    auto: str) -> Optional[promisemail.Answer]:
+    """A keyword answer to a proposal (promisemail.py), only from a person of the ticket's
+    customer and never in automatic mail (an out-of-office quoting "accept" answers nothing)."""
+    if auto or not sender or not ticket_id:
+        return None
+    person = people.person(tx, sender)
+    ticket = tickets.get_ticket(tx, ticket_id)
+    if person is None or ticket is None or person["customer"] != ticket["customer"]:
+        return None
+    return promisemail.answer_in(parsed.body)
 
 
 def _done(tx: Any, result: Result) -> None:

@@ -359,7 +359,7 @@ def apply_answer(tx: Tx, signer: Signer, ticket_id: str, sender: str, answer: An
         earliest = getattr(verdict, "earliest_feasible_at", None)
         return (f"our engineers' calendars cannot carry a reply by {utc_text(answer.due_at or 0)}" +
                 (f"; the earliest we can promise is {utc_text(earliest)}" if earliest else ""))
-    except (promises.Conflict, Invalid) as exc:
+    except (promises.Conflict, promises.NotFound, Invalid) as exc:
         return one_line(str(exc), 300)
     return ""
 

@@ -20,7 +20,7 @@ from server.storage.state import State
 from server.support import clock, messages, obligations, people, tickets
 from server.support.tickets import Invalid
 from server.support.timeline import ticket_timeline
-from server.web import access, clockview, render, urls
+from server.web import access, clockview, promisepanel, render, urls
 from server.web.access import text
 from server.web.settings import WebSettings
 
@@ -106,14 +106,51 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         if kind not in messages.ENGINEER_KINDS:
             return invalid(request, f"The kind is one of: {', '.join(messages.ENGINEER_KINDS)}")
         waiting = text(form.get("waiting")) == "1"
+        post = (ticket_id, engineer.actor, kind, text(form.get("body")), waiting,
+                bool(state.config.mail.smarthost))
+        if text(form.get("propose_due")).strip():
+            return await _post_with_proposal(request, form, engineer.actor, post)
         try:
-            posted = await access.db(state, True, _engineer_post, ticket_id, engineer.actor, kind,
-                                     text(form.get("body")), waiting, bool(state.config.mail.smarthost))
+            posted = await access.db(state, True, _engineer_post, *post)
         except Invalid as exc:
             return invalid(request, str(exc))
         if posted is None:
             return no_ticket(request)
         return back(urls.ticket(ticket_id) + "#conversation")
+
+    async def _post_with_proposal(request: Request, form: Any, actor: str, post: tuple) -> Response:
+        """A proposal of the next-reply time, with the message (when it has a body) in the same
+        transaction (promisepanel.py); mailed, the message carries the proposal's paragraph and
+        signed links. Only an acknowledgement or a question carries one: a plain reply meets
+        the deadline the proposal would move."""
+        ticket_id, kind, body, waiting = post[0], post[2], post[3], post[4]
+        with_message = bool(body.strip())
+        if with_message and not (kind == "acknowledgement" or (kind == "reply" and waiting)):
+            return invalid(request, "A proposal of the next-reply time goes with an acknowledgement or a "
+                           "reply that waits on the customer (a reply meets the deadline it would move)")
+        try:
+            due = promisepanel.read_due(form, "propose_due", "propose_zone")
+            reason = promisepanel.read_reason({"reason": form.get("propose_reason")}, required=True)
+            estimate = promisepanel.read_estimate(form)
+            outcome, value = await access.db(
+                state, True, promisepanel.propose_with_message, ticket_id, actor, due, reason, estimate,
+                (lambda tx: _engineer_post(tx, *post)) if with_message else None)
+        except (ValueError, Invalid) as exc:
+            return invalid(request, str(exc))
+        if outcome == "missing":
+            return no_ticket(request)
+        if outcome == "conflict":
+            return render.message(request, 409, "Not possible now",
+                                  f"{value[:300]}. Reload the ticket's page.")
+        if outcome == "refused":
+            zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+            return promisepanel.refused_page(
+                request, promisepanel.refusal_view(value, zone, True), action=request.url.path,
+                for_engineer=True, back=urls.ticket(ticket_id) + "#promise",
+                wanted=clockview.local(due, zone), due_field="propose_due", zone_field="propose_zone",
+                hidden={"kind": kind, "body": body, "waiting": "1" if waiting else "",
+                        "propose_reason": reason, "estimate_hours": text(form.get("estimate_hours"))})
+        return back(urls.ticket(ticket_id) + ("#conversation" if with_message else "#promise"))
 
     @router.post("/tickets/{ticket_id}/messages/{message_id}/no-reply")
     async def no_reply(request: Request, ticket_id: str, message_id: str) -> Response:
