@@ -38,13 +38,8 @@ from server.safetext import has_controls
 from server.storage import audit
 from server.storage.db import Tx
 from server.support import calendar as cal
-from server.support import clock, obligations, policies
+from server.support import clock, obligations, rosters
 from server.support.tickets import Invalid, clean_text, iso
-
-try:  # the engineers' own calendars (issue 15, support/rosters.py)
-    from server.support import rosters
-except ImportError:  # pragma: no cover - until rosters.py lands: the default business calendar
-    rosters = None  # type: ignore[assignment]
 
 DEFAULT_MINUTES = 30
 MAX_MINUTES = 120
@@ -173,36 +168,6 @@ def engineer_for(tx: Tx, ticket_id: str) -> Optional[str]:
 # --- the engineer's calendar ---------------------------------------------------------------------
 
 
-def _calendar(tx: Tx, engineer: str) -> cal.Calendar:
-    if rosters is not None:
-        return rosters.calendar_of(tx, engineer)
-    return policies.active().calendar("business")
-
-
-def _time_off(tx: Tx, engineer: str, since: float, until: float) -> List[Tuple[float, float]]:
-    if rosters is not None:
-        return [(float(a), float(b)) for a, b in rosters.time_off(tx, engineer, since, until)]
-    return []
-
-
-def _open_time(calendar: cal.Calendar, start: float, end: float) -> List[Tuple[float, float]]:
-    """The calendar's open time in [start, end) as sorted disjoint epoch pairs (touching merged)."""
-    if calendar.always:
-        return [(start, end)]
-    out: List[Tuple[float, float]] = []
-    for a, b in calendar.intervals(cal.from_epoch(start)):
-        lo, hi = max(a.timestamp(), start), min(b.timestamp(), end)
-        if lo >= end:
-            break
-        if hi <= lo:
-            continue
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
-
-
 def _merge(pairs: Sequence[Tuple[float, float]]) -> List[Tuple[float, float]]:
     out: List[Tuple[float, float]] = []
     for a, b in sorted(p for p in pairs if p[1] > p[0]):
@@ -232,8 +197,9 @@ def first_slot(tx: Tx, engineer: str, seconds: float, start: float) -> Optional[
     """The first start at or after `start` (on a STEP_SECONDS mark) of `seconds` of the engineer's
     free working time: open hours minus time off minus their calls; None within the horizon."""
     end = start + HORIZON_DAYS * 86400.0
-    holes = _merge(_time_off(tx, engineer, start, end) + busy(tx, engineer, start, end))
-    for lo, hi in _open_time(_calendar(tx, engineer), start, end):
+    off = [(float(a), float(b)) for a, b in rosters.time_off(tx, engineer, start, end)]
+    holes = _merge(off + busy(tx, engineer, start, end))
+    for lo, hi in cal.open_intervals(rosters.calendar_of(tx, engineer), start, end):
         pieces = [(lo, hi)]
         for a, b in holes:
             pieces = [q for p in pieces for q in ((p[0], min(p[1], a)), (max(p[0], b), p[1])) if q[1] > q[0]]

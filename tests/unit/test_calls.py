@@ -15,6 +15,7 @@ from server.support import calls, clock, policies, tickets
 from server.support.tickets import Invalid
 
 pytestmark = pytest.mark.server
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri")
 
 
 def epoch(text: str) -> float:
@@ -236,3 +237,21 @@ def test_the_timeline_shows_requests_refusals_minutes_and_cancellations_to_both_
             assert events == ["cancelled", "held", "refused", "requested", "requested"]
         row = tx.one("SELECT agenda, attendees, ical_sequence FROM calls WHERE id = ?", (gone["id"],))
     assert json.loads(row["agenda"]) == gone["agenda"] and row["ical_sequence"] == 1
+
+
+def test_a_call_keeps_to_the_engineers_own_calendar_and_time_off(db):
+    from server.support import rosters
+
+    ticket_id = ticket(db)
+    with db.tx() as tx:  # Berlin 10:00-12:00 and 14:00-16:00 on weekdays: 09:00-11:00, 13:00-15:00 UTC
+        rosters.set_calendar(tx, "bob", timezone="Europe/Berlin",
+                             hours={d: ["10:00-12:00", "14:00-16:00"] for d in WEEKDAYS}, actor="test")
+        rosters.add_time_off(tx, "bob", epoch("2026-01-05T09:00"), epoch("2026-01-05T10:20"), "dentist",
+                             "test")
+    first = ask(db, ticket_id, engineer="bob")
+    assert first["starts_at"] == "2026-01-05T10:20:00Z"  # after the time off, before the 11:00 close
+    long = ask(db, ticket_id, engineer="bob", limit_minutes=90)
+    assert long["starts_at"] == "2026-01-05T13:00:00Z"  # 10:50-11:00 is too short; the afternoon opens
+    clock.set_now(epoch("2026-01-05T14:00"))
+    late = ask(db, ticket_id, engineer="bob", limit_minutes=60)
+    assert late["starts_at"] == "2026-01-06T09:00:00Z"  # 14:30-15:00 is left: tomorrow's first hour
