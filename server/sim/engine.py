@@ -113,7 +113,7 @@ class Engine:
                 self.free(now, what)  # type: ignore[arg-type]
             elif kind == CHECK:
                 self.renegotiate(now)
-                self.push(now + self.s.check_every, CHECK, None)
+                self.push(self.next_check(now), CHECK, None)
                 continue
             self.dispatch(now)
         return self.done + sorted(self.open.values(), key=lambda m: m.id)
@@ -219,6 +219,17 @@ class Engine:
             m.due = moved
             m.renegotiated += 1
             self.renegotiations += 1
+
+    def next_check(self, now: float) -> float:
+        """Every `check_every`, and just before a waiting promise's planned work stops fitting
+        (its latest start, on shift; the periodic check sees shift ends coming in time)."""
+        soonest = now + self.s.check_every
+        working = {m.id for m, _, _ in self.busy.values()}
+        rate = 1.0 - self.s.reserve
+        for m in self.open.values():
+            if m.due > now and m.id not in working:
+                soonest = min(soonest, m.due - self.planned(m) / rate - self.s.margin)
+        return max(now + 60.0, soonest)
 
     # --- engineers -------------------------------------------------------------------------
     def dispatch(self, now: float) -> None:
