@@ -276,3 +276,21 @@ def test_a_body_that_is_not_json_is_400(support):
     ticket = asked(support)
     status, answer = call(support, "POST", calls_path(ticket), support.admin_token, raw=b'{"agenda": [')
     assert status == 400 and "JSON" in answer["error"]
+
+
+def test_concurrent_requests_for_one_engineer_never_get_overlapping_slots(support):
+    import concurrent.futures
+
+    zoe = engineer(support)
+    ticket = asked(support)
+
+    def book(n: int):
+        return call(support, "POST", calls_path(ticket), support.admin_token,
+                    {"agenda": [f"topic {n}"], "engineer": zoe, "limit_minutes": 20})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(book, range(8)))
+    assert [status for status, _ in answers] == [201] * 8, answers
+    slots = sorted((c["starts_at"], c["ends_at"]) for _, c in answers)
+    assert all(end <= start for (_, end), (start, _) in zip(slots, slots[1:])), slots
+    assert slots[0][0] == "2026-01-05T09:00:00Z"
