@@ -13,7 +13,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from server.sim.workload import percentile
 
@@ -43,3 +43,20 @@ def figures(policy: str, messages: List[Any], end: float) -> Dict[str, Any]:
         "max_lateness_hours": round(max(0.0, late), 2),
         "unanswered": sum(1 for m in messages if m.delivered is None),
     }
+
+
+def simulate(*, tickets: int, days: int, load: float, engineers: int, estimate_error: float, seed: int,
+             timezones: int, policies: Sequence[str], reserve: float = 0.1) -> Dict[str, Any]:
+    """One workload, every policy asked for: {"parameters": {...}, "policies": [figures, ...]}."""
+    from server.sim import engine, workload
+    from server.sim.policies import by_name
+
+    work = workload.generate(tickets, days, load, engineers, estimate_error, seed, timezones)
+    settings = engine.Settings(reserve=reserve)
+    rows = []
+    for name in policies:
+        run = engine.Engine(work, by_name(name), settings)
+        rows.append(figures(name, run.run(), work.horizon))
+    params = dict(work.params, reserve=reserve, engineer_hours=round(work.working_seconds / 3600.0, 1),
+                  messages=rows[0]["messages"] if rows else sum(len(t.messages) for t in work.tickets))
+    return {"parameters": params, "policies": rows}
