@@ -294,3 +294,22 @@ def test_concurrent_requests_for_one_engineer_never_get_overlapping_slots(suppor
     slots = sorted((c["starts_at"], c["ends_at"]) for _, c in answers)
     assert all(end <= start for (_, end), (start, _) in zip(slots, slots[1:])), slots
     assert slots[0][0] == "2026-01-05T09:00:00Z"
+
+
+def test_a_fanned_out_reply_is_in_both_owners_queues(support):
+    owners = {}
+    for _ in range(2):
+        made = json.loads(support.cli("engineer", "add", f"q-{secrets.token_hex(3)}", "--json").stdout)
+        owners[made["name"]] = made["token"]
+    ticket = asked(support)
+    ids = {}
+    for name in owners:
+        status, made = call(support, "POST", items(ticket), support.admin_token,
+                            item(name, title=f"part of {name}", due_at="2026-01-05T10:00:00Z",
+                                 estimate_seconds=600))
+        assert status == 201, made
+        ids[name] = made["id"]
+    for name, token in owners.items():
+        status, task = call(support, "GET", "/api/v1/queue/next", token)
+        assert status == 200 and task["task_id"] == ids[name] and task["kind"] == "work_item", task
+        assert task["ticket_id"] == ticket["id"] and task["due_at"] == "2026-01-05T10:00:00Z"
