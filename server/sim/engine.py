@@ -19,7 +19,7 @@ counted, while its date has not passed).
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Tuple
 
 from server.planning import admission, estimates, queue
@@ -135,8 +135,10 @@ class Engine:
                     m.ready, str(m.ticket.id), "first" if m.msg.index == 0 else "next")
 
     def commitments(self, now: float) -> List[Task]:
-        """The open promises planning can still act on (a late one is past renegotiating)."""
-        return [self.task(m) for m in self.open.values() if m.due > now]
+        """The open promises planning can still act on (a late one is past renegotiating). A
+        dedicated owner is the queue's preference for this shift, not a pin for the promise: the
+        owner lets go at the shift's end and the next zone carries the task on."""
+        return [replace(self.task(m), engineer=None) for m in self.open.values() if m.due > now]
 
     # --- events ------------------------------------------------------------------------
     def arrive(self, now: float, ticket: wl.Ticket, index: int) -> None:
@@ -213,9 +215,12 @@ class Engine:
             if verdict.ok or verdict.earliest_feasible_at is None:
                 return
             # Ask once for enough: the earliest feasible date is tight to the minute, and a task
-            # that overran once tends to overrun on; a slice more spares the customer a second call.
-            moved = min(self.work.horizon, verdict.earliest_feasible_at + self.s.renegotiation_buffer)
+            # that overran once tends to overrun on; a slice more (or a quarter of the task, when
+            # that is more) spares the customer a second call.
             m = self.open[victim.id]
+            buffer = max(self.s.renegotiation_buffer,
+                         self.s.floor_share * m.msg.estimate * self.factor(m.worker))
+            moved = min(self.work.horizon, verdict.earliest_feasible_at + buffer)
             m.due = moved
             m.renegotiated += 1
             self.renegotiations += 1
