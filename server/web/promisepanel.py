@@ -396,7 +396,9 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         if outcome == "refused":
             exc, shown = value
             refusal = refusal_view(exc, zone, False)
-            return link_page(request, status=409, mode="counter", link_path=urls.promise_link(token),
+            # An accept link cannot carry a time of its own: the counter link or the page can.
+            mode = "counter" if link.action == "counter" else "blocked"
+            return link_page(request, status=409, mode=mode, link_path=urls.promise_link(token),
                              zone_shown=zone, promise=shown, refusal=refusal,
                              suggest=refusal["earliest_local"] or text(form.get("due")), reason=reason)
         return link_page(request, mode="done", done=value, action=link.action)
