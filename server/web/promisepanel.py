@@ -326,7 +326,9 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         if outcome == "conflict":
             return conflict(request, value)
         if outcome == "refused":
-            return refused_page(request, refusal_view(value, zone, False), action=request.url.path, back=back,
+            action = urls.customer_promise_counter(ticket_id, promise_id) if what == "accept" \
+                else request.url.path
+            return refused_page(request, refusal_view(value, zone, False), action=action, back=back,
                                 for_engineer=False, wanted=clockview.local(due, zone) if due else "",
                                 hidden={"reason": reason})
         return render.secure(RedirectResponse(back, status_code=303))
