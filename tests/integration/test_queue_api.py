@@ -345,3 +345,30 @@ def test_a_release_body_that_is_not_json_is_400(srv, tickets):
     assert status == 400 and "JSON" in answer["error"]
     assert step(srv, "bob", asked["task"], "release")[0] == 409  # bob holds nothing; alice's hold stays
     assert step(srv, "alice", asked["task"], "release")[0] == 200
+
+
+def test_work_items_of_one_reply_are_in_their_owners_queues_and_nobody_elses(srv, tickets):
+    asked = question(srv, tickets, estimate="10m")
+    items = {}
+    for owner, hours in (("bob", 1), ("carol", 2)):
+        due = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + hours * 3600))
+        path = f"/api/v1/tickets/{asked['ticket']['id']}/work-items"
+        status, item = call(srv, "POST", path, srv.admin_token,
+                            {"title": f"check the {owner} part", "owner": owner, "estimate_seconds": 600,
+                             "due_at": due})
+        assert status == 201, item
+        items[owner] = item["id"]
+    assert next_for(srv, "bob")[1]["task_id"] == items["bob"]
+    assert next_for(srv, "carol")[1]["task_id"] == items["carol"]
+    found = next_for(srv, "alice")[1]
+    assert found["task_id"] == asked["task"] and found["kind"] == "first"
+    status, refused = step(srv, "alice", items["bob"], "take")
+    assert status == 409 and "work item of bob" in refused["error"]
+    # bob and carol work on the one ticket at once, each on their own item.
+    assert step(srv, "bob", items["bob"], "take")[0] == 200
+    assert step(srv, "carol", items["carol"], "take")[0] == 200
+    _, whole = call(srv, "GET", "/api/v1/queue", srv.tokens["dave"])
+    shown = {t["task_id"]: t for t in whole["tasks"]}
+    assert shown[items["bob"]]["engineer"] == "bob" and shown[items["bob"]]["held_by"] == "bob"
+    assert shown[items["carol"]]["kind"] == "work_item" and shown[items["carol"]]["held_by"] == "carol"
+    assert whole["tasks"][0]["task_id"] == items["bob"]  # the soonest due
