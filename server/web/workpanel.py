@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import time
 import zoneinfo
 from typing import Any, Dict, List, Optional
 
@@ -102,7 +103,10 @@ def context(tx: Tx, ticket_id: str, engineer: bool, zone: str) -> Dict[str, Any]
             can_split=running is not None,
             due_max=local_value(running["due_at"], zone) if running else "",
             due_max_text=clockview.local(running["due_at"], zone) if running else "",
-            draft=made["body"], draft_done=len(made["done"]), draft_open=len(made["open"]))
+            draft=made["body"], draft_done=len(made["done"]), draft_open=len(made["open"]),
+            sessions=[{"id": r["id"], "purpose": r["purpose"]} for r in tx.all(
+                "SELECT id, purpose FROM sessions WHERE ticket_id = ? AND state = 'live' AND expires > ? "
+                "ORDER BY created", (ticket_id, time.time()))])
     return {"work_panel": panel}
 
 
@@ -150,7 +154,7 @@ def _request(tx: Tx, ticket_id: str, form_values: Dict[str, Any], engineer: Opti
     try:
         call = calls.request(tx, ticket_id, agenda=form_values["agenda"], limit_minutes=form_values["limit"],
                              attendees=form_values["attendees"], engineer=engineer, earliest=earliest,
-                             actor=actor)
+                             actor=actor, session_id=form_values["session"] if customer is None else None)
     except calls.Refused as refused:
         return refused  # committed with this transaction: the refusal stays recorded
     invites.send(tx, signer, call)
@@ -248,7 +252,7 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
 
     def call_values(form: Any) -> Dict[str, Any]:
         return {"agenda": _field(form, "agenda"), "limit": _limit(form), "attendees": _attendees(form),
-                "earliest": _field(form, "earliest")}
+                "earliest": _field(form, "earliest"), "session": _field(form, "session_id").strip() or None}
 
     @router.post("/tickets/{ticket_id}/calls")
     async def request_call(request: Request, ticket_id: str) -> Response:

@@ -267,3 +267,18 @@ def test_work_and_call_forms_answer_400_409_404_and_403_with_the_reason(web: Web
     assert refused.status == 422 and "no agenda, no call" in refused.body
     as_engineer = customer.post(f"/tickets/{ticket['id']}/calls", {"csrf": ctoken, "agenda": "a"})
     assert as_engineer.status == 303 and as_engineer.header("location").startswith("/signin")
+
+
+def test_a_call_held_as_a_remote_session_takes_its_purpose_as_the_agenda(web: Web, page) -> None:
+    from tests.web.conftest import seed_ticket
+
+    seeded = seed_ticket(web, title="session call", host="db1", purpose="walk through the lag " + SHORT_XSS)
+    ticket = seeded["ticket"]
+    sign_in(page, web, f"/tickets/{ticket['id']}")
+    page.select_option("#call-session", seeded["session"]["id"])
+    page.click("form[aria-labelledby=call-heading] button[type=submit]")
+    page.wait_for_url(f"{web.url}/tickets/{ticket['id']}#calls")
+    row = page.locator("table.calls tbody tr").first.inner_text()
+    assert "scheduled" in row and "walk through the lag " + SHORT_XSS in row
+    no_script_ran(page)
+    axe_check(page)
