@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from typing import AsyncIterator, Dict
+from typing import Any, AsyncIterator, Dict, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -80,7 +80,7 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        return _error(request, exc.status, exc.message, exc.headers)
+        return _error(request, exc.status, exc.message, exc.headers, exc.extra)
 
     @app.exception_handler(TusError)
     async def _tus_error(request: Request, exc: TusError) -> Response:
@@ -120,10 +120,11 @@ def _validation_message(exc: RequestValidationError) -> tuple:
     return 422, f"{where}: {str(first.get('msg', 'invalid')).splitlines()[0]}{more}"
 
 
-def _error(request: Request, status: int, message: str, headers: Dict[str, str]) -> Response:
+def _error(request: Request, status: int, message: str, headers: Dict[str, str],
+           extra: Optional[Dict[str, Any]] = None) -> Response:
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse({"error": message, **(extra or {})}, status_code=status, headers=headers)
 
 
 def _sweeper(state: State, stop: threading.Event) -> None:

@@ -268,7 +268,11 @@ def _open_one(tx: Tx, ticket_id: str, promise_id: str, side: str, now: float) ->
     row = _row(tx, promise_id)
     if row is None or row["ticket_id"] != ticket_id:
         raise NotFound("no such promise on this ticket")
-    ob = _owed(tx, ticket_id)
+    tx.lock("tickets", ticket_id)
+    ob = obligations.running(tx, ticket_id)
+    if ob is None or ob["id"] != row["obligation_id"]:
+        raise Conflict(f"version {row['version']} is {(get(tx, promise_id) or {}).get('state', 'closed')}: "
+                       "the reply it was about is no longer owed")
     current = open_proposal(tx, ticket_id)
     if current is None or current["id"] != promise_id:
         state = (get(tx, promise_id) or {}).get("state", "closed")
