@@ -91,8 +91,8 @@ def register(sub: Any) -> None:
                    help="engineers' time zones, round robin (default 3: Tokyo, Berlin, Chicago)")
     p.add_argument("--estimate-error", type=float, default=0.5, metavar="SIGMA",
                    help="true effort = estimate x exp(N(0, SIGMA)) (default 0.5)")
-    p.add_argument("--reserve", type=float, default=0.1, metavar="R",
-                   help="share of engineer time admission control keeps free (default 0.1)")
+    p.add_argument("--reserve", type=float, default=0.15, metavar="R",
+                   help="share of engineer time admission control keeps free (default 0.15, the server's)")
     p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
     p.add_argument("--policies", default=",".join(NAMES), metavar="LIST",
                    help=f"comma-separated, from {', '.join(NAMES)} (default all)")

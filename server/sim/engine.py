@@ -34,7 +34,7 @@ ARRIVE, FREE, ANSWER, OPEN, CHECK = range(5)
 @dataclass(frozen=True)
 class Settings:
     #: Share of engineer time admission control keeps for work that has not arrived yet.
-    reserve: float = 0.1
+    reserve: float = 0.15
     slice_seconds: float = 1800.0
     long_slices: int = 4
     #: How often edf+admission checks its promises against the supply (seconds).

@@ -46,7 +46,7 @@ def figures(policy: str, messages: List[Any], end: float) -> Dict[str, Any]:
 
 
 def simulate(*, tickets: int, days: int, load: float, engineers: int, estimate_error: float, seed: int,
-             timezones: int, policies: Sequence[str], reserve: float = 0.1) -> Dict[str, Any]:
+             timezones: int, policies: Sequence[str], reserve: float = 0.15) -> Dict[str, Any]:
     """One workload, every policy asked for: {"parameters": {...}, "policies": [figures, ...]}."""
     from server.sim import engine, workload
     from server.sim.policies import by_name
