@@ -173,3 +173,15 @@ def test_the_timeline_shows_work_items_to_engineers_only(db):
         assert workitems.timeline_entries(tx, ticket_id, False) == []
     assert [e["work_item"]["event"] for _, e in seen] == ["added", "done"]
     assert all(e["type"] == "work_item" for _, e in seen)
+
+
+def test_each_item_is_next_in_its_owners_queue(db):
+    from server.support import queue
+
+    ticket_id = asked(db)
+    ann = add(db, ticket_id, owner="ann", estimate=1800, due_at=epoch("2026-01-05T10:00"))
+    bob = add(db, ticket_id, owner="bob", estimate=1800, due_at=epoch("2026-01-05T11:00"))
+    with db.tx(write=False) as tx:
+        first, second = queue.next_for(tx, "ann", clock.now()), queue.next_for(tx, "bob", clock.now())
+    assert (first["task_id"], first["kind"]) == (ann["id"], "work_item")
+    assert (second["task_id"], second["kind"]) == (bob["id"], "work_item")
