@@ -187,10 +187,13 @@ class Engine:
         """A question to the customer: out of the queue until the answer, the clock stopped."""
         m.asked = True
         answer = now + m.msg.wait_for
-        for name in ("due", "policy_due"):
-            due = getattr(m, name)
-            if due > now:
-                setattr(m, name, wl.add(m.clock, answer, wl.between(m.clock, now, due)))
+        # The policy clock stops (its business time left runs on from the answer); a date agreed
+        # with the customer moves by the time they took.
+        agreed = m.due != m.policy_due
+        if m.policy_due > now:
+            m.policy_due = wl.add(m.clock, answer, wl.between(m.clock, now, m.policy_due))
+        if m.due > now:
+            m.due = m.due + (answer - now) if agreed else m.policy_due
         m.paused += answer - now
         m.ready = answer
         self.owners.pop(m.id, None)

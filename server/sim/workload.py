@@ -181,7 +181,8 @@ def add(clock: Optional[Supply], at: float, seconds: float) -> float:
     if clock is None:
         return at + seconds
     found = clock.reach(clock.capacity(at, "office") + seconds, "office")
-    return found if found is not None else clock.horizon
+    # reach() of a flat stretch (after hours) is where it went flat, before `at`: never go back.
+    return max(at, found) if found is not None else max(at, clock.horizon)
 
 
 def between(clock: Optional[Supply], a: float, b: float) -> float:

@@ -78,6 +78,8 @@ def test_urgent_clocks_run_around_the_clock_and_normal_ones_on_the_customers_off
     due = workload.add(clock, friday_evening, 8 * 3600)
     assert due - friday_evening > 2 * 86400  # over the weekend
     assert workload.between(clock, friday_evening, due) == pytest.approx(8 * 3600)
+    # No business time left, after hours: the clock does not run backwards to the last close.
+    assert workload.add(clock, friday_evening, 0.0) == friday_evening
 
 
 def test_a_question_to_the_customer_releases_the_engineer_and_stops_the_clock():
