@@ -166,13 +166,13 @@ def request_call(tx: Tx, ticket_id: str, *, agenda: List[str], limit_minutes: in
                              engineer=engineer, earliest=earliest, actor=actor, session_id=session_id)
     except calls.Refused as refused:
         return refused
-    invites.send(tx, signer, call)
+    invites.send(tx, signer, call, actor=actor)
     return call
 
 
 def cancel_call(tx: Tx, ticket_id: str, call_id: str, reason: str, actor: str, signer: Any) -> Dict[str, Any]:
     call = calls.cancel(tx, ticket_id, call_id, reason=reason, actor=actor)
-    invites.send(tx, signer, call, method="CANCEL")
+    invites.send(tx, signer, call, method="CANCEL", actor=actor)
     return call
 
 

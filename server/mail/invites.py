@@ -25,6 +25,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from server.mail import outbox
 from server.mail.tokens import Signer
+from server.storage import audit
 from server.storage.db import Tx
 from server.support import calls, clock, people, tickets
 from server.support.tickets import Invalid
@@ -142,9 +143,10 @@ def calendar(call: Dict[str, Any], ticket: Dict[str, Any], organizer: str,
     return "".join(fold(line) for line in lines)
 
 
-def send(tx: Tx, signer: Signer, call: Dict[str, Any], method: str = "REQUEST") -> List[str]:
+def send(tx: Tx, signer: Signer, call: Dict[str, Any], method: str = "REQUEST",
+         actor: str = "mail") -> List[str]:
     """Queue the invitation (or, with CANCEL, its cancellation) of a scheduled call for everyone
-    invited; the outbox ids. A call without a time (refused) is not mailed."""
+    invited (audited: `call.invite`); the outbox ids. A call without a time (refused) is not mailed."""
     if not call.get("starts_at") or not call.get("ends_at"):
         return []
     ticket = tickets.get_ticket(tx, call["ticket_id"])
@@ -161,5 +163,8 @@ def send(tx: Tx, signer: Signer, call: Dict[str, Any], method: str = "REQUEST") 
         subject = f"Call invitation: {when}, {ticket['title']}"
         body = (f"You are invited to a support call on {when}.\n\n{description(call, ticket)}\n\n"
                 "The invitation is attached for your calendar program.\n")
-    return [outbox.enqueue(tx, ticket["id"], None, address, subject, body, auto=True, signer=signer,
-                           calendar=text, calendar_method=method) for _name, address in invited]
+    ids = [outbox.enqueue(tx, ticket["id"], None, address, subject, body, auto=True, signer=signer,
+                          calendar=text, calendar_method=method) for _name, address in invited]
+    audit.record(tx, actor, "call.invite", ticket["id"], call["id"], method=method, recipients=len(ids),
+                 sequence=call["ical_sequence"])
+    return ids

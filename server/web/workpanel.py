@@ -157,7 +157,7 @@ def _request(tx: Tx, ticket_id: str, form_values: Dict[str, Any], engineer: Opti
                              actor=actor, session_id=form_values["session"] if customer is None else None)
     except calls.Refused as refused:
         return refused  # committed with this transaction: the refusal stays recorded
-    invites.send(tx, signer, call)
+    invites.send(tx, signer, call, actor=actor)
     return call
 
 
@@ -167,7 +167,7 @@ def _cancel(tx: Tx, ticket_id: str, call_id: str, reason: str, actor: str, signe
     if ticket is None or (customer is not None and ticket["customer"] != customer):
         return None
     call = calls.cancel(tx, ticket_id, call_id, reason=reason, actor=actor)
-    invites.send(tx, signer, call, method="CANCEL")
+    invites.send(tx, signer, call, method="CANCEL", actor=actor)
     return call
 
 

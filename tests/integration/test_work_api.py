@@ -242,6 +242,10 @@ def test_the_customer_asks_for_a_call_and_calls_it_off(support):
     assert status == 200 and gone["state"] == "cancelled" and gone["cancel_reason"] == "solved it ourselves"
     assert call(support, "POST", f"{calls_path(ticket)}/{booked['id']}/cancel", token,
                 {"reason": "again"})[0] == 409
+    _, audit = call(support, "GET", f"/api/v1/audit?ticket={ticket['id']}", support.admin_token)
+    steps = [(e["action"], e["actor"]) for e in audit if e["subject"] == booked["id"]]
+    assert steps == [("call.invite", "upload:acme"), ("call.cancel", "upload:acme"),
+                     ("call.invite", "upload:acme"), ("call.request", "upload:acme")]  # newest first
 
 
 @pytest.mark.parametrize("body, status, words", [
