@@ -50,10 +50,12 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class _Failure:
+class Overload:
+    """Where a set of tasks first fails the demand test."""
+
     at: float
     shortfall: float
-    #: None: the total; an engineer: their pinned work; "" : the task alone fits nobody.
+    #: None: everyone's time; an engineer: their pinned work; "": task `task` alone fits nobody.
     engineer: Optional[str]
     task: str = ""
 
@@ -66,9 +68,9 @@ def _fits_alone(task: Task, supply: Supply) -> float:
     return supply.capacity(task.due, task.engineer) - supply.capacity(since, task.engineer) - task.effort
 
 
-def _overloads(tasks: Sequence[Task], supply: Supply) -> List[_Failure]:
+def _overloads(tasks: Sequence[Task], supply: Supply) -> List[Overload]:
     """Every deadline (total and per engineer) where the demand due by it exceeds the supply up to it."""
-    out: List[_Failure] = []
+    out: List[Overload] = []
     ordered = sorted(tasks, key=lambda t: t.due)
     groups: Dict[Optional[str], List[Task]] = {None: ordered}
     for t in ordered:
@@ -82,22 +84,22 @@ def _overloads(tasks: Sequence[Task], supply: Supply) -> List[_Failure]:
                 continue
             over = demand - supply.capacity(t.due, who)
             if over > _EPS:
-                out.append(_Failure(t.due, over, who))
+                out.append(Overload(t.due, over, who))
     return out
 
 
-def _first(failures: Sequence[_Failure]) -> Optional[_Failure]:
+def _first(failures: Sequence[Overload]) -> Optional[Overload]:
     return min(failures, key=lambda f: (f.at, f.engineer is not None)) if failures else None
 
 
-def first_overload(tasks: Sequence[Task], supply: Supply) -> Optional[_Failure]:
+def first_overload(tasks: Sequence[Task], supply: Supply) -> Optional[Overload]:
     """The first deadline the set fails at: `.at`, `.shortfall`, `.engineer` (None: everyone's time;
     a name: their pinned work; "": task `.task` fits no engineer alone). None: it passes."""
     failures = _overloads(tasks, supply)
     for t in tasks:
         left = _fits_alone(t, supply)
         if left < -_EPS:
-            failures.append(_Failure(t.due, -left, "", t.id))
+            failures.append(Overload(t.due, -left, "", t.id))
     return _first(failures)
 
 
@@ -133,18 +135,18 @@ class _Base:
         k = bisect_right(dues, at)
         return cum[k - 1] if k else 0.0
 
-    def first_failure(self, new: Task) -> Optional[_Failure]:
+    def first_failure(self, new: Task) -> Optional[Overload]:
         """The first deadline the new task (at new.due) overloads, or adds to an overload of."""
         left = _fits_alone(new, self.supply)
         if left < -_EPS:
-            return _Failure(new.due, -left, "", new.id)
-        found: List[_Failure] = []
+            return Overload(new.due, -left, "", new.id)
+        found: List[Overload] = []
         for who in (None, new.engineer) if new.engineer is not None else (None,):
             dues, _ = self.lines.get(who, ([], []))
             for d in [new.due] + dues[bisect_left(dues, new.due):]:
                 base = self.demand(who, d) - self.supply.capacity(d, who)
                 if base + new.effort > max(0.0, base) + _EPS:
-                    found.append(_Failure(d, base + new.effort - max(0.0, base), who))
+                    found.append(Overload(d, base + new.effort - max(0.0, base), who))
                     break
         return _first(found)
 
@@ -165,7 +167,7 @@ def _earliest(base: _Base, new: Task) -> Optional[float]:
     return hi
 
 
-def _must_move(tasks: Sequence[Task], new: Task, supply: Supply, failure: _Failure) -> Tuple[str, ...]:
+def _must_move(tasks: Sequence[Task], new: Task, supply: Supply, failure: Overload) -> Tuple[str, ...]:
     """Greedily, the latest-due commitments competing before the failing deadline, until `new` fits."""
     if failure.engineer == "":
         return ()
