@@ -7,6 +7,10 @@ embedded defaults (temporary data directory, SQLite, a free port), a ticket, thi
 enrolled, `mydiag collect --upload` (sealed to the ticket's recipient, uploaded with
 tus), and on the support side the bundle listed and opened, its report rendered on arrival
 (the headline findings), and the report page's address with an engineer to sign in as.
+Then the conversation: the customer asks (a reply deadline), the engineer proposes the next
+reply's time (admission control checks it against the engineers' calendars), the customer
+accepts, the task is first in the engineer's queue; and a short simulated month compares
+the queue policies.
 On a terminal the support server then stays up until Ctrl-C.
 """
 
@@ -19,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -114,7 +119,10 @@ def main() -> int:
         subprocess.run(SERVER + ["bundle", "open", "--data", str(data), listed[-1]["id"],
                                  "--output", str(opened)], check=True)
         print(f"\nlook around: ls {opened}  (or .venv/bin/mydiag inspect {opened}/*.tar.zst)")
-        show_report(url, data, admin, ticket["id"], listed[-1]["id"], base)
+        engineer = show_report(url, data, admin, ticket["id"], listed[-1]["id"], base)
+        show_promise(url, ticket["id"], ticket["upload_token"], engineer)
+        print("\ndemo: a simulated week of 200 tickets through the same planning code:")
+        subprocess.run(SERVER + ["simulate", "--tickets", "200", "--days", "7"], check=True)
         if sys.stdin.isatty():
             print("\ndemo: the support server stays up for you; press Ctrl-C to stop it")
             try:
@@ -132,7 +140,47 @@ def main() -> int:
             instance.stop()
 
 
-def show_report(url: str, data: Path, admin: str, ticket: str, bundle: str, base: Path) -> None:
+def api(url: str, token: str, method: str, path: str, body: object = None) -> tuple:
+    """(status, JSON answer or None) of one API call."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{url}/api/v1{path}", data=data, method=method, headers={
+        "Authorization": f"Bearer {token}", **({"Content-Type": "application/json"} if data else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            raw = answer.read()
+            return answer.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def show_promise(url: str, ticket: str, customer: str, engineer: str) -> None:
+    """A customer question, the engineer's proposed reply time, the customer's acceptance, the queue."""
+    _, asked = api(url, customer, "POST", f"/tickets/{ticket}/messages",
+                   {"kind": "needs_reply", "body": "Is the redo log large enough for our write load?"})
+    print(f"\ndemo: the customer asks; the policy's reply deadline is {asked['due_at']}")
+    wanted = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 2 * 86400))
+    status, promise = api(url, engineer, "POST", f"/tickets/{ticket}/promises",
+                          {"due_at": wanted, "reason": "we want to read a full day of redo samples",
+                           "estimate_seconds": 5400})
+    if status == 409:
+        print(f"  admission control refused {wanted}: {promise['error']}")
+        status, promise = api(url, engineer, "POST", f"/tickets/{ticket}/promises",
+                              {"due_at": promise["earliest_feasible_at"],
+                               "reason": "the earliest our calendars can carry", "estimate_seconds": 5400})
+    print(f"  the engineer proposes the next reply by {promise['due_at']} ({promise['reason']})")
+    _, accepted = api(url, customer, "POST", f"/tickets/{ticket}/promises/{promise['id']}/accept")
+    print(f"  the customer accepts: version {accepted['version']} is {accepted['state']}, "
+          f"the reply is now due {accepted['due_at']}")
+    status, task = api(url, engineer, "GET", "/queue/next")
+    if status == 200 and task:
+        print(f"  the engineer's next task: {task['task_id']} on {task['ticket_id']}, due {task['due_at']} "
+              f"({task['why']})")
+    print(f"  the ticket page: {url}/tickets/{ticket}  (and the queue: {url}/queue)")
+
+
+def show_report(url: str, data: Path, admin: str, ticket: str, bundle: str, base: Path) -> str:
+    """The report the server rendered on arrival: its headline, and its page with a sign-in;
+    the demo engineer's API token."""
     """The report the server rendered on arrival: its headline, and its page with a sign-in."""
     request = urllib.request.Request(f"{url}/api/v1/tickets/{ticket}/bundles",
                                      headers={"Authorization": f"Bearer {admin}"})
@@ -149,8 +197,8 @@ def show_report(url: str, data: Path, admin: str, ticket: str, bundle: str, base
     if not row.get("headline"):
         print("  no finding of warning or worse")
     password = secrets.token_urlsafe(12)
-    subprocess.run(SERVER + ["engineer", "add", "--data", str(data), "demo"], check=True,
-                   stdout=subprocess.DEVNULL)
+    engineer = json.loads(subprocess.run(SERVER + ["engineer", "add", "--data", str(data), "demo", "--json"],
+                                         check=True, capture_output=True, text=True).stdout)["token"]
     subprocess.run(SERVER + ["engineer", "password", "--data", str(data), "demo", "--stdin"],
                    input=password + "\n", text=True, check=True, stdout=subprocess.DEVNULL)
     secret = base / "engineer-password"
@@ -158,6 +206,7 @@ def show_report(url: str, data: Path, admin: str, ticket: str, bundle: str, base
     secret.chmod(0o600)
     print(f"\nthe report page: {url}/tickets/{ticket}/bundles/{bundle}/report")
     print(f"  sign in as 'demo' with the password in {secret}")
+    return engineer
 
 
 if __name__ == "__main__":

@@ -116,6 +116,11 @@ def _ontime_lines(found: Dict[str, Any]) -> list:
              "    " + ", ".join(f"{k}: {v}" for k, v in late["buckets"].items()),
              f"  no reply needed: {found['no_reply_needed']['total']}"]
     lines += [f"    by {who}: {n}" for who, n in found["no_reply_needed"]["by"].items()]
+    kept = found.get("promises")
+    if kept:
+        lines.append(f"  promises: {kept['promised']} agreed, {kept['kept']} kept, {kept['missed']} missed, "
+                     f"{kept['renegotiated']} renegotiated, {kept['pending']} pending; "
+                     f"{kept['refused']} refused by admission control")
     return lines
 
 

@@ -63,6 +63,8 @@ class Parsed:
     body: str = ""
     html: bool = False
     no_reply: bool = False
+    #: A calendar program's answer to a call's invitation (text/calendar; method=REPLY).
+    calendar_reply: bool = False
     attachments: List[Attachment] = field(default_factory=list)
     parts: int = 0
     parts_skipped: int = 0
@@ -142,6 +144,8 @@ def parse(raw: bytes, max_parts: int = 500, keep_bytes: int = 0) -> Parsed:
         head, _, rest = raw.partition(b"\r\n\r\n") if b"\r\n\r\n" in raw else raw.partition(b"\n\n")
         out.text = out.text or clean_body(rest[:MAX_BODY_CHARS].decode("utf-8", errors="replace"))
     out.body, out.no_reply = _new_text(out.text)
+    # "Accepted: call on ticket …" from a calendar program answers our invitation: it needs no reply.
+    out.no_reply = out.no_reply or out.calendar_reply
     return out
 
 
@@ -199,6 +203,8 @@ def _walk(part: Message, out: Parsed, plain: List[str], html: List[str], max_par
         text = _decode(part)
         (plain if ctype == "text/plain" else html).append(text[:MAX_BODY_CHARS])
         return
+    if ctype == "text/calendar" and str(part.get_param("method") or "").strip().upper() == "REPLY":
+        out.calendar_reply = True
     if ctype in ("message/delivery-status", "text/rfc822-headers", "message/rfc822"):
         return  # read by loops.py for a report; never an attachment
     payload = part.get_payload(decode=True)

@@ -58,7 +58,7 @@ class MailService:
 
     def round(self) -> None:
         inbound.sweep(self.state)
-        outbox.pickup(self.state.db.tx, self.signer)
+        outbox.pickup(self.state.db.tx, self.signer, public_url=self.state.config.mail.public_url)
         if self.deliver is not None:
             outbox.send_due(self.state.db.tx, self.state.config.mail, self.signer, self.deliver)
 

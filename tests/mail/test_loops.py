@@ -6,6 +6,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import secrets
 import time
 
 import pytest
@@ -76,6 +77,23 @@ def test_an_out_of_office_reply_on_a_ticket_is_kept_but_needs_no_reply(mailserve
     )
     (message,) = wait_for(lambda: mailserver.messages(ticket_id), what="the auto reply")
     assert message["kind"] == "no_reply_needed" and message["due_at"] is None
+
+
+def test_a_calendar_answer_to_a_call_invitation_is_kept_but_needs_no_reply(mailserver):
+    ticket_id, _c, (ann,) = customer_ticket(mailserver)
+    to = reply_address(mailserver, ticket_id)
+    boundary = "b-" + secrets.token_hex(6)
+    raw = mail(ann, to, "Accepted: call on your ticket", "x").split(b"Content-Type:")[0] + (
+        f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nAnn has accepted.\r\n"
+        f"--{boundary}\r\nContent-Type: text/calendar; charset=utf-8; method=REPLY\r\n\r\n"
+        "BEGIN:VCALENDAR\r\nMETHOD:REPLY\r\nBEGIN:VEVENT\r\nUID:call-1@support.test\r\n"
+        f"ATTENDEE;PARTSTAT=ACCEPTED:mailto:{ann}\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+        f"--{boundary}--\r\n").encode()
+    mailserver.send(raw, ann, [to])
+    (message,) = wait_for(lambda: mailserver.messages(ticket_id), what="the calendar answer")
+    assert message["kind"] == "no_reply_needed" and message["due_at"] is None
+    assert "Ann has accepted." in message["body"]
 
 
 def test_our_own_mail_is_not_taken_in_again(mailserver):

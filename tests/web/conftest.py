@@ -331,7 +331,9 @@ def outbox_links(web: Web, email: str) -> List[str]:
     found = []
     for row in rows:
         mail = email_lib.message_from_string(row["raw"], policy=policy.default)
-        match = LINK.search(mail.get_content())
+        # A mail with a call's invitation is multipart: its text is the text/plain part.
+        part = mail.get_body(preferencelist=("plain",)) or mail
+        match = LINK.search(part.get_content())
         if match:
             found.append(match.group(1))
     return found
