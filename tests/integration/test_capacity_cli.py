@@ -55,6 +55,7 @@ def test_time_off_is_listed_until_it_has_passed(data):
     assert "off 2099-07-01T00:00:00Z .. 2099-07-15T12:00:00Z" in data.cli("calendar", "show", "bob").stdout
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # checked before any SQL
 @pytest.mark.parametrize("args, code, says", [
     (["set", "bob", "--timezone", "Mars/Olympus", "--hours", "mon=09:00-17:00"], exitcodes.USAGE,
      "unknown time zone"),

@@ -154,6 +154,7 @@ def test_another_tickets_call_is_not_found(db):
                 calls.cancel(tx, mine, forged, reason="x", actor="engineer:ann")
 
 
+@pytest.mark.parametrize("own_backend", ["sqlite"], indirect=True)  # checked before any SQL
 @pytest.mark.parametrize("agenda, what", [
     (["line\r\nDTSTART:19700101T000000Z"], "agenda item"), (["bell\x07"], "agenda item"),
     (["rtl\u202eevil"], "agenda item"), (["x" * 201], "agenda item"),

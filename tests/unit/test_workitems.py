@@ -84,6 +84,7 @@ def test_no_reply_owed_means_nothing_to_split(db):
         add(db, ticket["id"])
 
 
+@pytest.mark.parametrize("own_backend", ["sqlite"], indirect=True)  # checked before any SQL
 @pytest.mark.parametrize("values, what", [
     ({"owner": "mallory"}, "engineer account"), ({"owner": ""}, "engineer account"),
     ({"owner": "x" * 5000}, "engineer account"),

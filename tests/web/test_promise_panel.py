@@ -73,6 +73,7 @@ def engineer_propose(client, ticket_id: str, due: str, zone: str = "UTC", reason
     return client.post(f"/tickets/{ticket_id}/messages", form)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PostgreSQL: API tests
 def test_a_promise_is_proposed_countered_and_accepted_on_both_pages(web: Web, page, browser,
                                                                     screenshot) -> None:
     _, email, ticket = new_customer(web, XSS)

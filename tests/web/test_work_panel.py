@@ -81,6 +81,7 @@ def invitations(web: Web, address: str) -> List[str]:
     return found
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PostgreSQL: API tests
 def test_an_engineer_splits_the_reply_marks_it_done_and_posts_the_draft(web: Web, page, screenshot) -> None:
     helper, _ = new_engineer(web.server, f"bob-{secrets.token_hex(2)}")
     _, _, ticket = organization(web, XSS)
