@@ -7,7 +7,7 @@ remembers where the engineer was going. `csrf_ok` is the check of every form pos
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, Optional, Tuple, Union
 
 from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
@@ -70,6 +70,31 @@ async def signed_in(request: Request, state: State, settings: WebSettings) -> Un
         return engineer
     here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return render.secure(RedirectResponse(urls.signin(here), status_code=303))
+
+
+async def engineer_form(request: Request, state: State,
+                        settings: WebSettings) -> Union[Tuple[Engineer, Any], Response]:
+    """(the signed-in engineer, the posted form) when the form carries their CSRF token; else the
+    response to send (the sign-in redirect, or the 403 of a forged or expired form)."""
+    engineer = await signed_in(request, state, settings)
+    if isinstance(engineer, Response):
+        return engineer
+    form = await request.form()
+    if not csrf_ok(engineer, text(form.get("csrf"))):
+        return csrf_refused(request)
+    return engineer, form
+
+
+async def customer_form(request: Request, state: State,
+                        settings: WebSettings) -> Union[Tuple[Person, Any], Response]:
+    """`engineer_form` for a signed-in customer person."""
+    person = await customer_signed_in(request, state, settings)
+    if isinstance(person, Response):
+        return person
+    form = await request.form()
+    if not csrf_ok(person, text(form.get("csrf"))):
+        return csrf_refused(request)
+    return person, form
 
 
 def text(value: Any) -> str:

@@ -33,6 +33,11 @@ def zone_name(value: Optional[str]) -> str:
     return value
 
 
+def viewer_zone(request: Any) -> str:
+    """The zone of the viewer of this request (its `mydiag_tz` cookie), else UTC."""
+    return zone_name(request.cookies.get(TZ_COOKIE))
+
+
 def moment(value: Any) -> Optional[datetime.datetime]:
     if isinstance(value, (int, float)):
         return datetime.datetime.fromtimestamp(float(value), datetime.timezone.utc)

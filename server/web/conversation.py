@@ -96,12 +96,10 @@ def no_ticket(request: Request) -> Response:
 def install(router: APIRouter, state: State, settings: WebSettings) -> None:
     @router.post("/tickets/{ticket_id}/messages")
     async def post_message(request: Request, ticket_id: str) -> Response:
-        engineer = await access.signed_in(request, state, settings)
-        if isinstance(engineer, Response):
-            return engineer
-        form = await request.form()
-        if not access.csrf_ok(engineer, text(form.get("csrf"))):
-            return access.csrf_refused(request)
+        posted = await access.engineer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        engineer, form = posted
         kind = text(form.get("kind"))
         if kind not in messages.ENGINEER_KINDS:
             return invalid(request, f"The kind is one of: {', '.join(messages.ENGINEER_KINDS)}")
@@ -143,7 +141,7 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
             return render.message(request, 409, "Not possible now",
                                   f"{value[:300]}. Reload the ticket's page.")
         if outcome == "refused":
-            zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+            zone = clockview.viewer_zone(request)
             return promisepanel.refused_page(
                 request, promisepanel.refusal_view(value, zone, True), action=request.url.path,
                 for_engineer=True, back=urls.ticket(ticket_id) + "#promise",
@@ -154,12 +152,10 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
 
     @router.post("/tickets/{ticket_id}/messages/{message_id}/no-reply")
     async def no_reply(request: Request, ticket_id: str, message_id: str) -> Response:
-        engineer = await access.signed_in(request, state, settings)
-        if isinstance(engineer, Response):
-            return engineer
-        form = await request.form()
-        if not access.csrf_ok(engineer, text(form.get("csrf"))):
-            return access.csrf_refused(request)
+        posted = await access.engineer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        engineer, form = posted
         try:
             marked = await access.db(state, True, _no_reply, ticket_id, message_id, engineer.actor,
                                      text(form.get("reason")))

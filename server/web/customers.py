@@ -171,7 +171,7 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         person = await access.customer_signed_in(request, state, settings)
         if isinstance(person, Response):
             return person
-        zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+        zone = clockview.viewer_zone(request)
         shown = await access.db(state, False, _ticket_view, person, ticket_id, zone)
         if shown is None:
             return not_found(request)
@@ -180,12 +180,10 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
 
     @router.post("/customer/tickets/{ticket_id}/messages")
     async def post_message(request: Request, ticket_id: str) -> Response:
-        person = await access.customer_signed_in(request, state, settings)
-        if isinstance(person, Response):
-            return person
-        form = await request.form()
-        if not access.csrf_ok(person, text(form.get("csrf"))):
-            return access.csrf_refused(request)
+        posted = await access.customer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        person, form = posted
         try:
             posted = await access.db(state, True, _customer_post, person, ticket_id, text(form.get("body")),
                                      text(form.get("no_reply")) == "1")

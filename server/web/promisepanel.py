@@ -274,13 +274,11 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
                               "see where the proposal stands.")
 
     async def engineer_act(request: Request, ticket_id: str, promise_id: str, what: str) -> Response:
-        engineer = await access.signed_in(request, state, settings)
-        if isinstance(engineer, Response):
-            return engineer
-        form = await request.form()
-        if not access.csrf_ok(engineer, text(form.get("csrf"))):
-            return access.csrf_refused(request)
-        zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+        posted = await access.engineer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        engineer, form = posted
+        zone = clockview.viewer_zone(request)
         due, reason = None, ""
         try:
             if what != "accept":
@@ -304,13 +302,11 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         return render.secure(RedirectResponse(back, status_code=303))
 
     async def customer_act(request: Request, ticket_id: str, promise_id: str, what: str) -> Response:
-        person = await access.customer_signed_in(request, state, settings)
-        if isinstance(person, Response):
-            return person
-        form = await request.form()
-        if not access.csrf_ok(person, text(form.get("csrf"))):
-            return access.csrf_refused(request)
-        zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+        posted = await access.customer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        person, form = posted
+        zone = clockview.viewer_zone(request)
         due, reason = None, ""
         try:
             if what == "counter":
@@ -369,7 +365,7 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
 
     @router.get("/promise/{token}")
     async def open_link(request: Request, token: str) -> Response:
-        zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+        zone = clockview.viewer_zone(request)
         try:
             link = promisemail.read_link(signer_of(state), token, clock.now())
             shown = await access.db(state, False, _link_open, link, zone)
@@ -384,7 +380,7 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         form = await request.form()
         if not websessions.same(request.cookies.get(access.SIGNIN_COOKIE), text(form.get("csrf"))):
             return access.csrf_refused(request)
-        zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+        zone = clockview.viewer_zone(request)
         due, reason = None, ""
         try:
             link = promisemail.read_link(signer_of(state), token, clock.now())

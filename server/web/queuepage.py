@@ -101,18 +101,16 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         engineer = await access.signed_in(request, state, settings)
         if isinstance(engineer, Response):
             return engineer
-        zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+        zone = clockview.viewer_zone(request)
         shown = await access.db(state, False, context, engineer.name, zone)
         return render.page(request, "queue.html", title="Your queue", **shown)
 
     @router.post("/queue/tasks/{task_id}/{step}")
     async def queue_step(request: Request, task_id: str, step: str) -> Response:
-        engineer = await access.signed_in(request, state, settings)
-        if isinstance(engineer, Response):
-            return engineer
-        form = await request.form()
-        if not access.csrf_ok(engineer, text(form.get("csrf"))):
-            return access.csrf_refused(request)
+        posted = await access.engineer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        engineer, form = posted
         if step not in STEPS:
             return render.message(request, 404, "No such step", "The queue's steps are take, release, done, "
                                   "wait and resume. Go back to the queue.")

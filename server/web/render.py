@@ -100,7 +100,7 @@ def page(request: Request, template: str, status: int = 200, **context: Any) -> 
     who = engineer or customer
     values = {"engineer": engineer, "customer": customer, "csrf": who.csrf if who else "",
               "request_path": request.url.path,
-              "zone": clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE)), **context}
+              "zone": clockview.viewer_zone(request), **context}
     body = _ENV.get_template(template).render(**values)
     return secure(HTMLResponse(body, status_code=status))  # type: ignore[return-value]
 

@@ -37,7 +37,7 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         if isinstance(who, Response):
             return who
         number = _page_number(request.query_params.get("page"))
-        zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+        zone = clockview.viewer_zone(request)
         listed = await access.db(state, False, deadline_page, (number - 1) * PER_PAGE, PER_PAGE, zone)
         pages = max(1, -(-listed["total"] // PER_PAGE))
         return render.page(request, "tickets.html", title="Tickets", tickets=listed["tickets"],
@@ -49,7 +49,7 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         who = await access.signed_in(request, state, settings)
         if isinstance(who, Response):
             return who
-        zone = clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
+        zone = clockview.viewer_zone(request)
         shown = await access.db(state, False, _ticket, ticket_id, zone)
         if shown is None:
             return render.message(request, 404, "No such ticket",

@@ -204,18 +204,6 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         except (workitems.Conflict, calls.Conflict) as exc:
             return render.message(request, 409, "Not done", f"{str(exc)[:300]}.")
 
-    async def engineer_form(request: Request):
-        engineer = await access.signed_in(request, state, settings)
-        if isinstance(engineer, Response):
-            return engineer, None
-        form = await request.form()
-        if not access.csrf_ok(engineer, text(form.get("csrf"))):
-            return access.csrf_refused(request), None
-        return engineer, form
-
-    def zone_of(request: Request) -> str:
-        return clockview.zone_name(request.cookies.get(clockview.TZ_COOKIE))
-
     def answer(request: Request, done: Any, back_to: str) -> Response:
         if isinstance(done, Response):
             return done
@@ -228,22 +216,24 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
 
     @router.post("/tickets/{ticket_id}/work-items")
     async def add_item(request: Request, ticket_id: str) -> Response:
-        engineer, form = await engineer_form(request)
-        if form is None:
-            return engineer
+        posted = await access.engineer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        engineer, form = posted
         try:
             estimate = _minutes_field(_field(form, "estimate_minutes"), "the estimate")
         except Invalid as exc:
             return conversation.invalid(request, str(exc))
         done = await run(request, _add_item, ticket_id, _field(form, "title"), _field(form, "owner"),
-                         estimate, _field(form, "due"), zone_of(request), engineer.actor)
+                         estimate, _field(form, "due"), clockview.viewer_zone(request), engineer.actor)
         return answer(request, done, urls.ticket(ticket_id) + "#work")
 
     @router.post("/tickets/{ticket_id}/work-items/{item_id}")
     async def finish_item(request: Request, ticket_id: str, item_id: str) -> Response:
-        engineer, form = await engineer_form(request)
-        if form is None:
-            return engineer
+        posted = await access.engineer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        engineer, form = posted
         wanted = _field(form, "state")
         if wanted not in workitems.FINISHED:
             return conversation.invalid(request, "The state is done or cancelled")
@@ -256,67 +246,63 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
 
     @router.post("/tickets/{ticket_id}/calls")
     async def request_call(request: Request, ticket_id: str) -> Response:
-        engineer, form = await engineer_form(request)
-        if form is None:
-            return engineer
+        posted = await access.engineer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        engineer, form = posted
         try:
             values = call_values(form)
         except Invalid as exc:
             return conversation.invalid(request, str(exc))
         chosen = _field(form, "engineer").strip() or engineer.name
-        done = await run(request, _request, ticket_id, values, chosen, engineer.actor, zone_of(request),
-                         signer_of(state), None)
+        done = await run(request, _request, ticket_id, values, chosen, engineer.actor,
+                         clockview.viewer_zone(request), signer_of(state), None)
         return answer(request, done, urls.ticket(ticket_id) + "#calls")
 
     @router.post("/tickets/{ticket_id}/calls/{call_id}/minutes")
     async def minutes(request: Request, ticket_id: str, call_id: str) -> Response:
-        engineer, form = await engineer_form(request)
-        if form is None:
-            return engineer
+        posted = await access.engineer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        engineer, form = posted
         done = await run(request, _minutes, ticket_id, call_id, _field(form, "minutes"), engineer.actor)
         return answer(request, done, urls.ticket(ticket_id) + "#calls")
 
     @router.post("/tickets/{ticket_id}/calls/{call_id}/cancel")
     async def cancel(request: Request, ticket_id: str, call_id: str) -> Response:
-        engineer, form = await engineer_form(request)
-        if form is None:
-            return engineer
+        posted = await access.engineer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        engineer, form = posted
         done = await run(request, _cancel, ticket_id, call_id, _field(form, "reason"), engineer.actor,
                          signer_of(state), None)
         return answer(request, done, urls.ticket(ticket_id) + "#calls")
-
-    async def customer_form(request: Request):
-        person = await access.customer_signed_in(request, state, settings)
-        if isinstance(person, Response):
-            return person, None
-        form = await request.form()
-        if not access.csrf_ok(person, text(form.get("csrf"))):
-            return access.csrf_refused(request), None
-        return person, form
 
     def not_theirs(request: Request) -> Response:
         return render.message(request, 404, "No such ticket", "There is no ticket with this id among yours.")
 
     @router.post("/customer/tickets/{ticket_id}/calls")
     async def customer_request(request: Request, ticket_id: str) -> Response:
-        person, form = await customer_form(request)
-        if form is None:
-            return person
+        posted = await access.customer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        person, form = posted
         try:
             values = call_values(form)
         except Invalid as exc:
             return conversation.invalid(request, str(exc))
-        done = await run(request, _request, ticket_id, values, None, person.actor, zone_of(request),
-                         signer_of(state), person.customer)
+        done = await run(request, _request, ticket_id, values, None, person.actor,
+                         clockview.viewer_zone(request), signer_of(state), person.customer)
         if done is None:
             return not_theirs(request)
         return answer(request, done, urls.customer_ticket(ticket_id) + "#calls")
 
     @router.post("/customer/tickets/{ticket_id}/calls/{call_id}/cancel")
     async def customer_cancel(request: Request, ticket_id: str, call_id: str) -> Response:
-        person, form = await customer_form(request)
-        if form is None:
-            return person
+        posted = await access.customer_form(request, state, settings)
+        if isinstance(posted, Response):
+            return posted
+        person, form = posted
         done = await run(request, _cancel, ticket_id, call_id, _field(form, "reason"), person.actor,
                          signer_of(state), person.customer)
         if done is None:
