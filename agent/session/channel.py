@@ -68,6 +68,7 @@ class Host:
         self.part = 0
         self.command: Optional[str] = None
         self.recorder: Optional[asciicast.Recorder] = None
+        self._unrecordable = False
         self.proc: Optional[subprocess.Popen] = None
         self.master: Optional[int] = None
         self.began = time.monotonic()
@@ -86,21 +87,27 @@ class Host:
         self.micros = max(self.micros, int((time.monotonic() - self.began) * 1_000_000))
         return self.micros
 
-    def _emit(self, kind: bytes, data: bytes) -> None:
-        """Record and send one event, in one order for both copies of the recording."""
+    def _emit(self, kind: bytes, data: bytes, last: bool = False) -> None:
+        """Record and send one event, in one order for both copies of the recording.
+        `last`: the channel's closing word, sent even when it can no longer be recorded."""
         recorder = self.recorder
         with self._lock:
+            if recorder is not None and recorder.error is not None and not last:
+                # A session that cannot be recorded here does not go on, and nothing read
+                # after the recording failed is sent: what reached the engineer unrecorded
+                # is at most what the recorder had queued (Recorder.QUEUE events).
+                if not self._unrecordable:
+                    self._unrecordable = True
+                    threading.Thread(target=self.cut, daemon=True, args=(
+                        "the recording on the customer's host failed "
+                        f"({recorder.error.strerror or recorder.error})",)).start()
+                return
             micros = self._now()
             if recorder is not None:
                 recorder.event("i" if kind == sessionwire.TYPED else "o", micros, data)
             with contextlib.suppress(Exception):
                 # A memoryview: paramiko's sendall re-slices what is left after each packet.
                 self.channel.sendall(memoryview(sessionwire.timed(kind, micros, data)))
-        if recorder is not None and recorder.error is not None and self.cut_reason is None:
-            # A session that cannot be recorded here does not go on.
-            threading.Thread(target=self.cut, daemon=True, args=(
-                f"the recording on the customer's host failed ({recorder.error.strerror or recorder.error})",
-            )).start()
 
     def _send(self, data: bytes) -> None:
         with self._lock, contextlib.suppress(Exception):
@@ -325,7 +332,7 @@ class Host:
         if self.cut_reason is not None or self._finished.is_set():
             return
         self.cut_reason = reason
-        self._emit(sessionwire.ERR, f"\r\nmydiag: session ended: {reason}\r\n".encode())
+        self._emit(sessionwire.ERR, f"\r\nmydiag: session ended: {reason}\r\n".encode(), last=True)
         self._kill()
         self._finish(status=255)
 

@@ -192,8 +192,16 @@ def max_used_connections(b: Bundle) -> Optional[Hit]:
       risk="Raising max_connections during a pile-up lets it grow: more memory, more contention.",
       verify="Connection_errors_max_connections stops growing in a new window.")
 def refused_at_max_connections(b: Bundle) -> Optional[Hit]:
-    """Checks whether Connection_errors_max_connections grew during the window: clients
-    were refused with "Too many connections" while the bundle was collected.
+    """Checks whether clients were refused with "Too many connections" during the window.
+    The server counts them in two places: Connection_errors_max_connections counts only
+    the attempts refused before authentication, when even the one connection kept for an
+    administrator is taken; an ordinary account refused at `max_connections` is refused
+    after it authenticates, and that counts only in Aborted_connects (measured on MariaDB
+    10.11: nine `app` connections held at `max_connections=10`, five more refused, the
+    counter stayed at 0 and Aborted_connects grew by 5). So the rule also counts the
+    attempts that failed after authentication (Aborted_connects less the access denials
+    and the attempts that failed before it) when the server reached `max_connections`
+    (Max_used_connections), with a medium confidence for that part.
 
     **Why it matters**: every refused connection is an application error (a failed page,
     a failed job), now, not a risk for later.
@@ -204,18 +212,30 @@ def refused_at_max_connections(b: Bundle) -> Optional[Hit]:
     **Fix**: see what holds the connections and cap or fix it.
     """
     w = b.window
-    refused = w.delta("Connection_errors_max_connections")
+    counted = w.delta("Connection_errors_max_connections")
+    values: Dict[str, Any] = {"Connection_errors_max_connections": counted}
+    inferred = 0.0
+    limit, peak = b.number("max_connections"), w.last("Max_used_connections")
+    if limit is not None and peak is not None and peak >= limit and w.has("Aborted_connects"):
+        others = sum(w.delta(name) for name in ("Access_denied_errors", "Aborted_connects_preauth")
+                     if w.has(name))
+        inferred = max(0.0, w.delta("Aborted_connects") - others - counted)
+        if inferred:
+            values.update({"after_authentication": inferred, "Max_used_connections": peak})
+    refused = counted + inferred
     if refused < 1:
         return None
-    values: Dict[str, Any] = {"Connection_errors_max_connections": refused,
-                              "per_s": round(w.rate("Connection_errors_max_connections"), 3),
-                              "max_connections": setting(b, "max_connections")}
+    values.update({"refused": refused, "per_s": round(refused / w.seconds, 3) if w.seconds else None,
+                   "max_connections": setting(b, "max_connections")})
     with contextlib.suppress(Insufficient):
         values["Threads_connected_max"] = w.gauge("Threads_connected").max
-    return Hit(f"{refused:.0f} connections refused with 'Too many connections' during the window "
-               f"(max_connections={setting(b, 'max_connections')})",
-               evidence=[Evidence(STATUS, values,
-                                  samples=w.evidence_samples("Connection_errors_max_connections"))])
+    how = "" if not inferred else (f" ({counted:.0f} counted by the server, {inferred:.0f} ordinary "
+                                   "accounts refused after authentication)")
+    return Hit(f"{refused:.0f} connections refused with 'Too many connections' during the window"
+               f"{how} (max_connections={setting(b, 'max_connections')})",
+               confidence="medium" if inferred > counted else None,
+               evidence=[Evidence(STATUS, values, samples=w.evidence_samples(
+                   "Aborted_connects" if inferred > counted else "Connection_errors_max_connections"))])
 
 
 @rule("CONN-06", "More threads are running than the CPUs can serve, most of the window",

@@ -107,6 +107,32 @@ def test_refused_connections_pass_when_the_counter_is_flat_even_if_high_since_st
     assert status(make_bundle({}, rows), "CONN-05") == "passed"
 
 
+def test_refused_connections_count_ordinary_accounts_refused_after_authentication():
+    # MariaDB: an ordinary account refused at max_connections counts in Aborted_connects only
+    # (measured: Connection_errors_max_connections stays at 0). Access denials are not refusals.
+    rows = counters({"Max_used_connections": 21}, {"Aborted_connects": 3, "Access_denied_errors": 1,
+                                                  "Aborted_connects_preauth": 0.5,
+                                                  "Connection_errors_max_connections": 0})
+    finding = outcome(make_bundle({"max_connections": 20}, rows), "CONN-05")
+    assert isinstance(finding, Finding) and finding.confidence == "medium"
+    assert finding.evidence[0].values["after_authentication"] == 75
+    assert "75 ordinary accounts refused after authentication" in finding.summary
+
+
+@pytest.mark.parametrize("peak", [19, None])
+def test_failed_connects_are_not_refusals_while_the_server_stayed_below_max_connections(peak):
+    start = {} if peak is None else {"Max_used_connections": peak}
+    rows = counters(start, {"Aborted_connects": 3, "Connection_errors_max_connections": 0})
+    assert status(make_bundle({"max_connections": 20}, rows), "CONN-05") == "passed"
+
+
+def test_refusals_counted_by_the_server_are_not_counted_twice():
+    rows = counters({"Max_used_connections": 21}, {"Aborted_connects": 2,
+                                                  "Connection_errors_max_connections": 2})
+    finding = outcome(make_bundle({"max_connections": 20}, rows), "CONN-05")
+    assert finding.evidence[0].values["refused"] == 100 and finding.confidence == "high"
+
+
 def test_threads_running_fires_when_above_twice_the_cpus_most_of_the_window():
     rows = counters({}, {}, gauges={"Threads_running": 9})
     finding = outcome(make_bundle({}, rows, files=CPUS), "CONN-06")
