@@ -14,7 +14,6 @@ import pytest
 
 from agent.session.channel import READ
 from recording.asciicast import Recorder
-
 from tests.serverkit import Proxy
 from tests.sessionkit import Grant, make_gateway, wait_until
 
