@@ -1,0 +1,8 @@
+"""The one error of the share package builder: a one-line reason a package cannot be made."""
+
+from __future__ import annotations
+
+
+class ShareError(ValueError):
+    """A bundle, a statement or a definition the builder cannot turn into a package; the
+    message is one line and never holds an original name or value."""
