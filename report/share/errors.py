@@ -4,5 +4,5 @@ from __future__ import annotations
 
 
 class ShareError(ValueError):
-    """A bundle, a statement or a definition the builder cannot turn into a package; the
-    message is one line and never holds an original name or value."""
+    """A bundle, a statement or a definition the builder cannot turn into a package, said in
+    one line (shown on the user's own terminal, never written into a package)."""
