@@ -25,6 +25,7 @@ from collectors.mysql import cluster  # noqa: F401
 from collectors.mysql import replicas  # noqa: F401
 from collectors.mysql import thread_memory  # noqa: F401
 from collectors.mysql import status  # noqa: F401
+from collectors.mysql import share  # noqa: F401
 from collectors.os import host  # noqa: F401
 from collectors.os import cpu  # noqa: F401
 from collectors.os import memory  # noqa: F401

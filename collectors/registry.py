@@ -83,6 +83,8 @@ class Collector:
     doc: str = ""
     #: Runs only when the user asks for it by this name (`--stacks`): it can pause the server.
     opt_in: str = ""
+    #: Also runs, whatever the profile, when the user asks for it by this name (`--for-share`).
+    requested: str = ""
 
 
 _REGISTRY: Dict[str, Collector] = {}
@@ -96,6 +98,7 @@ def collector(
     timeout: float = 10.0,
     sampled: bool = False,
     opt_in: str = "",
+    requested: str = "",
 ) -> Callable[[Callable[..., Iterator[Artifact]]], Callable[..., Iterator[Artifact]]]:
     """Register `func` as the collector `name` for the given profiles."""
     profiles = tuple(profiles)
@@ -108,7 +111,8 @@ def collector(
             raise ValueError(f"collector {name} registered twice")
         doc = (func.__doc__ or "").strip().splitlines()
         _REGISTRY[name] = Collector(
-            name, func, profiles, tuple(needs), timeout, sampled, doc[0] if doc else "", opt_in
+            name, func, profiles, tuple(needs), timeout, sampled, doc[0] if doc else "", opt_in,
+            requested,
         )
         return func
 
@@ -139,6 +143,8 @@ class Context:
     deadline: float = 0.0
     notes: Notes = field(default_factory=lambda: Notes())
     shared: Dict[str, Any] = field(default_factory=dict)
+    #: What the user asked for by name (`--stacks`, `--for-share`): opt-in collectors, consents.
+    asked: Tuple[str, ...] = ()
 
     @property
     def full(self) -> bool:

@@ -27,7 +27,7 @@ from agent.home import home
 from bundle.manifest import CollectorEntry, FileEntry, Manifest, iso, stamp, utc_now
 from bundle.paths import bundle_name
 from bundle.writer import BadMemberPath, BundleWriter
-from collectors.catalog import collectors_for
+from collectors.catalog import all_collectors
 from collectors.mysql import window
 from collectors.mysql.session import AccessDenied, ConnectSpec, ServerDown, Session
 from collectors.registry import Artifact, Collector, CollectorError, Context, Need, Notes, Skip
@@ -72,7 +72,8 @@ class Options:
     allow_findings: bool = False
     #: `--review`: asked before the bundle is written; a no leaves nothing behind.
     review: Optional[Review] = None
-    #: Opt-in collectors asked for by name (`--stacks`): the others never run.
+    #: Asked for by name (`--stacks`, `--for-share`): opt-in collectors (the others never
+    #: run), collectors outside the profile, consents (`ctx.asked`).
     opt_in: Tuple[str, ...] = ()
 
 
@@ -109,9 +110,8 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
     started = utc_now()
     budget_end = time.monotonic() + options.max_time
     chosen = [
-        c for c in collectors_for(options.profile)
-        if (options.only is None or c.name in options.only)
-        and (not c.opt_in or c.opt_in in options.opt_in)
+        c for c in all_collectors()
+        if (options.only is None or c.name in options.only) and _wanted(c, options)
     ]
     session = Session(spec, statement_timeout=options.statement_timeout)
     connect_error: Optional[CollectorError] = None
@@ -225,6 +225,13 @@ def collect(spec: ConnectSpec, options: Options, progress: Progress = _nothing) 
         raise
 
 
+def _wanted(item: Collector, options: Options) -> bool:
+    """In the profile (an opt-in one only when asked for), or asked for by name."""
+    if item.requested and item.requested in options.opt_in:
+        return True
+    return options.profile in item.profiles and (not item.opt_in or item.opt_in in options.opt_in)
+
+
 def _companion(session: Session, connect_error: Optional[CollectorError]) -> Session:
     """Another connection like `session` (opened at its first statement), or `session`
     itself when the server was not reached (every MySQL collector fails then anyway)."""
@@ -323,6 +330,7 @@ def _run_one(
         interval=options.interval, table_guard=options.table_guard,
         log_bytes=options.log_bytes, config_files=list(options.config_files),
         deadline=time.monotonic() + limit, notes=Notes(), shared=shared,
+        asked=tuple(options.opt_in),
     )
     artifacts: List[Tuple[Artifact, str]] = []
     failure: List[BaseException] = []

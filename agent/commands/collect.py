@@ -33,6 +33,7 @@ from agent.home import host_key_path
 from bundle.age import AgeError, seal_file
 from bundle.sign import SignError, load_host_key
 from collectors.config.values import to_bytes
+from collectors.mysql import share
 from collectors.mysql.session import AccessDenied
 from collectors.os import stacks
 from collectors.registry import PROFILES
@@ -82,6 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also take one snapshot of mysqld's thread stacks (pt-pmp style, "
                         "with eu-stack or gdb; root only): mysqld pauses while it is taken, "
                         "usually well under a second")
+    parser.add_argument("--for-share", action="store_true",
+                        help="also collect what `mydiag share` needs for a public repro of the "
+                        "slowest SELECTs (in any profile; the full profile collects it without "
+                        "EXPLAIN): samples with their literals, the DDL and optimizer statistics "
+                        "of the tables and views they touch, and EXPLAIN FORMAT=JSON of each "
+                        "sample (run under a 2s limit; review them with --review)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask questions")
     parser.set_defaults(run=run)
@@ -179,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"mydiag: --stacks: mysqld will stand still while {stacks.tool_name()} takes one "
               f"snapshot of its threads' stacks (usually well under a second; stopped after "
               f"{stacks.TIME_LIMIT:g}s at most)", file=sys.stderr)
+    if args.for_share:
+        options.opt_in += (share.ASKED,)
     options.review = review_prompt(args.yes) if args.review else None
     try:
         progress = not args.json and not args.review and sys.stderr.isatty()
