@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import time
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -42,6 +43,16 @@ def _server(tmp_path_factory, name: str) -> servers.Instance:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     instance = _server(tmp_path_factory, "share-collect")
+    try:
+        outfile = _fill(instance, tmp_path_factory)
+    except BaseException:
+        instance.stop()
+        raise
+    yield instance, outfile
+    instance.stop()
+
+
+def _fill(instance: servers.Instance, tmp_path_factory) -> Path:
     outfile = tmp_path_factory.mktemp("share-outfile") / "rows.txt"
     instance.sql(
         "CREATE DATABASE shop", "USE shop",
@@ -79,8 +90,7 @@ def server(tmp_path_factory):
         instance.sql("SET SESSION max_statement_time=0.3", "SELECT * FROM shop.sleepy")
     assert outfile.exists()
     outfile.unlink()
-    yield instance, outfile
-    instance.stop()
+    return outfile
 
 
 def _collect(instance, out, *args):

@@ -53,6 +53,16 @@ def _server(base: Path, args: List[str]) -> servers.Instance:
 def source(tmp_path_factory):
     """The customer's server, its scenario and the bundle collected with --for-share."""
     instance = _server(tmp_path_factory.mktemp("share-source"), sharekit.SERVER_ARGS)
+    try:
+        scenario, plans, bundle, member = _collected(instance, tmp_path_factory)
+    except BaseException:
+        instance.stop()
+        raise
+    yield instance, scenario, plans, bundle, member
+    instance.stop()
+
+
+def _collected(instance: servers.Instance, tmp_path_factory) -> tuple:
     scenario = sharekit.scenario()
     sharekit.build(instance, scenario)
     plans = {q: sharekit.plan(sharekit.explain(instance, scenario, q)) for q in scenario.queries}
@@ -64,8 +74,7 @@ def source(tmp_path_factory):
     assert by_name(summary)["mysql.share"]["status"] == "ok", by_name(summary)["mysql.share"]
     bundle = Path(summary["bundle"])
     member = json.loads(bundle_files(bundle)["mysql/share.json"])
-    yield instance, scenario, plans, bundle, member
-    instance.stop()
+    return scenario, plans, bundle, member
 
 
 def _digest(member: Dict[str, Any], sql: str) -> Dict[str, Any]:
