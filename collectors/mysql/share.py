@@ -10,8 +10,8 @@ member. EXPLAIN runs only for a single SELECT without INTO or a locking clause, 
 parsing the sample (and refusing what the parser and the server could read differently),
 in the digest's schema and under a statement time limit of its own.
 
-The sample with literals is `sample_sql`: the redaction pipeline reduces every `sql` of a
-MySQL member to a fingerprint, and the literals leave the host only with --for-share.
+The sample with literals is `sample_sql`, and only with --for-share; `sql` is its fingerprint
+(the redaction pipeline reduces every `sql` of a MySQL member to one anyway).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import datetime
 import decimal
 import json
 import re
+import time
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 from collectors.mysql.common import variables
@@ -28,6 +29,7 @@ from collectors.mysql.session import MissingPrivilege, NotAvailable, StatementTi
 from collectors.mysql.sql import Statement
 from collectors.mysql.tablecache import guard
 from collectors.registry import Artifact, CollectorError, Context, Need, Skip, collector
+from privacy.fingerprint import fingerprint
 
 #: The name `mydiag collect --for-share` asks for: it also consents to EXPLAIN.
 ASKED = "share"
@@ -224,7 +226,8 @@ def _statements(ctx: Context, skipped: List[Dict[str, str]], lower: bool) -> Lis
         chosen.append({
             "digest": digest, "schema": schema, "digest_text": _text(row.get("digest_text")),
             "calls": row.get("calls"), "total_seconds": row.get("total_seconds"),
-            "sql": sample, "sample_sql": sample, "explain": None, "explain_error": None,
+            "sql": fingerprint(sample) if sample else None, "sample_sql": sample,
+            "explain": None, "explain_error": None,
             "_touches": touched,
         })
         if sample is None:
@@ -345,6 +348,8 @@ def _explain(ctx: Context, item: Dict[str, Any]) -> None:
         item["explain_error"] = "no sample with literals to explain"
         return
     refused = explainable(sql)
+    if not refused and ctx.deadline and time.monotonic() > ctx.deadline - EXPLAIN_LIMIT - 2:
+        refused = "not explained: the collector's time was up (raise --max-time)"
     if refused:
         item["explain_error"] = refused
         return
@@ -395,6 +400,11 @@ def _objects(ctx: Context, statements: List[Dict[str, Any]], skipped: List[Dict[
             if name in objects or name in refused:
                 obj = objects.get(name)
                 queue += [tuple(t) for t in (obj or {}).get("_touches", [])]
+                continue
+            if ctx.deadline and time.monotonic() > ctx.deadline - 3:
+                refused.add(name)
+                skipped.append({"what": f"{name[0]}.{name[1]}", "why": "the collector's time was up "
+                                "(raise --max-time)"})
                 continue
             if len(objects) >= MAX_OBJECTS or len(objects) >= opens:
                 refused.add(name)

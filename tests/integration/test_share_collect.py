@@ -261,3 +261,45 @@ def test_a_digest_with_system_tables_only_is_not_shared(shared):
     _, member, _, _ = shared
     assert not any("performance_schema" in (s["digest_text"] or "") for s in member["statements"])
 
+
+
+@pytest.mark.parametrize("sql, refused", [
+    ("SELECT a FROM t WHERE b = 'x;y'", None),
+    ("SELECT `se``lect` FROM `we'ird` WHERE `ünï` = 'it''s' /* plain comment */", None),
+    ("(SELECT 1 FROM a) UNION (SELECT 2 FROM b)", None),
+    ("WITH c AS (SELECT * FROM s.t) SELECT * FROM c", None),
+    ("SELECT `select`, `from` FROM `order` WHERE `where` = 1", None),
+    ("SELECT a FROM t; DROP TABLE t", "more than one statement"),
+    ("SELECT a INTO @v FROM t", "INTO"),
+    ("SELECT a FROM t INTO OUTFILE '/tmp/x'", "does not parse"),
+    ("SELECT a FROM t LOCK IN SHARE MODE", "locking"),
+    ("SELECT a FROM t FOR UPDATE SKIP LOCKED", "locking"),
+    ("SELECT /*! 1; DROP TABLE t; */ a FROM t", "executable comment"),
+    ("SELECT /*M!100000 SLEEP(9), */ a FROM t", "executable comment"),
+    ("SELECT a FROM t --\u00a0x\nWHERE 1", "comment the parser and the server read differently"),
+    ("SELECT a FROM t WHERE a = (SELECT BENCHMARK(1e9, MD5(1)))", "BENCHMARK"),
+    ("SELECT LOAD_FILE('/etc/shadow') FROM t", "LOAD_FILE"),
+    ("UPDATE t SET a = 1", "not a SELECT"),
+    ("SHOW TABLES", "not a SELECT"),
+    ("SELECT a FROM t WHERE b = 'unterminated", "does not parse"),
+])
+def test_only_a_single_plain_select_is_explainable(sql, refused):
+    from collectors.mysql.share import explainable
+
+    why = explainable(sql)
+    if refused is None:
+        assert why is None, why
+    else:
+        assert why is not None and refused in why and "\n" not in why
+
+
+def test_tables_of_leaves_out_ctes_and_into_targets_and_qualifies_the_rest():
+    from collectors.mysql.share import tables_of
+
+    found = tables_of("WITH c AS (SELECT * FROM s.t) SELECT * FROM c JOIN `u``x` ON 1", "d")
+    assert sorted(found) == [("d", "u`x"), ("s", "t")]
+    assert tables_of("SELECT a INTO @v FROM Big", "d", lower=True) == [("d", "big")]
+    assert tables_of("SELECT 1", "d") == []
+    assert tables_of("SELECT * FROM t", None) == []
+    with pytest.raises(ValueError):
+        tables_of("SELECT FROM WHERE (", "d")
