@@ -230,8 +230,12 @@ def _expression(values: Any, table: Tuple[str, str], column: Any, kind: str, pla
                 expr = f"{int(lo_v)} + {r} + FLOOR(({expr} - {int(lo_v)}) * {width - m} / {width})"
             else:
                 expr = f"{int(lo_v)} + {r}"
-        elif kind == "int":
-            expr = f"ROUND({expr})"
+        else:
+            # on the map's lattice a*x + b: an equality's literal finds the rows of its value
+            a, b = values.affine(table, column.name) or (1, 0)
+            unit = Decimal(1).scaleb(-_scale(column.sql_type)) if kind == "decimal" else Decimal(1)
+            step = Decimal(a) * unit
+            expr = f"({b} + {step} * ROUND(({expr} - {b}) / {step}))"
         bounds = values.column_range(table, column.name)
         if bounds is not None:
             expr = f"LEAST({bounds[1]}, GREATEST({bounds[0]}, {expr}))"
@@ -425,3 +429,13 @@ def _length(sql_type: str) -> int:
             return 255
     return 255 if "tiny" in text or text.startswith(("text", "blob", "mediumtext", "longtext", "json",
                                                                  "mediumblob", "longblob")) else 64
+
+
+def _scale(sql_type: str) -> int:
+    text = sql_type.lower()
+    if "," in text and "(" in text:
+        try:
+            return int(text.split(",", 1)[1].split(")", 1)[0])
+        except ValueError:
+            return 0
+    return 0

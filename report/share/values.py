@@ -415,6 +415,13 @@ class ValueMaps:
             return None
         return (col.lo, col.hi)
 
+    def affine(self, table: Any, column: str) -> Optional[Tuple[Any, Any]]:
+        """(a, b) of a number column's map x -> a*x + b (synthetic rows stay on its lattice)."""
+        col = self._column(table, column)
+        if col is None or col.kind not in ("int", "decimal", "float"):
+            return None
+        return (col.a, col.b)
+
     def originals(self) -> Set[str]:
         found = {_text(v) for col in self._columns.values() for v in col.learned}
         found |= {_text(v) for v in self._loose}
