@@ -102,7 +102,8 @@ def shape(create_sql: str, schema: str) -> TableShape:
     if not isinstance(create_sql, str) or not create_sql.strip():
         raise ShareError("an empty definition")
     tokens = tokenize(create_sql)
-    if any(t.is_word("VIEW") for t in tokens[:12]) and not any(t.is_word("TABLE") for t in tokens[:4]):
+    first = next((t for t in tokens if t.is_word("TABLE", "VIEW")), None)
+    if first is not None and first.is_word("VIEW"):
         return _view_shape(tokens, schema)
     name, at = _table_name(tokens, _head(tokens, "TABLE"))
     if at >= len(tokens) or tokens[at].value != "(":
@@ -186,6 +187,8 @@ def _key_parts(part: List[Token]) -> List[Tuple[str, Optional[int]]]:
 def _view_shape(tokens: List[Token], schema: str) -> TableShape:
     at = next(i for i, t in enumerate(tokens) if t.is_word("VIEW")) + 1
     name, at = _table_name(tokens, at)
+    if at >= len(tokens) or not tokens[at].is_word("AS"):
+        raise ShareError("a CREATE VIEW without AS")
     result = TableShape(schema, name, kind="view")
     for i, t in enumerate(tokens[at:], start=at):
         if t.is_word("AS") and i + 1 < len(tokens) and tokens[i + 1].kind == "name":

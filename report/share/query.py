@@ -28,6 +28,17 @@ _NOT_ALIAS = {"WHERE", "ON", "USING", "JOIN", "INNER", "LEFT", "RIGHT", "CROSS",
               "NATURAL", "OUTER", "GROUP", "ORDER", "LIMIT", "HAVING", "UNION", "FOR", "LOCK",
               "FORCE", "USE", "IGNORE", "PARTITION", "SET", "WINDOW", "INTO", "AS", "SELECT",
               "VALUES", "EXCEPT", "INTERSECT", "PROCEDURE", "FULL", "STRAIGHT", "AND", "OR"}
+#: Reserved words: a bare one is never a name, even when a column is called so (`order`).
+RESERVED = {"ORDER", "GROUP", "KEY", "BY", "SELECT", "FROM", "WHERE", "AND", "OR", "NOT", "IN", "IS",
+            "NULL", "LIKE", "BETWEEN", "JOIN", "ON", "AS", "LIMIT", "HAVING", "UNION", "ALL", "DISTINCT",
+            "CASE", "WHEN", "THEN", "ELSE", "END", "LEFT", "RIGHT", "INNER", "OUTER", "CROSS", "USING",
+            "ASC", "DESC", "INTERVAL", "EXISTS", "FORCE", "USE", "IGNORE", "INDEX", "FOR", "UPDATE", "SET",
+            "VALUES", "INTO", "WITH", "DIV", "MOD", "XOR", "REGEXP", "RLIKE", "BINARY", "COLLATE",
+            "DEFAULT", "TRUE", "FALSE", "STRAIGHT_JOIN", "NATURAL", "PARTITION", "WINDOW", "OVER",
+            "SQL_NO_CACHE", "SQL_CALC_FOUND_ROWS", "HIGH_PRIORITY", "LOCK", "SHARE", "MODE", "ESCAPE",
+            "ANY", "SOME", "OFFSET", "ROWS", "RECURSIVE", "LATERAL", "EXCEPT", "INTERSECT", "CHECK",
+            "PRIMARY", "UNIQUE", "REFERENCES", "TABLE", "DATABASE", "SCHEMA", "CURRENT_DATE",
+            "CURRENT_TIMESTAMP", "CONVERT", "CAST", "CHAR", "SEPARATOR"}
 _FROM_END = {"WHERE", "GROUP", "ORDER", "LIMIT", "HAVING", "UNION", "WINDOW", "FOR", "LOCK", "INTO",
              "PROCEDURE", "EXCEPT", "INTERSECT"}
 
@@ -77,7 +88,7 @@ class _Reader:
         t = self.tokens[i]
         if t.kind == "name":
             return True
-        if t.kind != "word":
+        if t.kind != "word" or t.value.upper() in RESERVED:
             return False
         nxt = self.tokens[i + 1] if i + 1 < len(self.tokens) else None
         if nxt is not None and nxt.kind == "op" and nxt.value == "(" and not nxt.space:
@@ -143,7 +154,9 @@ class _Reader:
                 expect_table = False
                 continue
             if t.kind == "op" and t.value == "(":
-                expect_table = False
+                # `FROM (t1 JOIN t2 …)` still names tables; `FROM (SELECT …)` does not.
+                nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+                expect_table = expect_table and nxt is not None and not nxt.is_word("SELECT", "WITH")
             i += 1
         # Column aliases: `expr AS name`.
         for i, t in enumerate(tokens):
@@ -226,6 +239,10 @@ class _Reader:
                 pass
             elif t.kind == "word" and t.value.upper() in _COMPARE_WORDS:
                 compared = True
+            elif t.is_word("AND"):
+                # Only BETWEEN's AND: `a BETWEEN 1 AND 2`; any other AND ends the comparison.
+                if not (j >= 2 and tokens[j - 2].is_word("BETWEEN")):
+                    break
             elif t.kind == "word" and (t.value.upper() in _PASS_WORDS or t.value.startswith("_")):
                 pass
             elif j in self.refs:
