@@ -43,7 +43,8 @@ def test_the_documented_example_loads(tmp_path):
         3, 1.0, 600.0, 12, "full")
 
 
-@pytest.mark.parametrize("text, where, words", [
+#: The ids name the key and the problem, never the text (one case holds a generated password).
+BAD_CONFIGS = [
     ('[spool]\nmax_bytes = "2GB!"\n', "spool.max_bytes", "is not a size"),
     ('[spool]\nmin_free_pct = 120\n', "spool.min_free_pct", "out of range"),
     ('[schedule]\nevery = "10x"\n', "schedule.every", "is not a duration"),
@@ -67,7 +68,11 @@ def test_the_documented_example_loads(tmp_path):
     ('[server]\nurl = "http://x"\nticket = "tk-1"\n', "server.token", "is required"),
     ('[agent]\nionice = "fast"\n', "agent.ionice", "is not one of"),
     ("[spool\n", "", "not valid TOML"),
-])
+]
+
+
+@pytest.mark.parametrize("text, where, words", BAD_CONFIGS,
+                         ids=[f"{where}-{words}" for _text, where, words in BAD_CONFIGS])
 def test_a_bad_config_names_the_file_the_key_and_the_problem(tmp_path, text, where, words):
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
