@@ -14,7 +14,7 @@ from bundle.version import __version__
 
 #: Subcommand modules, each with `register(subparsers)` and `run(args) -> int`.
 COMMANDS = ("collect", "inspect", "grants", "seal", "unseal", "verify", "keys", "upload", "enroll", "agent",
-            "session", "pseudonyms", "report")
+            "session", "pseudonyms", "report", "share")
 
 
 class Parser(argparse.ArgumentParser):

@@ -48,5 +48,14 @@ UNKNOWN_TOKEN = 19
 #: collect --stacks: no stack snapshot can be taken here (not root, or neither eu-stack nor gdb
 #: is installed); refused before anything was collected.
 CANNOT_TRACE = 20
+#: share / report --public: the output would hold customer data (an original name, value, host,
+#: address or user, in some encoding); the message names each file and kind, never the value.
+#: Nothing was written.
+LEAK_FOUND = 21
+#: share --verify-on: the replayed plan differs from the customer's; the package is written and
+#: its README says "not reproduced".
+PLAN_DIFFERS = 22
+#: share: the bundle holds no share data (collect with --for-share), or none for that statement.
+NO_SHARE_DATA = 23
 #: Interrupted by the user (Ctrl-C).
 INTERRUPTED = 130

@@ -28,6 +28,10 @@ MAX_SETTINGS = 400
 _ROW_LISTS = ("innodb_index_stats", "column_stats", "index_stats", "innodb_partition_stats")
 
 
+class NoShareData(ShareError):
+    """The bundle holds nothing to build a package from (no member, or no sample to use)."""
+
+
 @dataclass
 class Statement:
     digest: str
@@ -91,7 +95,7 @@ class Source:
 def load(bundle: Any) -> Source:
     """The share data of a report.model.Bundle; ShareError when absent or malformed."""
     if not bundle.has(MEMBER):
-        raise ShareError(NO_DATA)
+        raise NoShareData(NO_DATA)
     data = bundle.json(MEMBER)
     if data is None:
         raise ShareError(f"{MEMBER} is not valid JSON (or nests too deep, or is too big to read)")
