@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "found, with the evidence, the advice, its risk and how to verify it. Rates come from the "
         "bundle's sampled window, not averages since start-up. Exit codes: 0 done, 2 bad "
         "arguments (unknown rule, unknown upgrade target), 6 the --html file cannot be written, "
-        "7 not a readable bundle, 8 no identity opens it, 9 damaged seal, 12 bad identity file.",
+        "7 not a readable bundle, 8 no identity opens it, 9 damaged seal, 12 bad identity file, "
+        "21 the --public output would still name the customer.",
     )
     parser.add_argument("bundle", nargs="?", help="a .tar.zst or .tar.zst.age bundle")
     add_identity_option(parser, required=False)
@@ -36,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--diff", metavar="OTHER", help="compare with an older bundle of the same host")
     parser.add_argument("--explain", metavar="RULE", help="print a rule's documentation (e.g. MEM-01)")
     parser.add_argument("--rules", action="store_true", help="list every rule")
+    parser.add_argument("--public", action="store_true",
+                        help="for a write-up: schema, table, user and host names and IP addresses "
+                        "pseudonymized, then leak-scanned (exit 21 on a leak; see docs/share.md)")
     parser.set_defaults(run=run)
 
 
@@ -73,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             return fail(str(exc), exitcodes.USAGE)
     from report.engine import evaluate
     result = evaluate(bundle)
+    if args.public:
+        return _public(args, bundle, result, upgrade_target=target)
     if args.diff:
         other = _open(args.diff, identities)
         if isinstance(other, int):
@@ -102,6 +108,32 @@ def run(args: argparse.Namespace) -> int:
     print_text(result, upgrade, unchecked)
     if args.html:
         print(f"report: {args.html}")
+    return exitcodes.OK
+
+
+def _public(args: argparse.Namespace, bundle: Any, result: Any, upgrade_target: Any) -> int:
+    """The report with nothing that names the customer (report/share/public.py), or exit 21."""
+    import io
+
+    from agent.commands.share import share_key
+    from report.share.public import publish_text, publish_value
+    if args.html or args.diff or upgrade_target is not None:
+        return fail("--public goes with the text or --json report only", exitcodes.USAGE)
+    key = share_key()
+    if isinstance(key, int):
+        return key
+    if args.json:
+        body = {"report": result.to_dict(), "findings": [f.to_dict() for f in result.findings]}
+        text, scan = publish_value(bundle, _jsonable(body["findings"]), key, _dumps)
+    else:
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            print_text(result, None, [])
+        text, scan = publish_text(bundle, captured.getvalue(), key)
+    if not scan.clean:
+        return fail(f"refused: the public report would still name the customer: {scan.summary()}",
+                    exitcodes.LEAK_FOUND)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return exitcodes.OK
 
 

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc), exitcodes.NO_SHARE_DATA)
     except ShareError as exc:
         return fail(f"{bundle.label}: {exc}", exitcodes.BAD_BUNDLE)
-    key = _key()
+    key = share_key()
     if isinstance(key, int):
         return key
     try:
@@ -185,7 +185,7 @@ def _open(path: str, identities: List[str]) -> Any:
         return fail(f"{printable(path)}: {exc}", age_exit_code(exc))
 
 
-def _key() -> Any:
+def share_key() -> Any:
     """The share key of this host (made once, mode 0600): the same names map to the same
     pseudonyms in every package made here."""
     from agent.home import home
