@@ -159,6 +159,37 @@ def base64_forms(text: str) -> List[str]:
     return found
 
 
+class _Matcher:
+    """The encoded forms of some needles, compiled: long ones as substrings, short ones as
+    whole words, base64 case-sensitively."""
+
+    def __init__(self, needles: List[Needle]) -> None:
+        self.long: Dict[str, Tuple[str, str]] = {}
+        self.short: Dict[str, Tuple[str, str]] = {}
+        self.b64: Dict[str, str] = {}
+        for needle in needles:
+            for form, encoded in forms(needle.text):
+                target = self.long if len(encoded) >= 4 else self.short
+                target.setdefault(encoded, (needle.kind, form))
+            for encoded in base64_forms(needle.text):
+                self.b64.setdefault(encoded, needle.kind)
+        self._long = _alternation(self.long, whole=False)
+        self._short = _alternation(self.short, whole=True)
+        self._b64 = _alternation(self.b64, whole=False)
+
+    def find(self, name: str, text: str) -> Iterator[Leak]:
+        masked = PSEUDONYM.sub(" ", text)
+        folded = masked.casefold()
+        for pattern, table in ((self._long, self.long), (self._short, self.short)):
+            if pattern is not None:
+                for match in pattern.finditer(folded):
+                    kind, form = table[match.group(0)]
+                    yield Leak(name, kind, form)
+        if self._b64 is not None:
+            for match in self._b64.finditer(masked):
+                yield Leak(name, self.b64[match.group(0)], "base64")
+
+
 class Scanner:
     """Needles compiled once; `scan` any number of files."""
 
@@ -173,25 +204,9 @@ class Scanner:
             kept.setdefault((needle.text.casefold(), needle.identifier), needle)
         self.needles = list(kept.values())
         #: Whole tokens of SQL files: casefolded name → kind.
-        self._tokens: Dict[str, str] = {}
-        #: Casefolded encoded form → (kind, form); long ones (substring) and short (whole word).
-        long_forms: Dict[str, Tuple[str, str]] = {}
-        short_forms: Dict[str, Tuple[str, str]] = {}
-        b64: Dict[str, str] = {}
-        for needle in self.needles:
-            if needle.identifier:
-                self._tokens.setdefault(needle.text.casefold(), needle.kind)
-            for form, encoded in forms(needle.text):
-                target = long_forms if len(encoded) >= 4 else short_forms
-                target.setdefault(encoded, (needle.kind, form))
-            for encoded in base64_forms(needle.text):
-                b64.setdefault(encoded, needle.kind)
-        self._long = long_forms
-        self._short = short_forms
-        self._b64 = b64
-        self._long_re = _alternation(long_forms, whole=False, flags=0)
-        self._short_re = _alternation(short_forms, whole=True, flags=0)
-        self._b64_re = _alternation(b64, whole=False, flags=0)
+        self._tokens = {n.text.casefold(): n.kind for n in self.needles if n.identifier}
+        self._names = _Matcher([n for n in self.needles if n.identifier])
+        self._values = _Matcher([n for n in self.needles if not n.identifier])
 
     def scan(self, files: Dict[str, bytes]) -> Scan:
         result = Scan(needles=len(self.needles), unscanned=self.unscanned)
@@ -204,46 +219,39 @@ class Scanner:
         return result
 
     def scan_file(self, name: str, data: bytes) -> Iterator[Leak]:
+        """Values, hosts and users anywhere in the text; names as whole tokens in SQL (and
+        as substrings in its strings, comments and literals), as substrings elsewhere."""
         text = data.decode("utf-8", "replace")
-        if name.endswith(SQL_SUFFIXES):
-            rest: List[str] = []
-            for kind, piece in segments(text):
-                if kind in ("word", "name"):
-                    value = piece.replace("``", "`") if kind == "name" else piece
-                    hit = self._tokens.get(value.casefold())
-                    if hit is not None:
-                        yield Leak(name, hit, "a whole SQL name")
-                    rest.append(" ")
-                else:
-                    rest.append(piece)
-                    rest.append(" ")
-            text = "".join(rest)
-        yield from self._text(name, text)
-
-    def _text(self, name: str, text: str) -> Iterator[Leak]:
-        masked = PSEUDONYM.sub(" ", text)
-        folded = masked.casefold()
-        for pattern, table in ((self._long_re, self._long), (self._short_re, self._short)):
-            if pattern is not None:
-                for match in pattern.finditer(folded):
-                    kind, form = table[match.group(0)]
-                    yield Leak(name, kind, form)
-        if self._b64_re is not None:
-            for match in self._b64_re.finditer(masked):
-                yield Leak(name, self._b64[match.group(0)], "base64")
+        yield from self._values.find(name, text)
+        if not name.endswith(SQL_SUFFIXES):
+            yield from self._names.find(name, text)
+            return
+        rest: List[str] = []
+        for kind, piece in _raw_segments(text):
+            if kind in ("word", "name"):
+                value = piece[1:-1].replace("``", "`") if kind == "name" else piece
+                hit = self._tokens.get(value.casefold())
+                if hit is not None:
+                    yield Leak(name, hit, "a whole SQL name")
+                # Literals stay (0x…, and the x of x'…'); names and keywords do not.
+                keep = kind == "word" and (piece[:1].isdigit() or piece in ("x", "X", "b", "B"))
+                rest.append(piece if keep else " ")
+            else:
+                rest.append(piece)
+        yield from self._names.find(name, "".join(rest))
 
 
 def scan(files: Dict[str, bytes], needles: Iterable[Needle], vocabulary: Iterable[str] = ()) -> Scan:
     return Scanner(needles, vocabulary).scan(files)
 
 
-def _alternation(table: Dict[str, Any], whole: bool, flags: int) -> Optional[re.Pattern[str]]:
+def _alternation(table: Dict[str, Any], whole: bool) -> Optional[re.Pattern[str]]:
     if not table:
         return None
     body = "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True))
     if whole:
         body = rf"(?<![\w$])(?:{body})(?![\w$])"
-    return re.compile(body, flags)
+    return re.compile(body)
 
 
 # --- a tolerant SQL lexer --------------------------------------------------------------
