@@ -158,13 +158,14 @@ class _Reader:
                 nxt = tokens[i + 1] if i + 1 < len(tokens) else None
                 expect_table = expect_table and nxt is not None and not nxt.is_word("SELECT", "WITH")
             i += 1
-        # Column aliases: `expr AS name`.
+        # Column aliases: `expr AS name`. They are mapped as columns: a view's columns are
+        # its select list's aliases, and a query on the view names them as columns.
         for i, t in enumerate(tokens):
             if t.is_word("AS") and i + 1 < len(tokens) and i + 1 not in self.refs \
                     and tokens[i + 1].kind in ("name", "word") \
-                    and tokens[i + 1].value.upper() not in _NOT_ALIAS:
-                self.aliases.setdefault(tokens[i + 1].value.casefold(), None)
-                self.refs[i + 1] = ("alias", None)
+                    and tokens[i + 1].value.upper() not in _NOT_ALIAS | RESERVED:
+                self.columns.add(tokens[i + 1].value.casefold())
+                self.refs[i + 1] = ("column", None)
         # Second pass: every other name, in its dotted sequence.
         i = 0
         while i < len(tokens):
