@@ -6,6 +6,11 @@ one), takes EXPLAIN FORMAT=JSON of the mapped query, and compares it with the cu
 plan (expected_explain.json): the join order, and per table the access type, the key, the
 key length, the rows within a factor (or a few rows for tiny counts) and `filtered` within
 some points. The package runs on that server as written: use a fresh, disposable one.
+
+This module is the one place outside collectors.mysql.session that connects to a server:
+it must write (CREATE, INSERT, REPLACE INTO the statistics tables), which the read-only
+session refuses, and it only ever connects to the support side's verification server.
+Every statement has a server-side time limit and the client a read timeout.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ ROWS_SLACK = 10
 FILTERED_POINTS = 20.0
 CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 600
+#: Seconds any one replayed statement may run on the server.
+STATEMENT_LIMIT = 300
 
 
 class VerifyError(Exception):
@@ -119,7 +126,11 @@ def replay(script: str, expected: Optional[Dict[str, Any]], target: Target) -> C
     with conn, conn.cursor() as cur:
         cur.execute("SELECT VERSION()")
         version = str(cur.fetchone()[0])
-        where = f"{'MariaDB' if 'mariadb' in version.lower() else 'MySQL'} {version}"
+        mariadb = "mariadb" in version.lower()
+        where = f"{'MariaDB' if mariadb else 'MySQL'} {version}"
+        # A server-side limit on every statement too (the read timeout is the client's).
+        cur.execute(f"SET SESSION max_statement_time = {STATEMENT_LIMIT}" if mariadb
+                    else f"SET SESSION max_execution_time = {STATEMENT_LIMIT * 1000}")
         plan_text = None
         statements = split(script)
         for number, statement in enumerate(statements, 1):

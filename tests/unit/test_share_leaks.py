@@ -21,8 +21,11 @@ SECRET = f"Zoë.O'Brien\\{secrets.token_hex(3)}@acme-{secrets.token_hex(2)}.exam
 TABLE = f"acme_customers_{secrets.token_hex(3)}"
 
 
-def _found(files, needle=leaks.Needle(SECRET, "value", identifier=False)):
-    return leaks.scan(files, [needle]).leaks
+VALUE = leaks.Needle(SECRET, "value", identifier=False)
+
+
+def _found(files):
+    return leaks.scan(files, [VALUE]).leaks
 
 
 @pytest.mark.parametrize("form, encoded", [
@@ -82,7 +85,8 @@ def test_quoted_names_with_doubled_backquotes_and_unicode_are_tokens():
 
 def test_what_cannot_identify_a_customer_is_not_a_needle():
     scanner = leaks.Scanner([leaks.Needle("x", "alias name"), leaks.Needle("2000", "value", False),
-                             leaks.Needle("select", "column name"), leaks.Needle("12345678901", "value", False)])
+                             leaks.Needle("select", "column name"),
+                             leaks.Needle("12345678901", "value", False)])
     assert scanner.unscanned == 3
     assert scanner.scan({"README.md": b"call 12345678901"}).leaks
 
