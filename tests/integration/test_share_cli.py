@@ -161,7 +161,8 @@ def test_a_bundle_without_share_data_says_how_to_collect_it(bundle, tmp_path):
     b"not json at all",
     b'{"format": 1, "flavor": "mariadb", "version": "1", "objects": [{"schema": "s", "name": "t",'
     b' "kind": "table", "create": 7}]}',
-])
+], ids=["statements-not-a-list", "digest-not-a-string", "huge-version", "deep-explain", "not-an-object",
+        "not-json", "create-not-a-string"])  # short ids: pytest puts the id in each child's environment
 def test_malformed_share_data_is_one_line_and_exit_7(bundle, tmp_path, share):
     copy = _rebundle(bundle[0], tmp_path / "bad.tar.zst", share)
     code, _, stderr = _share(str(copy), "--digest", "ab", home=tmp_path)
