@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PY39 ?= $(shell for p in "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.9*/bin/python3.9 /usr/bin/python3.9 /usr/local/bin/python3.9 "$$(command -v python3.9)"; do \
 	  [ -x "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 9)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: demo test test-py39 system-deps lint bench clean
+.PHONY: demo test test-py39 system-deps lint bench clean dist
 
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ test-py39:
 	  .venv39/bin/python -m pytest -m "not server" -q $(PYTEST_ARGS39); \
 	fi
 
+# The customer side in one file, and as packages: dist/mydiag.pyz, man pages, bash
+# completion, dist/*.deb and dist/*.rpm (docs/install.md).
+dist: $(VENV)/.stamp
+	$(PY) scripts/build_pyz.py --out dist/mydiag.pyz
+	$(PY) scripts/gen_manpages.py --out build/man
+	$(PY) scripts/gen_completion.py --out build/completion
+	$(PY) scripts/build_deb.py --pyz dist/mydiag.pyz --man build/man --completion build/completion --out dist
+	$(PY) scripts/build_rpm.py --pyz dist/mydiag.pyz --man build/man --completion build/completion --out dist
+
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
 
@@ -46,4 +55,4 @@ bench: $(VENV)/.stamp
 	@echo "benchmarks: see bench/README.md (each script runs on its own)"
 
 clean:
-	rm -rf $(VENV) .venv39 .demo build *.egg-info
+	rm -rf $(VENV) .venv39 .demo build dist *.egg-info
