@@ -3,7 +3,9 @@
 Each sample keeps the busiest processes by CPU over its window and the largest by
 resident memory, one row per process (its ranks in both lists), with pid, user, name,
 state, threads and command line: the redaction pipeline masks secrets in command lines,
-and a line of its own keeps one process's arguments from another's words. The whole
+and a line of its own keeps one process's arguments from another's words. An argument the
+bundle's last look would still take for a secret is masked here (privacy.lint.mask_arguments),
+so that one odd program on the host costs its arguments, not the whole bundle. The whole
 table's process, thread and state counts go to a second file. The first window of a
 process starts at its own start, as ps's %CPU does.
 """
@@ -19,6 +21,7 @@ import psutil
 
 from collectors.os.sampling import schedule
 from collectors.registry import PROFILES, Artifact, Context, collector
+from privacy.lint import mask_arguments
 
 TOP = 15
 #: A command line is kept whole up to these bounds; longer ones say how much was cut.
@@ -54,6 +57,8 @@ def processes(ctx: Context) -> Iterator[Artifact]:
         shown = {p["pid"]: p for p in by_cpu + by_rss}
         for proc in shown.values():
             proc["cmdline"], proc["cmdline_cut"] = _cmdline(proc["pid"])
+            if proc["cmdline"]:
+                proc["cmdline"], proc["cmdline_masked"] = mask_arguments(proc["cmdline"])
         window = None if seconds is None else round(seconds, 3)
         counts.append({"ts": stamp, "sample": index, "window_seconds": window,
                        "processes": len(table), "threads": sum(p["threads"] or 0 for p in table),
@@ -113,5 +118,7 @@ def _shown(proc: Dict[str, Any]) -> Dict[str, Any]:
     row["cmdline"] = proc.get("cmdline")
     if proc.get("cmdline_cut"):
         row["cmdline_cut"] = True
+    if proc.get("cmdline_masked"):
+        row["cmdline_masked"] = True
     row["self"] = proc["pid"] == os.getpid()
     return row
