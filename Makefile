@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 PY39 ?= $(shell for p in "$${PYENV_ROOT:-$$HOME/.pyenv}"/versions/3.9*/bin/python3.9 /usr/bin/python3.9 /usr/local/bin/python3.9 "$$(command -v python3.9)"; do \
 	  [ -x "$$p" ] && "$$p" -c 'import sys; assert sys.version_info[:2] == (3, 9)' 2>/dev/null && { echo "$$p"; break; }; done)
 
+# Each test file runs whole on one of three workers (module fixtures start their servers once).
+XDIST ?= -n 3 --dist loadfile
+
 .PHONY: demo test test-py39 system-deps lint bench clean dist
 
 $(VENV)/.stamp: pyproject.toml
@@ -24,7 +27,7 @@ demo: $(VENV)/.stamp
 
 test: system-deps $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	$(MAKE) test-py39
 
 # The agent side on Python 3.9: collection, bundle and sealing tests (no server extra).
@@ -35,7 +38,7 @@ test-py39:
 	else \
 	  [ -x .venv39/bin/python ] || $(PY39) -m venv .venv39; \
 	  .venv39/bin/python -m pip install -q -e '.[dev]'; \
-	  .venv39/bin/python -m pytest -m "not server" -q $(PYTEST_ARGS39); \
+	  .venv39/bin/python -m pytest -m "not server" -q $(XDIST) $(PYTEST_ARGS39); \
 	fi
 
 # The customer side in one file, and as packages: dist/mydiag.pyz, man pages, bash
