@@ -36,11 +36,16 @@ case "${1:-}" in
     need npm npm ;;          # axe-core for those tests, from the npm registry (below)
 esac
 
-# axe-core (accessibility checks injected into the pages under test), in the tree's .tools/.
+# From the npm registry, in the tree's .tools/: axe-core (accessibility checks injected into
+# the pages under test) and s3rver (a file-backed S3-compatible server, not ours, for the
+# object store's tests).
 axe() {
-  [ -f "$(dirname "$0")/../.tools/node_modules/axe-core/axe.min.js" ] && return 0
+  local tools; tools="$(dirname "$0")/../.tools"
   command -v npm >/dev/null 2>&1 || return 0
-  npm install --silent --no-audit --no-fund --prefix "$(dirname "$0")/../.tools" axe-core@4 >/dev/null
+  [ -f "$tools/node_modules/axe-core/axe.min.js" ] ||
+    npm install --silent --no-audit --no-fund --prefix "$tools" axe-core@4 >/dev/null
+  [ -f "$tools/node_modules/s3rver/bin/s3rver.js" ] ||
+    npm install --silent --no-audit --no-fund --prefix "$tools" s3rver@3 >/dev/null
 }
 
 if [ ${#want[@]} -eq 0 ]; then
