@@ -38,7 +38,8 @@ def _found(files):
     ("hex", "X'" + SECRET.encode().hex() + "'"),
     ("URL-encoded", urllib.parse.quote(SECRET, safe="")),
     ("URL-encoded", urllib.parse.quote_plus(SECRET.lower(), safe="")),
-])
+], ids=["written", "upper", "sql-doubled", "sql-backslash", "json", "hex-0x", "hex-x", "url",
+        "url-plus-lower"])
 def test_every_encoding_of_a_value_is_found(form, encoded):
     for name in ("notes.md", "repro.sql", "plan.json"):
         found = _found({name: f"before {encoded} after".encode()})

@@ -207,7 +207,7 @@ def test_a_digest_must_name_exactly_one_statement_with_a_sample():
     f"SELECT id FROM `{CUSTOMERS}` INTO OUTFILE '/tmp/x'",
     "",
     "-- only a comment",
-])
+], ids=["delete", "two", "outfile", "empty", "comment"])
 def test_a_query_file_must_hold_one_select(text):
     with pytest.raises(package.Refused):
         package.build(source.parse(_data()), KEY, query=text)
