@@ -5,7 +5,8 @@ DIR/config.json    settings (mode 0600: a database URL may hold a password)
 DIR/server.db      the embedded SQLite database (when no PostgreSQL URL is set)
 DIR/identity.txt   the server's age identity (mode 0600), the one secret on disk
 DIR/mail.key       the key that signs reply addresses and Message-IDs (mode 0600; docs/mail.md)
-DIR/blobs/         sealed bundles by content hash, and uploads in progress
+DIR/blobs/         sealed bundles by content hash, and uploads in progress (unless the
+                   `blobs` section names an S3-compatible store: docs/storage.md)
 DIR/tmp/           scratch space for verification
 ```
 """
@@ -130,11 +131,43 @@ class MailSettings:
 
 
 @dataclass
+class BlobSettings:
+    """Where bundles, raw mail and uploads in progress live (docs/storage.md): the `blobs`
+    section of config.json. No secret is kept here: an S3 store's key id and secret come
+    from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or from `credentials_file`."""
+
+    #: `local` (DIR/blobs/, the default) or `s3` (an S3-compatible object store).
+    kind: str = "local"
+    #: The store's URL (e.g. https://s3.eu-west-1.amazonaws.com, http://minio:9000); empty: AWS's default.
+    endpoint: str = ""
+    bucket: str = ""
+    region: str = ""
+    #: Put before every key, so that one bucket can hold several servers (e.g. `mydiag/`).
+    prefix: str = ""
+    #: A file (mode 0600) with the access key id on its first line and the secret on its second.
+    credentials_file: str = ""
+    #: Seconds to connect and to wait for each answer; attempts per request (standard-mode retries).
+    connect_timeout: float = 5.0
+    read_timeout: float = 15.0
+    max_attempts: int = 3
+    #: The size of one multipart part: what a PATCH holds in memory at most (S3's floor is 5 MiB).
+    part_bytes: int = 8 << 20
+
+    def describe(self, root: Optional[Path] = None) -> str:
+        """The store in a log line: never a credential."""
+        if self.kind != "s3":
+            return f"local {root}" if root else "local"
+        where = f"s3://{self.bucket}/{self.prefix}"
+        return f"{where} at {safe_url(self.endpoint)}" if self.endpoint else where
+
+
+@dataclass
 class Config:
     recipients: List[str]
     database: str = ""
     limits: Limits = field(default_factory=Limits)
     mail: MailSettings = field(default_factory=MailSettings)
+    blobs: BlobSettings = field(default_factory=BlobSettings)
     #: Reply policies and business calendars (server/support/policies.py, docs/conversations.md).
     support: Dict[str, Any] = field(default_factory=dict)
 
@@ -150,8 +183,12 @@ class Config:
         support = data.get("support") or {}
         if not isinstance(support, dict):
             raise ValueError("support must be an object")
+        blobs = BlobSettings(**{k: v for k, v in (data.get("blobs") or {}).items()
+                                if k in BlobSettings.__dataclass_fields__})
+        if blobs.kind not in ("local", "s3"):
+            raise ValueError(f"blobs.kind must be local or s3, not {blobs.kind!r}")
         return cls(recipients=list(data["recipients"]), database=data.get("database", ""),
-                   limits=limits, mail=mail, support=support)
+                   limits=limits, mail=mail, support=support, blobs=blobs)
 
 
 class DataDir:

@@ -36,6 +36,7 @@ from server.api.uploads import TUS_VERSION
 from server.intake import bundles
 from server.intake import tus as uploads
 from server.intake.tus import TusError
+from server.storage.blobs import StoreUnavailable
 from server.storage.state import State
 from server.support import breaches, capacity, policies, queue
 from server.support.tickets import Invalid
@@ -85,6 +86,15 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
     @app.exception_handler(TusError)
     async def _tus_error(request: Request, exc: TusError) -> Response:
         return _error(request, exc.status, exc.message, {"Tus-Resumable": TUS_VERSION, **exc.headers})
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(request: Request, exc: StoreUnavailable) -> Response:
+        # The blob store is down or failing (docs/storage.md): nothing counted; try again later.
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        headers = {"Retry-After": str(exc.retry_after)}
+        if "/uploads" in request.url.path:
+            headers["Tus-Resumable"] = TUS_VERSION
+        return _error(request, 503, "the blob store is not available right now; retry shortly", headers)
 
     @app.exception_handler(Invalid)
     async def _invalid(request: Request, exc: Invalid) -> Response:

@@ -182,7 +182,8 @@ async def receive(state: State, request: Request, row: Dict[str, Any], offset: i
     """
     room = row["length"] - offset
     hasher = hashlib.new(checksum[0]) if checksum else None
-    writer = state.store.staging_writer(row["id"], offset)
+    # A remote store's writer waits on the network: open, write and close it off the event loop.
+    writer = await run_in_threadpool(state.store.staging_writer, row["id"], offset)
     renewed = time.monotonic()
     cut = False
     try:
@@ -197,7 +198,10 @@ async def receive(state: State, request: Request, row: Dict[str, Any], offset: i
                     if not await write(state, _still_mine, row["id"], state.owner):
                         raise TusError(409, "this upload was taken over by another request")
                     renewed = time.monotonic()
-                writer.write(chunk)
+                if writer.remote:
+                    await run_in_threadpool(writer.write, chunk)
+                else:
+                    writer.write(chunk)
                 if hasher is not None:
                     hasher.update(chunk)
                 if whole is not None:
@@ -205,7 +209,10 @@ async def receive(state: State, request: Request, row: Dict[str, Any], offset: i
         except ClientDisconnect:
             cut = True
     finally:
-        writer.close()
+        if writer.remote:
+            await run_in_threadpool(writer.close)
+        else:
+            writer.close()
     if hasher is not None and not cut and hasher.digest() != checksum[1]:
         raise TusError(460, "Upload-Checksum does not match the body; nothing was kept")
     return writer.written, cut

@@ -7,13 +7,14 @@ import json
 import os
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from bundle.version import __version__
 from server import exitcodes
 from server.cli.common import Failure, Handler, Parser, _actor, _emit, _open, actions, command, json_option
-from server.config import Config, ConfigError, DataDir, Limits, safe_url, write_private
+from server.config import BlobSettings, Config, ConfigError, DataDir, Limits, safe_url, write_private
 from server.storage.db import DatabaseError
 
 
@@ -27,6 +28,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     if data.exists():
         raise Failure(exitcodes.DATA_DIR, f"{data.path} is already initialized (its admin token was "
                                           "printed then; add engineers with `mydiag-server engineer add`)")
+    blobs = _blob_settings(args)
     data.path.mkdir(parents=True, exist_ok=True, mode=0o700)
     secret, recipient = age.generate_identity()
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -37,7 +39,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         limits.max_upload_bytes = args.max_upload_bytes
     if args.max_ticket_bytes:
         limits.max_ticket_bytes = args.max_ticket_bytes
-    config = Config(recipients=[recipient], database=args.database or "", limits=limits)
+    config = Config(recipients=[recipient], database=args.database or "", limits=limits, blobs=blobs)
     db = open_database(data.database_url(config))
     try:
         with db.tx() as tx:
@@ -48,12 +50,43 @@ def cmd_init(args: argparse.Namespace) -> int:
     data.save(config)
     data.blobs.mkdir(exist_ok=True)
     _emit(args, {"data": str(data.path), "recipients": [recipient], "admin_token": token,
-                 "database": safe_url(data.database_url(config))}, [
-        f"initialized {data.path} (database {safe_url(data.database_url(config))})",
+                 "database": safe_url(data.database_url(config)), "blobs": blobs.describe(data.blobs)}, [
+        f"initialized {data.path} (database {safe_url(data.database_url(config))}, "
+        f"blobs {blobs.describe(data.blobs)})",
         f"server recipient: {recipient}",
         f"admin token (shown once, keep it safe): {token}",
     ])
     return exitcodes.OK
+
+
+def _blob_settings(args: argparse.Namespace) -> BlobSettings:
+    """The `blobs` section from init's options; an S3 store is tried once before anything is
+    written (docs/storage.md). Credentials never go into config.json."""
+    if args.blob_store != "s3":
+        if args.s3_endpoint or args.s3_bucket or args.s3_prefix or args.s3_region or args.s3_credentials_file:
+            raise Failure(exitcodes.USAGE, "the --s3-* options need --blob-store s3")
+        return BlobSettings()
+    if not args.s3_bucket:
+        raise Failure(exitcodes.USAGE, "--blob-store s3 needs --s3-bucket NAME")
+    if args.s3_endpoint:
+        parts = urllib.parse.urlsplit(args.s3_endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise Failure(exitcodes.USAGE, f"--s3-endpoint must be an http(s) URL, not {args.s3_endpoint!r}")
+        if parts.username or parts.password:
+            raise Failure(exitcodes.USAGE, "--s3-endpoint must not hold credentials: use AWS_ACCESS_KEY_ID "
+                                           "and AWS_SECRET_ACCESS_KEY or --s3-credentials-file")
+    settings = BlobSettings(kind="s3", endpoint=args.s3_endpoint or "", bucket=args.s3_bucket,
+                            region=args.s3_region or "", prefix=args.s3_prefix or "",
+                            credentials_file=str(Path(args.s3_credentials_file).resolve())
+                            if args.s3_credentials_file else "")
+    from server.storage.blobs import StoreUnavailable
+    from server.storage.s3 import S3Store
+
+    try:
+        S3Store(settings, Path(args.data)).check()
+    except StoreUnavailable as exc:
+        raise Failure(exitcodes.IO_ERROR, f"cannot use the blob store {settings.describe()}: {exc}") from None
+    return settings
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -75,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     state = _open(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     print(f"mydiag-server {__version__}: http://{args.listen}/api/v1 "
-          f"(database {safe_url(state.data.database_url(state.config, args.database))})",
+          f"(database {safe_url(state.data.database_url(state.config, args.database))}, "
+          f"blobs {state.store.describe()})",
           file=sys.stderr, flush=True)
     app = create_app(state)
     gateway = mail = None
@@ -308,6 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(sub, "init", "create a data directory: database, blobs, age identity, admin token", cmd_init)
     p.add_argument("--max-upload-bytes", type=int, metavar="N", help="largest single upload (default 4 GiB)")
     p.add_argument("--max-ticket-bytes", type=int, metavar="N", help="bytes per ticket (default 20 GiB)")
+    p.add_argument("--blob-store", choices=("local", "s3"), default="local",
+                   help="where bundles and uploads live: DATA/blobs (default) or an S3-compatible store")
+    p.add_argument("--s3-endpoint", metavar="URL", help="the S3 store's URL (default: AWS's for the region)")
+    p.add_argument("--s3-bucket", metavar="NAME", help="the bucket (it must exist)")
+    p.add_argument("--s3-prefix", metavar="PREFIX", help="put before every key, e.g. mydiag/")
+    p.add_argument("--s3-region", metavar="REGION", help="the region (default us-east-1)")
+    p.add_argument("--s3-credentials-file", metavar="FILE",
+                   help="access key id and secret on two lines (mode 0600); default: AWS_ACCESS_KEY_ID "
+                        "and AWS_SECRET_ACCESS_KEY")
     json_option(p)
 
     p = command(sub, "run", "serve the API under /api/v1", cmd_run)

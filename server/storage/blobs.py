@@ -1,7 +1,15 @@
 """Blob storage behind one small interface: uploads in progress, and sealed bundles by hash.
 
-The local directory is the default; an S3-compatible store comes later behind the same
-methods (multipart parts for `staging_writer`, objects for `put`/`open`).
+Two stores have these methods (docs/storage.md): `LocalStore`, a directory (the
+default), and `S3Store` (server/storage/s3.py), an S3-compatible object store where an
+upload in progress is a multipart upload whose state lives in the store itself, so any
+server process can resume it. Blobs are keyed by their SHA-256 and written once; an
+upload in progress counts only the bytes its committed PATCHes wrote (the database's
+offset), and a writer opened at that offset drops whatever a dead PATCH left past it.
+
+A store that cannot be reached, or fails, raises `StoreUnavailable` (an OSError): the
+API answers 503 with Retry-After, and the work is retried; a missing blob raises
+FileNotFoundError in both stores.
 """
 
 from __future__ import annotations
@@ -12,14 +20,29 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import BinaryIO, ContextManager, Iterator
+from typing import BinaryIO, ContextManager, Iterator, Optional
+
+from server.config import BlobSettings
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
+class StoreUnavailable(OSError):
+    """The blob store did not answer or failed (down, 5xx, timeouts after the retries):
+    nothing was changed that counts, and the same call may succeed later."""
+
+    #: Seconds a client is told to wait (Retry-After) before it tries again.
+    retry_after = 5
+
+
 class StagingWriter:
-    """Appends to one upload from a given offset; `commit` makes the bytes count."""
+    """Appends to one upload from a given offset; the bytes count once the caller commits
+    the new offset in the database (tus.end_patch), after `close`."""
+
+    #: Whether `write` and `close` may wait on the network (the API then calls them off the
+    #: event loop); a local file's writes are left on it.
+    remote = False
 
     def __init__(self, path: Path, offset: int) -> None:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -41,6 +64,15 @@ class StagingWriter:
 
 
 class BlobStore:
+    """Uploads in progress (`staging_*`, by upload id) and blobs (by SHA-256 hex).
+
+    Every method may block (disk, network): the API calls them off the event loop.
+    """
+
+    def describe(self) -> str:
+        """Where the blobs are, for the start-up line (never a credential)."""
+        raise NotImplementedError
+
     def staging_size(self, upload_id: str) -> int:
         raise NotImplementedError
 
@@ -76,6 +108,9 @@ class LocalStore(BlobStore):
         self.root = Path(root)
         (self.root / "staging").mkdir(parents=True, exist_ok=True)
         (self.root / "sha256").mkdir(parents=True, exist_ok=True)
+
+    def describe(self) -> str:
+        return f"local {self.root}"
 
     def staging_path(self, upload_id: str) -> Path:
         if not _ID.match(upload_id):
@@ -140,6 +175,12 @@ class LocalStore(BlobStore):
         return self._blob(sha256).exists()
 
 
-def open_store(root: Path) -> BlobStore:
-    """The configured store; only the local directory exists so far."""
-    return LocalStore(root)
+def open_store(root: Path, settings: Optional[BlobSettings] = None,
+               scratch: Optional[Path] = None) -> BlobStore:
+    """The store config.json's `blobs` section names: the directory `root` unless it says s3
+    (then `scratch` holds `local_copy` files while they are used)."""
+    if settings is None or settings.kind == "local":
+        return LocalStore(root)
+    from server.storage.s3 import S3Store
+
+    return S3Store(settings, Path(scratch or root))

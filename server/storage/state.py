@@ -65,7 +65,7 @@ class State:
         config = data.load()
         db = open_database(data.database_url(config, database))
         data.tmp.mkdir(exist_ok=True)
-        return cls(data, config, db, open_store(data.blobs), new_owner())
+        return cls(data, config, db, open_store(data.blobs, config.blobs, data.tmp), new_owner())
 
     def close(self) -> None:
         self.db.close()
