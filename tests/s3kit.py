@@ -118,9 +118,3 @@ def s3rver_at(folder: Path, bucket: str = "mydiag-test") -> Iterator[S3rver]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def s3rver(tmp_path) -> Iterator[S3rver]:
-    """A fresh s3rver with one bucket for this test, stopped afterwards."""
-    yield from s3rver_at(tmp_path)
