@@ -154,7 +154,11 @@ def begin_patch(state: State, ticket_id: str, upload_id: str, offset: int,
             raise TusError(409, f"the upload is at offset {again['received']}, not {offset}",
                            {"Upload-Offset": str(again["received"])})
         raise TusError(423, "another request is writing this upload; retry shortly")
-    kept = state.store.staging_size(upload_id)
+    try:
+        kept = state.store.staging_size(upload_id)
+    except OSError:
+        state.release("uploads", upload_id)  # the store is down (503): the retry need not wait for the lease
+        raise
     if kept < offset:
         # The disk lost bytes the database had counted (a machine crash): resume from what is there.
         with state.db.tx() as tx:
