@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Tuple
+from typing import Iterable, List
 
 from privacy import shapes
 from privacy.rules import (
@@ -144,30 +144,6 @@ def lint_line(line: str) -> List[str]:
                 found.append(f"high-entropy value on a line that says '{words.group().lower()}'")
                 break
     return found
-
-
-def mask_arguments(args: List[str], mask: str = "<redacted>") -> Tuple[List[str], bool]:
-    """A command line the last look would refuse, with what it would take for a secret masked.
-
-    For a record of another program's arguments (the process table), where one odd argument
-    must cost that argument, not the bundle. The program's name stays; an argument the look
-    flags alone loses its value (`--opt=<redacted>`, or all of it); on a line that says
-    password, token or the like, a random-looking argument goes too; and a line still
-    flagged after that keeps only the program's name. Returns the arguments and whether
-    anything was masked.
-    """
-    if not args or not lint_line(" ".join(args)):
-        return list(args), False
-    kept = [args[0]]
-    for arg in args[1:]:
-        if lint_line(arg) or any(random_looking(t) for t in _TOKEN.findall(arg)):
-            name, sep, _ = arg.partition("=")
-            arg = f"{name}={mask}" if sep and not lint_line(f"{name}={mask}") and not random_looking(name) \
-                else mask
-        kept.append(arg)
-    if lint_line(" ".join(kept)):
-        kept = [args[0], mask]
-    return kept, True
 
 
 def _named_secret(line: str) -> bool:

@@ -4,7 +4,7 @@ Each sample keeps the busiest processes by CPU over its window and the largest b
 resident memory, one row per process (its ranks in both lists), with pid, user, name,
 state, threads and command line: the redaction pipeline masks secrets in command lines,
 and a line of its own keeps one process's arguments from another's words. An argument the
-bundle's last look would still take for a secret is masked here (privacy.lint.mask_arguments),
+bundle's last look would still take for a secret is masked here (privacy.argmask),
 so that one odd program on the host costs its arguments, not the whole bundle. The whole
 table's process, thread and state counts go to a second file. The first window of a
 process starts at its own start, as ps's %CPU does.
@@ -21,7 +21,7 @@ import psutil
 
 from collectors.os.sampling import schedule
 from collectors.registry import PROFILES, Artifact, Context, collector
-from privacy.lint import mask_arguments
+from privacy.argmask import mask_arguments
 
 TOP = 15
 #: A command line is kept whole up to these bounds; longer ones say how much was cut.
