@@ -84,6 +84,7 @@ class S3rver:
 
     def credentials_file(self, folder: Path) -> Path:
         """The key id and secret as `--s3-credentials-file` reads them (two lines, mode 0600)."""
+        folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"s3-credentials-{self.port}"
         path.touch(mode=0o600)
         path.chmod(0o600)

@@ -14,7 +14,8 @@ size, so the bytes after the last full part are kept as a small object of their 
 tail. A writer opened at offset N reads `state-N` (what was there when offset N was
 committed), drops every other state, tail and abandoned multipart upload (a PATCH that
 died), reads the tail into memory, and sends a part each time `part_bytes` have
-gathered; `close` writes the new tail and `state-<new size>`, and only then does the
+gathered (sent by a thread of the writer while the body keeps coming, one part in flight);
+`close` waits for it, writes the new tail and `state-<new size>`, and only then does the
 caller commit the new offset. Nothing of an upload is held by a process between
 requests, so another process resumes it. A part number a dead PATCH used is uploaded
 again (S3 keeps the last), and the completion names exactly the parts of the final state.
@@ -39,6 +40,7 @@ import re
 import shutil
 import stat
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -382,6 +384,9 @@ class S3StagingWriter(StagingWriter):
         self._broken = False
         self._closed = False
         self._flushed = False
+        #: The part being sent while the next one fills (number, size, future), and its thread.
+        self._pending: Optional[Tuple[int, int, Future]] = None
+        self._sender: Optional[ThreadPoolExecutor] = None
         state = store.load_state(upload_id, offset)
         store.drop_others(upload_id, state)
         self._multipart: Optional[str] = state.get("upload")
@@ -404,21 +409,35 @@ class S3StagingWriter(StagingWriter):
                 raise
 
     def _send_part(self) -> None:
+        """Hand the full buffer to the sender thread, so the body keeps coming while it goes
+        out; one part in flight at most (memory: two parts)."""
+        self._wait_part()
         store = self.store
-        whole = store.whole_key(self.upload_id)
         if self._multipart is None:
             with calling(f"starting a multipart upload for {self.upload_id}"):
-                started = store.client.create_multipart_upload(Bucket=store.bucket, Key=whole)
+                started = store.client.create_multipart_upload(Bucket=store.bucket,
+                                                               Key=store.whole_key(self.upload_id))
             self._multipart = started["UploadId"]
         number = len(self._parts) + 1
         data = bytes(self._buffer)
-        with calling(f"sending part {number} of upload {self.upload_id}"):
-            reply = store.client.upload_part(Bucket=store.bucket, Key=whole, UploadId=self._multipart,
-                                             PartNumber=number, Body=data)
-        self._parts.append((number, len(data), reply["ETag"]))
-        self._parts_end += len(data)
         self._buffer = bytearray()
+        self._parts_end += len(data)
         self._flushed = True
+        if self._sender is None:
+            self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"part-{self.upload_id[:8]}")
+        self._pending = (number, len(data), self._sender.submit(self._upload_part, number, data))
+
+    def _upload_part(self, number: int, data: bytes) -> str:
+        store = self.store
+        with calling(f"sending part {number} of upload {self.upload_id}"):
+            return store.client.upload_part(Bucket=store.bucket, Key=store.whole_key(self.upload_id),
+                                            UploadId=self._multipart, PartNumber=number, Body=data)["ETag"]
+
+    def _wait_part(self) -> None:
+        if self._pending is not None:
+            number, size, future = self._pending
+            self._pending = None
+            self._parts.append((number, size, future.result()))
 
     def close(self) -> None:
         """Record what was written (tail, then state): after this the caller may commit.
@@ -426,6 +445,15 @@ class S3StagingWriter(StagingWriter):
         if self._closed:
             return
         self._closed = True
+        try:
+            if not self._broken:
+                self._wait_part()  # a part that failed fails the PATCH: nothing is recorded
+        except BaseException:
+            self._broken = True
+            raise
+        finally:
+            if self._sender is not None:
+                self._sender.shutdown(wait=True)
         if self._broken or (self.written == 0 and not self._flushed):
             self._buffer = bytearray()
             return
