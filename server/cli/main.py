@@ -11,7 +11,7 @@ import urllib.parse
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from bundle.version import __version__
+from bundle.version import FORMAT_VERSION, __version__
 from server import exitcodes
 from server.cli.common import Failure, Handler, Parser, _actor, _emit, _open, actions, command, json_option
 from server.config import BlobSettings, Config, ConfigError, DataDir, Limits, safe_url, write_private
@@ -336,7 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "Exit codes: 0 ok, 1 internal error, 2 usage, 3 data directory, 4 database, "
                     "5 not found, 6 file or network I/O, 7 bundle quarantined, 8 recording not verified, "
                     "130 interrupted.")
-    parser.add_argument("--version", action="version", version=f"mydiag-server {__version__}")
+    parser.add_argument("--version", action="version",
+                        version=f"mydiag-server {__version__} (bundle format {FORMAT_VERSION})")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = command(sub, "init", "create a data directory: database, blobs, age identity, admin token", cmd_init)
