@@ -419,15 +419,14 @@ class S3StagingWriter(StagingWriter):
                                                                Key=store.whole_key(self.upload_id))
             self._multipart = started["UploadId"]
         number = len(self._parts) + 1
-        data = bytes(self._buffer)
-        self._buffer = bytearray()
+        data, self._buffer = self._buffer, bytearray()  # handed over as is: no copy of the part
         self._parts_end += len(data)
         self._flushed = True
         if self._sender is None:
             self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"part-{self.upload_id[:8]}")
         self._pending = (number, len(data), self._sender.submit(self._upload_part, number, data))
 
-    def _upload_part(self, number: int, data: bytes) -> str:
+    def _upload_part(self, number: int, data: bytearray) -> str:
         store = self.store
         with calling(f"sending part {number} of upload {self.upload_id}"):
             return store.client.upload_part(Bucket=store.bucket, Key=store.whole_key(self.upload_id),
