@@ -10,11 +10,14 @@ import sys
 from typing import List, Optional
 
 from agent import exitcodes
-from bundle.version import __version__
+from bundle.version import FORMAT_VERSION, __version__
 
 #: Subcommand modules, each with `register(subparsers)` and `run(args) -> int`.
 COMMANDS = ("collect", "inspect", "grants", "seal", "unseal", "verify", "keys", "upload", "enroll", "agent",
-            "session", "pseudonyms", "report", "share")
+            "session", "pseudonyms", "report", "share", "self-check")
+#: Command words that are not their module's name (a module name cannot hold a dash).
+MODULES = {"self-check": "selfcheck"}
+VERSION = f"mydiag {__version__} (bundle format {FORMAT_VERSION})"
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,15 +28,19 @@ class Parser(argparse.ArgumentParser):
 def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     """The parser for every command, or for `only` that one (its imports alone are paid)."""
     parser = Parser(prog="mydiag", description="Safe MySQL diagnostics for asynchronous support.")
-    parser.add_argument("--version", action="version", version=f"mydiag {__version__}")
+    parser.add_argument("--version", action="version", version=VERSION)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMANDS if only is None else (only,):
-        importlib.import_module(f"agent.commands.{name}").register(subparsers)
+        importlib.import_module(f"agent.commands.{MODULES.get(name, name)}").register(subparsers)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     words = sys.argv[1:] if argv is None else argv
+    if words[:1] == ["--version"]:
+        # What argparse would print, without importing every command first (start-up time).
+        print(VERSION)
+        return exitcodes.OK
     # `mydiag seal` need not import the MySQL client and the terminal UI: start-up time
     # counts when sealing a bundle. Without a known command, every command is loaded.
     named = words[0] if words and words[0] in COMMANDS else None
