@@ -271,6 +271,7 @@ def normalize(root: Path, epoch: int) -> None:
         else:
             path.chmod(0o755 if mode & 0o111 else 0o644)
         os.utime(path, (epoch, epoch))
+    root.chmod(0o755)
     os.utime(root, (epoch, epoch))
 
 
