@@ -122,8 +122,12 @@ def _state_dir() -> Row:
     path = home()
     where = "MYDIAG_HOME" if os.environ.get("MYDIAG_HOME") else "default"
     probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    try:
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+    except OSError as exc:
+        return Row("state directory", NOT_READABLE, f"{path} ({where}), {exc.strerror or exc}",
+                   "keys init, upload pins, pseudonymize and the agent's spool fail; set MYDIAG_HOME")
     if os.access(probe, os.W_OK | os.X_OK) and probe.is_dir():
         found = f"{path} ({where})" + ("" if probe == path else ", created on first use")
         return Row("state directory", OK, found, "host key, pinned recipients, spool and pseudonym map "
