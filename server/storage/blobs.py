@@ -20,9 +20,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import BinaryIO, ContextManager, Iterator, Optional
-
-from server.config import BlobSettings
+from typing import BinaryIO, ContextManager, Iterator
 
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -173,14 +171,3 @@ class LocalStore(BlobStore):
 
     def exists(self, sha256: str) -> bool:
         return self._blob(sha256).exists()
-
-
-def open_store(root: Path, settings: Optional[BlobSettings] = None,
-               scratch: Optional[Path] = None) -> BlobStore:
-    """The store config.json's `blobs` section names: the directory `root` unless it says s3
-    (then `scratch` holds `local_copy` files while they are used)."""
-    if settings is None or settings.kind == "local":
-        return LocalStore(root)
-    from server.storage.s3 import S3Store
-
-    return S3Store(settings, Path(scratch or root))

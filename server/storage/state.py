@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from server.config import Config, DataDir
-from server.storage.blobs import BlobStore, open_store
+from server.storage.blobs import BlobStore
 from server.storage.db import Database, open_database
+from server.storage.stores import open_store
 
 #: Seconds a lease lasts without renewal; renewed every third of it while work goes on.
 LEASE_SECONDS = 20.0
