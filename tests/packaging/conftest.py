@@ -174,15 +174,25 @@ class Chroot:
 
     def run(self, *argv: str, env: Optional[Dict[str, str]] = None, timeout: float = 300,
             check: bool = True, stdin: Optional[str] = None) -> subprocess.CompletedProcess:
+        """`argv` inside the root."""
+        return self._namespaced('exec chroot "$root" "$@"', argv, env, timeout, check, stdin)
+
+    def host(self, *argv: str, env: Optional[Dict[str, str]] = None, timeout: float = 300,
+             check: bool = True) -> subprocess.CompletedProcess:
+        """This machine's `argv` (rpm --root ROOT …), with the root's /proc mounted meanwhile."""
+        return self._namespaced('exec "$@"', argv, env, timeout, check, None)
+
+    def _namespaced(self, then: str, argv: Sequence[str], env: Optional[Dict[str, str]], timeout: float,
+                    check: bool, stdin: Optional[str]) -> subprocess.CompletedProcess:
         need("unshare")
         environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                        "HOME": "/root", "LANG": "C.UTF-8", "TERM": "dumb", **(env or {})}
-        inner = 'mount -t proc proc "$1/proc" && root="$1" && shift && exec chroot "$root" "$@"'
+        inner = f'root="$1" && shift && mount -t proc proc "$root/proc" && {then}'
         done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", inner, "sh",
                                str(self.root), *argv], capture_output=True, text=True, timeout=timeout,
                               env=environment, input=stdin)
         if check and done.returncode != 0:
-            raise AssertionError(f"in the Debian root, {' '.join(argv)} exited {done.returncode}:\n"
+            raise AssertionError(f"{' '.join(argv)} (in the Debian root) exited {done.returncode}:\n"
                                  f"{done.stderr[-3000:]}{done.stdout[-2000:]}")
         return done
 
