@@ -290,6 +290,7 @@ def cmd_bundle_list(args: argparse.Namespace) -> int:
 def cmd_bundle_open(args: argparse.Namespace) -> int:
     from bundle.age import AgeError
     from server.intake import bundles
+    from server.storage.blobs import StoreUnavailable
 
     state = _open(args)
     try:
@@ -300,6 +301,9 @@ def cmd_bundle_open(args: argparse.Namespace) -> int:
         raise Failure(exitcodes.QUARANTINED, str(exc)) from None
     except AgeError as exc:
         raise Failure(exitcodes.QUARANTINED, f"cannot unseal {args.bundle_id}: {exc}") from None
+    except StoreUnavailable as exc:
+        raise Failure(exitcodes.IO_ERROR, f"cannot read bundle {args.bundle_id}: {exc} (try again "
+                      "when the store answers); removed what this run had written") from None
     except OSError as exc:
         raise Failure(exitcodes.IO_ERROR, f"cannot write {exc.filename or args.output}: "
                       f"{exc.strerror or exc}; removed what this run had written") from None

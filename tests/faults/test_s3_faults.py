@@ -23,7 +23,7 @@ import pytest
 
 from tests.integration.test_blob_stores import MIB, agent_upload, s3_server
 from tests.s3kit import S3rver, s3rver_at
-from tests.serverkit import ROOT, Proxy, Server, make_bundle, seal
+from tests.serverkit import ROOT, Proxy, Server, make_bundle, seal, server_cli
 
 pytestmark = pytest.mark.server
 
@@ -231,6 +231,15 @@ def test_a_store_answering_500_gives_503_and_the_upload_waits(tmp_path, behind_p
     assert agent.returncode == 0, err
     accepted_once(support, ticket, out, sha)
     no_500(support)
+    # Reading a bundle back while the store fails: the store is named, not the output folder.
+    [listed] = support.bundles(ticket["id"])
+    proxy.fail = True
+    done = server_cli("bundle", "open", "--data", str(support.data), listed["id"],
+                      "--output", str(tmp_path / "opened"), check=False)
+    proxy.fail = False
+    assert done.returncode == 6, done.stderr
+    assert done.stderr.count("\n") == 1 and f"cannot read bundle {listed['id']}" in done.stderr, done.stderr
+    assert not (tmp_path / "opened").exists() or not any((tmp_path / "opened").iterdir())
 
 
 def test_a_slow_store_answers_503_and_leaves_the_event_loop_free(tmp_path, behind_proxy):
