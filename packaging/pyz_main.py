@@ -16,6 +16,7 @@ machine or C library; 25 the state directory is not writable (from a zip only).
 Written for any python3 (3.6 of RHEL 8 included) to be able to say that it is not supported.
 """
 
+import contextlib
 import json
 import os
 import sys
@@ -34,7 +35,7 @@ _MACHINES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "armv8l": "
 
 
 def _fail(code, message):
-    sys.stderr.write("mydiag: %s\n" % message)
+    sys.stderr.write(f"mydiag: {message}\n")
     sys.exit(code)
 
 
@@ -57,7 +58,7 @@ def libc():
 def target_key(version_info=None, arch=None):
     """The index key for a Python and machine: cp311-x86_64."""
     version_info = version_info or sys.version_info
-    return "cp%d%d-%s" % (version_info[0], version_info[1], arch or machine())
+    return f"cp{version_info[0]}{version_info[1]}-{arch or machine()}"
 
 
 def select(index, version_info=None, arch=None, implementation=None, c_library=None):
@@ -68,17 +69,17 @@ def select(index, version_info=None, arch=None, implementation=None, c_library=N
     built = sorted(index.get("targets", {}), key=lambda k: (int(k.split("-")[0][2:]), k))
     pythons = sorted({k.split("-")[0] for k in built}, key=lambda t: int(t[2:]))
     machines = sorted({k.split("-", 1)[1] for k in built})
-    offered = "CPython %s on %s glibc Linux" % (
-        ", ".join("%s.%s" % (t[2], t[3:]) for t in pythons), "/".join(machines))
-    here = "Python %d.%d" % tuple((version_info or sys.version_info)[:2])
+    offered = "CPython {} on {} glibc Linux".format(
+        ", ".join(f"{t[2]}.{t[3:]}" for t in pythons), "/".join(machines))
+    here = "Python {}.{}".format(*(version_info or sys.version_info)[:2])
     if implementation != "cpython":
-        return None, "this file runs on %s, not on %s %s" % (offered, implementation, here[7:])
+        return None, f"this file runs on {offered}, not on {implementation} {here[7:]}"
     if name is None or tuple(int(p) for p in version.split(".")[:2]) < (2, 17):
-        return None, "this file runs on %s (2.17 or newer); this host's C library is %s" % (
-            offered, "glibc %s" % version if name else "not glibc (musl?)")
+        return None, "this file runs on {} (2.17 or newer); this host's C library is {}".format(
+            offered, f"glibc {version}" if name else "not glibc (musl?)")
     if key not in index.get("targets", {}):
-        return None, "this file runs on %s; this is %s on %s: run it with another python3 " \
-                     "(`python3.11 mydiag.pyz`) or install the package" % (offered, here, arch or machine())
+        return None, (f"this file runs on {offered}; this is {here} on {arch or machine()}: run it with "
+                      "another python3 (`python3.11 mydiag.pyz`) or install the package")
     return index["targets"][key], None
 
 
@@ -173,10 +174,10 @@ def extracted(archive, entry):
         os.makedirs(home, mode=0o700, exist_ok=True)
         os.makedirs(base, mode=0o700, exist_ok=True)
         _sweep(base)
-        work = tempfile.mkdtemp(prefix=".tmp-%d-" % os.getpid(), dir=base)
+        work = tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", dir=base)
     except OSError as exc:
-        _fail(NO_STATE_DIR, "cannot write the state directory %s (%s): set MYDIAG_HOME to a writable "
-                            "directory of this user's" % (home, exc.strerror or exc))
+        _fail(NO_STATE_DIR, f"cannot write the state directory {home} ({exc.strerror or exc}): "
+                            "set MYDIAG_HOME to a writable directory of this user's")
     try:
         _extract_into(archive, entry, work)
         with open(os.path.join(work, _COMPLETE), "w") as handle:
@@ -189,16 +190,14 @@ def extracted(archive, entry):
                 if _complete(final, entry["hash"]):
                     return final  # another process was first
                 # Something incomplete holds the name (not made by this bootstrap): set it aside.
-                aside = tempfile.mkdtemp(prefix=".old-%d-" % os.getpid(), dir=base)
-                try:
+                aside = tempfile.mkdtemp(prefix=f".old-{os.getpid()}-", dir=base)
+                with contextlib.suppress(OSError):
                     os.rename(final, os.path.join(aside, "x"))
-                except OSError:
-                    pass
                 _remove(aside)
-        _fail(NO_STATE_DIR, "cannot put the extracted modules in place at %s" % final)
+        _fail(NO_STATE_DIR, f"cannot put the extracted modules in place at {final}")
     except OSError as exc:
-        _fail(NO_STATE_DIR, "cannot extract the compiled modules into %s (%s): set MYDIAG_HOME to a "
-                            "writable directory of this user's" % (base, exc.strerror or exc))
+        _fail(NO_STATE_DIR, f"cannot extract the compiled modules into {base} ({exc.strerror or exc}): "
+                            "set MYDIAG_HOME to a writable directory of this user's")
     finally:
         if os.path.isdir(work):
             _remove(work)
@@ -266,7 +265,7 @@ def _install_importer(archive):
     class Finder:
         def __init__(self, path):
             if path != archive.root and not archive.inside(path):
-                raise ImportError("not in %s" % archive.root)
+                raise ImportError(f"not in {archive.root}")
             self.path = path
             self.prefix = path[len(archive.root) + 1:]
             self.prefix += "/" if self.prefix else ""
@@ -299,7 +298,7 @@ def _write_quietly(path, data):
     """A bytecode file, atomically (another process may read or write it at the same time)."""
     try:
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
-        partial = "%s.%d.tmp" % (path, os.getpid())
+        partial = f"{path}.{os.getpid()}.tmp"
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
             handle.write(data)
@@ -322,7 +321,7 @@ def prepare():
     zipped = not os.path.isdir(root)
     index = _read_index(root, zipped)
     if index.get("format", 0) > INDEX_FORMAT:
-        _fail(UNSUPPORTED, "this bootstrap does not read the layout of %s" % root)
+        _fail(UNSUPPORTED, f"this bootstrap does not read the layout of {root}")
     entry, reason = select(index)
     if entry is None:
         _fail(UNSUPPORTED, reason)

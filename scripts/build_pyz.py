@@ -32,7 +32,7 @@ Inputs are the work tree's package files and the wheels packaging/pyz-lock.txt n
 name and sha256 per target), downloaded once with `pip download` into
 ~/.cache/mydiag-dist/wheels (MYDIAG_DIST_CACHE moves ~/.cache/mydiag-dist) and checked against
 the lock. The zip is reproducible: entries sorted, one timestamp (SOURCE_DATE_EPOCH, else the
-last commit's time), fixed modes, no bytecode, deflate level 9.
+last commit's time), fixed modes, no bytecode, deflate level 6 (level 9 is 1% smaller and 4x slower).
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ def resolve(python: str, arch: str, requirements: Sequence[str]) -> Tuple[str, L
              "--abi", tag, "--abi", "abi3", "--abi", "none", "--target", str(Path(tmp) / "t"),
              "--report", str(report), *requirements], capture_output=True, text=True)
         if done.returncode != 0:
-            raise BuildError(f"pip could not resolve for Python {python} {arch}: {done.stderr.strip()[-800:]}")
+            raise BuildError(f"pip could not resolve for Python {python} {arch}: "
+                             f"{done.stderr.strip()[-800:]}")
         installs = json.loads(report.read_text())["install"]
     pins = []
     for item in installs:
@@ -344,7 +345,8 @@ def stage(tree: Path, pins: Sequence[Pin], wheels: Dict[str, Path], version: str
 def build_epoch() -> int:
     if os.environ.get("SOURCE_DATE_EPOCH"):
         return int(os.environ["SOURCE_DATE_EPOCH"])
-    done = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"], capture_output=True, text=True)
+    done = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%ct"], capture_output=True,
+                          text=True)
     if done.returncode == 0 and done.stdout.strip():
         return int(done.stdout.strip())
     raise BuildError("set SOURCE_DATE_EPOCH (no git history to take the build time from)")
@@ -368,7 +370,7 @@ def write_zip(tree: Path, out: Path, epoch: int) -> None:
                     continue
                 info.external_attr = 0o100644 << 16
                 info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, (tree / name).read_bytes(), compresslevel=9)
+                archive.writestr(info, (tree / name).read_bytes(), compresslevel=6)
     partial.chmod(0o755)
     partial.replace(out)
 
