@@ -420,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     from server.cli import simulate as simulate_cli
 
     simulate_cli.register(sub)
+    from server.cli import migrate as migrate_cli
+
+    migrate_cli.register(sub, _blob_settings)
     return parser
 
 
