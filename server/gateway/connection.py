@@ -7,6 +7,12 @@ for the reverse forward (which registers its tunnel) and opens the control chann
 list of their live sessions. A connection holds at most `max_channels` such channels at
 once; an unknown engineer or key is audited once per connection.
 
+Another server process logs in as `peer:ENGINEER` with the peer key (peers.py) when one
+of its engineers joins a session whose tunnel this process holds: that connection is the
+engineer's, already authenticated there, and its channels are joined only to a tunnel
+held here (never relayed on, so two processes cannot bounce a channel between them). An
+engineer whose session's tunnel another process holds is relayed there (peers.PeerJoin).
+
 `gateway` is the server.Gateway that accepted the connection (not imported: it imports
 this module); this reads its state, doorman, registry, recordings, max_channels and port.
 """
@@ -20,7 +26,9 @@ from typing import Any, Dict, Optional
 
 import paramiko
 
+from server.gateway import holders
 from server.gateway import records as sessions
+from server.gateway.peers import PEER_USER, PeerJoin
 from server.gateway.relay import Join
 from server.gateway.tunnels import Tunnel
 
@@ -44,8 +52,10 @@ class Connection(paramiko.ServerInterface):
         self.expires = 0.0
         self.tunnel: Optional[Tunnel] = None
         self.ptys: Dict[int, Dict[str, Any]] = {}
-        self.joins: Dict[int, Join] = {}
+        self.joins: Dict[int, Any] = {}
         self._refused = False
+        #: A connection from another server process on behalf of one of its engineers.
+        self.relayed = False
 
     def admitted(self) -> None:
         """The connection no longer counts as waiting for authentication (once)."""
@@ -77,6 +87,8 @@ class Connection(paramiko.ServerInterface):
                 self.admitted()
                 return paramiko.AUTH_SUCCESSFUL
             return paramiko.AUTH_FAILED
+        if username.startswith(PEER_USER):
+            return self._check_peer(username[len(PEER_USER):], f"{kind} {blob}", blob)
         with db.tx(write=False) as tx:
             known = sessions.engineer_for_key(tx, username, kind, blob)
         if known:
@@ -88,6 +100,20 @@ class Connection(paramiko.ServerInterface):
             with db.tx() as tx:
                 sessions.event(tx, "", f"ssh:{username[:64]}", "session.refuse",
                                reason="unknown engineer, or not their registered key",
+                               key=sessions.fingerprint(blob))
+        return paramiko.AUTH_FAILED
+
+    def _check_peer(self, engineer: str, line: str, blob: str) -> int:
+        """Only the server processes' own peer key opens a peer connection."""
+        if line == self.gateway.peer_line and engineer and len(engineer) <= 64:
+            self.kind, self.name, self.relayed = "engineer", engineer, True
+            self.admitted()
+            return paramiko.AUTH_SUCCESSFUL
+        if not self._refused:
+            self._refused = True
+            with self.gateway.state.db.tx() as tx:
+                sessions.event(tx, "", f"ssh:peer:{engineer[:64]}", "session.refuse",
+                               reason="a peer connection without the server processes' peer key",
                                key=sessions.fingerprint(blob))
         return paramiko.AUTH_FAILED
 
@@ -154,8 +180,17 @@ class Connection(paramiko.ServerInterface):
 
     def _join(self, channel: paramiko.Channel, session_id: str, command: Optional[str]) -> None:
         gw = self.gateway
-        join = Join(gw.state, gw.registry, gw.recordings, channel, self.name, session_id, command,
-                    self.ptys.get(channel.get_id()))
+        pty = self.ptys.get(channel.get_id())
+        join: Any = None
+        if not self.relayed and gw.registry.tunnel(session_id) is None and sessions.session_id_ok(session_id):
+            with gw.state.db.tx(write=False) as tx:
+                address = holders.holder(tx, session_id, gw.state.owner)
+            if address is not None:
+                join = PeerJoin(gw.state, gw.registry, channel, self.name, session_id, command, pty, address,
+                                gw.peer_key, gw.key)
+        if join is None:
+            join = Join(gw.state, gw.registry, gw.recordings, channel, self.name, session_id, command, pty,
+                        via=f"peer {self.address}" if self.relayed else None)
         self.joins[channel.get_id()] = join
         threading.Thread(target=join.run, name=f"join-{session_id}", daemon=True).start()
 

@@ -34,8 +34,10 @@ class Join:
 
     def __init__(self, state: State, registry: Registry, recordings: Path, channel: paramiko.Channel,
                  engineer: str, session_id: str, command: Optional[str],
-                 pty: Optional[Dict[str, Any]]) -> None:
+                 pty: Optional[Dict[str, Any]], via: Optional[str] = None) -> None:
         self.state = state
+        #: Set when another server process relays the engineer here (its address, for the audit).
+        self.via = via
         self.registry = registry
         self.recordings = recordings
         self.channel = channel
@@ -139,7 +141,8 @@ class Join:
         recorder = asciicast.Recorder(base, header)
         with self.state.db.tx() as tx:
             sessions.event(tx, self.session_id, f"engineer:{self.engineer}", "session.join",
-                           part=part, command=self.command, pty=self.pty is not None)
+                           part=part, command=self.command, pty=self.pty is not None,
+                           **({"via": self.via} if self.via else {}))
         log.info("session %s: %s joined (part %d%s)", self.session_id, self.engineer, part,
                  f", command {self.command!r}" if self.command else ", interactive")
         threading.Thread(target=self._input, name=f"join-in-{self.session_id}", daemon=True).start()

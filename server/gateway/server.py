@@ -13,7 +13,13 @@ engineer channel of the session at once; each step is in the audit log.
 This module is the listener and wires the parts: doorman.py (caps on connections not yet
 authenticated, and their deadline), connection.py (one SSH connection, its auth and
 channels), tunnels.py (live tunnels and joined channels), relay.py (one engineer channel
-and its recording), watch.py (expiry, revocation elsewhere, silent tunnels), hostkey.py.
+and its recording), watch.py (expiry, revocation elsewhere, silent tunnels), hostkey.py,
+holders.py (which process holds which tunnel, in the database) and peers.py (an engineer
+relayed to the process that holds the tunnel, over a connection only server processes can
+open).
+
+`address` is where the other server processes reach this gateway: the listening address,
+or this machine's name when it listens on every interface.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from server.gateway import records as sessions
 from server.gateway.connection import Connection
 from server.gateway.doorman import Doorman, close_at_once
 from server.gateway.hostkey import HOST_KEY, key_line, load_host_key
+from server.gateway.peers import load_peer_key
 from server.gateway.tunnels import Registry
 from server.gateway.watch import Watcher
 from server.storage.state import State
@@ -45,7 +52,7 @@ logging.getLogger(TRANSPORT_LOG).setLevel(logging.CRITICAL)
 
 
 class Gateway:
-    def __init__(self, state: State, host: str, port: int) -> None:
+    def __init__(self, state: State, host: str, port: int, address: str = "") -> None:
         self.state = state
         self.host = host
         limits = state.config.limits
@@ -53,6 +60,8 @@ class Gateway:
                                limits.ssh_auth_deadline_seconds)
         self.max_channels = limits.ssh_max_channels_per_connection
         self.key = load_host_key(state.data.path / HOST_KEY)
+        self.peer_key = load_peer_key(state.data.path)
+        self.peer_line = key_line(self.peer_key)
         self.recordings = state.data.path / "sessions"
         self.registry = Registry(state)
         self._watcher = Watcher(state, self.registry)
@@ -62,6 +71,9 @@ class Gateway:
         # Room for a burst: connections past the accept queue wait in SYN_RECV, unseen by the caps.
         self._listener.listen(512)
         self.port = self._listener.getsockname()[1]
+        inner = host if host not in ("", "0.0.0.0", "::") else socket.gethostname()
+        self.registry.address = address or (f"[{inner}]:{self.port}" if ":" in inner
+                                            else f"{inner}:{self.port}")
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
 

@@ -5,7 +5,9 @@ reverse forward engineers' channels are opened on) and its control channel (JSON
 from recording/sessionwire.py: the agent pings, says `end` when the customer ends the
 session; the gateway answers `pong`, `ack`, and says `end` when the support side cuts).
 The `Registry` holds the live tunnels, their grants' deadlines and the joined engineer
-channels, and cuts a session's channels all at once.
+channels (also those relayed to another process that holds the tunnel: peers.py), and cuts
+a session's channels all at once. It writes which process holds each tunnel into the
+database (holders.py), so that the other processes can relay their engineers here.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 import paramiko
 
 from recording import sessionwire
+from server.gateway import holders
 from server.gateway import records as sessions
 from server.storage.state import State
 
@@ -79,8 +82,10 @@ class Tunnel:
 class Registry:
     """Live tunnels by session, their deadlines, and the engineer channels joined to them."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, address: str = "") -> None:
         self.state = state
+        #: This process's gateway as the other server processes reach it (host:port).
+        self.address = address
         self._tunnels: Dict[str, Tunnel] = {}
         self._joins: Dict[str, Set[Member]] = {}
         self._expires: Dict[str, float] = {}
@@ -99,7 +104,9 @@ class Registry:
         if old is not None and old.transport is not tunnel.transport:
             old.close()
         with self.state.db.tx() as tx:
-            sessions.event(tx, tunnel.session_id, "gateway", "session.tunnel", state="up")
+            holders.hold(tx, tunnel.session_id, self.state.owner, self.address)
+            sessions.event(tx, tunnel.session_id, "gateway", "session.tunnel", state="up",
+                           gateway=self.address)
         log.info("session %s: tunnel up", tunnel.session_id)
 
     def drop(self, tunnel: Tunnel, why: str) -> None:
@@ -112,15 +119,23 @@ class Registry:
         for join in joins:
             join.cut(f"the customer's host disconnected from session {tunnel.session_id} ({why})")
         with self.state.db.tx() as tx:
+            holders.let_go(tx, tunnel.session_id, self.state.owner)
             row = sessions.raw(tx, tunnel.session_id)
             if sessions.live(row):
-                sessions.event(tx, tunnel.session_id, "gateway", "session.tunnel", state="down", why=why)
+                sessions.event(tx, tunnel.session_id, "gateway", "session.tunnel", state="down", why=why,
+                               gateway=self.address)
         log.info("session %s: tunnel down (%s)", tunnel.session_id, why)
 
     def enlist(self, join: Member) -> bool:
         with self._lock:
             if join.session_id not in self._tunnels:
                 return False
+            self._joins.setdefault(join.session_id, set()).add(join)
+        return True
+
+    def enlist_relayed(self, join: Member) -> bool:
+        """A channel relayed to the process holding the tunnel: watched here too (revocation)."""
+        with self._lock:
             self._joins.setdefault(join.session_id, set()).add(join)
         return True
 
@@ -143,6 +158,11 @@ class Registry:
         if tunnel is not None:
             tunnel.tell({"op": "end", "reason": reason})
             threading.Timer(1.0, tunnel.close).start()
+            try:
+                with self.state.db.tx() as tx:
+                    holders.let_go(tx, session_id, self.state.owner)
+            except Exception as exc:  # noqa: BLE001 - a stale row is ignored after holders.STALE
+                log.warning("session %s: cannot clear its holder row: %s", session_id, exc)
         if joins or tunnel is not None:
             log.info("session %s: cut (%s)", session_id, reason)
 

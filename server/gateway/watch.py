@@ -4,6 +4,9 @@ A grant's time runs out (checked against the tunnel's deadline every tick, and s
 the records for grants whose host never connected), another process revokes a session
 (the CLI, another server: seen by polling the records), or a tunnel falls silent (its
 agent pings every 2 s). Each ends the session in the record where it must, and cuts it.
+Channels relayed to the process holding a tunnel are polled here as well, so revocation
+and expiry cut them on this process even if the holder does not. Every second the watcher
+renews this process's rows in `session_holders` (holders.py) for the tunnels it holds.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import threading
 import time
 from typing import Set
 
+from server.gateway import holders
 from server.gateway import records as sessions
 from server.gateway.tunnels import Registry
 from server.storage.state import State
@@ -32,13 +36,16 @@ class Watcher:
         self.registry = registry
 
     def run(self, stop: threading.Event) -> None:
-        polled = swept = 0.0
+        polled = swept = beaten = 0.0
         while not stop.wait(WATCH_EVERY):
             if time.monotonic() - swept >= EXPIRY_SWEEP_EVERY:
                 swept = time.monotonic()
                 self._sweep_expired()
             now = time.time()
             expires, tunnels, watched = self.registry.watched()
+            if time.monotonic() - beaten >= holders.BEAT_EVERY and tunnels:
+                beaten = time.monotonic()
+                self._beat(list(tunnels))
             for session_id, deadline in expires.items():
                 if now >= deadline:
                     self._expire(session_id)
@@ -49,6 +56,13 @@ class Watcher:
                 polled = time.monotonic()
                 self._poll(watched)
 
+    def _beat(self, session_ids: list) -> None:
+        try:
+            with self.state.db.tx() as tx:
+                holders.beat(tx, self.state.owner, session_ids)
+        except Exception as exc:  # noqa: BLE001 - the database may blink; the next beat retries
+            log.warning("cannot renew the tunnels' holder rows: %s", exc)
+
     def _sweep_expired(self) -> None:
         """Grants whose host never connected (or left) expire in the record too."""
         try:
@@ -57,6 +71,8 @@ class Watcher:
                     "SELECT id FROM sessions WHERE state = 'live' AND expires <= ?", (time.time(),))]
             for session_id in due:
                 self._expire(session_id)
+            with self.state.db.tx() as tx:
+                holders.forget_dead(tx)
         except Exception as exc:  # noqa: BLE001 - the database may blink; the next sweep retries
             log.warning("cannot sweep expired sessions: %s", exc)
 
@@ -74,6 +90,8 @@ class Watcher:
             log.warning("cannot read sessions: %s", exc)
             return
         for session_id, row in rows.items():
-            if row is not None and row["state"] != "live":
+            if row is not None and row["state"] == "live" and row["expires"] <= time.time():
+                self._expire(session_id)  # a relayed channel's session: its deadline is not ours
+            elif row is not None and row["state"] != "live":
                 why = row["end_reason"] or row["state"]
                 self.registry.cut(session_id, f"session {session_id} has ended ({why})")

@@ -184,6 +184,9 @@ CREATE TABLE IF NOT EXISTS calls (
   minuted_by TEXT, session_id TEXT, ical_uid TEXT, ical_sequence INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS calls_ticket ON calls (ticket_id, requested_at);
 CREATE INDEX IF NOT EXISTS calls_engineer ON calls (engineer, starts_at);
+CREATE TABLE IF NOT EXISTS session_holders (
+  session_id TEXT PRIMARY KEY, owner TEXT NOT NULL, address TEXT NOT NULL,
+  since DOUBLE PRECISION NOT NULL, beat DOUBLE PRECISION NOT NULL);
 """
 
 _AUDIT = {
