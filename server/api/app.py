@@ -33,7 +33,7 @@ from server.api.errors import ApiError
 from server.api.httpedge import StrictJSONRoute
 from server.api.routing import API
 from server.api.uploads import TUS_VERSION
-from server.intake import bundles
+from server.intake import bundles, reports
 from server.intake import tus as uploads
 from server.intake.tus import TusError
 from server.storage.blobs import StoreUnavailable
@@ -143,6 +143,7 @@ def _sweeper(state: State, stop: threading.Event) -> None:
     while not stop.is_set():
         try:
             uploads.sweep(state)
+            reports.sweep(state)  # reports a dead process owed (once: server/storage/jobs.py)
             due = bundles.next_retry_in(state)
         except Exception as exc:  # noqa: BLE001 - keep sweeping; the next round retries
             log.warning("sweep failed: %s: %s", type(exc).__name__, exc)

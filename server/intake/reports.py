@@ -23,6 +23,7 @@ from report import html
 from report.engine import Report, evaluate
 from report.model import Bundle
 from server.intake.checks import one_line
+from server.storage import jobs
 from server.storage.db import Tx
 from server.storage.state import State
 
@@ -87,12 +88,34 @@ def render_html(bundle: Bundle, report: Report) -> str:
     return html.render_report(bundle, report, standalone=False)
 
 
-def render(state: State, bundle_id: str) -> Dict[str, Any]:
+def render(state: State, bundle_id: str, only_missing: bool = False) -> Optional[Dict[str, Any]]:
     """Read, evaluate and render one accepted bundle, store the outcome; the stored row.
 
+    Once across processes (server/storage/jobs.py): a process that finds another one
+    rendering waits for its row instead. `only_missing` (the verifier): nothing when a row
+    exists already, or when another process is rendering it.
     Raises nothing about the bundle itself (that is a `failed` row); only the database
     being unusable can raise.
     """
+    job = f"report:{bundle_id}"
+    while True:
+        with jobs.lease(state.db, job, state.owner) as mine:
+            if mine:
+                if only_missing:
+                    with state.db.tx(write=False) as tx:
+                        if get(tx, bundle_id) is not None:
+                            return None
+                return _render(state, bundle_id)
+        if only_missing:
+            return None
+        jobs.wait(state.db, job, state.owner)
+        with state.db.tx(write=False) as tx:
+            row = get(tx, bundle_id)
+        if row is not None:
+            return row
+
+
+def _render(state: State, bundle_id: str) -> Dict[str, Any]:
     with state.db.tx(write=False) as tx:
         bundle_row = tx.one("SELECT id, sha256, filename, status FROM bundles WHERE id = ?", (bundle_id,))
     if bundle_row is None:
@@ -124,9 +147,20 @@ def render(state: State, bundle_id: str) -> Dict[str, Any]:
 def render_quietly(state: State, bundle_id: str) -> None:
     """`render`, for the verifier: whatever happens, the bundle's verdict stands."""
     try:
-        render(state, bundle_id)
+        render(state, bundle_id, only_missing=True)
     except Exception as exc:  # noqa: BLE001 - e.g. the database went away: rendered on first view
         log.warning("rendering the report of %s: %s: %s", bundle_id, type(exc).__name__, one_line(str(exc)))
+
+
+def sweep(state: State, within: float = 3600.0, limit: int = 20) -> None:
+    """The background renderer: accepted bundles of the last `within` seconds without a
+    report (a process died between the verdict and the report), each rendered once."""
+    with state.db.tx(write=False) as tx:
+        rows = tx.all("SELECT b.id FROM bundles b LEFT JOIN reports r ON r.bundle_id = b.id"
+                      " WHERE b.status = 'accepted' AND r.bundle_id IS NULL AND b.verified > ?"
+                      " ORDER BY b.verified LIMIT ?", (time.time() - within, limit))
+    for row in rows:
+        render_quietly(state, row["id"])
 
 
 def ensure(state: State, bundle_id: str) -> Optional[Dict[str, Any]]:

@@ -166,7 +166,7 @@ class Source:
         a table created after it)."""
         rows = self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE"
                                  " 'sqlite_%' ORDER BY rowid").fetchall()
-        return [r[0] for r in rows if r[0] != "meta"]
+        return [r[0] for r in rows if r[0] not in ("meta", "job_leases")]  # leases: a stopped server's
 
     def columns(self, table: str) -> List[str]:
         return [r[1] for r in self.conn.execute(f"PRAGMA table_info({table})").fetchall()]

@@ -119,8 +119,8 @@ def _migrate_args(srv: Server, pg: str, s3: S3rver, base: Path) -> List[str]:
 def _sqlite_counts(data: Path) -> Dict[str, int]:
     conn = sqlite3.connect(f"file:{data / 'server.db'}?mode=ro", uri=True)
     try:
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'"
-                                            " AND name NOT LIKE 'sqlite_%' AND name != 'meta'")]
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name"
+                                            " NOT LIKE 'sqlite_%' AND name NOT IN ('meta', 'job_leases')")]
         return {n: conn.execute(f"SELECT COUNT(*) FROM {n}").fetchone()[0] for n in names}
     finally:
         conn.close()
