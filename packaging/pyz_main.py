@@ -134,6 +134,15 @@ def _sweep(base):
             _remove(path)
 
 
+def _private_dirs(path):
+    """mkdir -p with 0700 for every folder made (os.makedirs gives parents the default mode)."""
+    if os.path.isdir(path):
+        return
+    _private_dirs(os.path.dirname(path))
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+
+
 def _extract_into(archive, entry, folder):
     import zipfile
 
@@ -155,7 +164,9 @@ def _extract_into(archive, entry, folder):
             if ".." in parts or rel.startswith("/"):
                 continue
             target = os.path.join(folder, *parts)
-            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+            # Python makes __pycache__ with the default mode: made here first, it is private too.
+            _private_dirs(os.path.join(os.path.dirname(target), "__pycache__") if rel.endswith(".py")
+                          else os.path.dirname(target))
             descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(zipped.read(info))
@@ -180,7 +191,8 @@ def extracted(archive, entry):
                             "set MYDIAG_HOME to a writable directory of this user's")
     try:
         _extract_into(archive, entry, work)
-        with open(os.path.join(work, _COMPLETE), "w") as handle:
+        descriptor = os.open(os.path.join(work, _COMPLETE), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
             handle.write(entry["hash"] + "\n")
         for _ in range(3):
             try:
@@ -297,7 +309,7 @@ def _install_importer(archive):
 def _write_quietly(path, data):
     """A bytecode file, atomically (another process may read or write it at the same time)."""
     try:
-        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        _private_dirs(os.path.dirname(path))
         partial = f"{path}.{os.getpid()}.tmp"
         descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
