@@ -88,12 +88,13 @@ def render_html(bundle: Bundle, report: Report) -> str:
     return html.render_report(bundle, report, standalone=False)
 
 
-def render(state: State, bundle_id: str, only_missing: bool = False) -> Optional[Dict[str, Any]]:
+def render(state: State, bundle_id: str, only_missing: bool = False,
+           wait: bool = True) -> Optional[Dict[str, Any]]:
     """Read, evaluate and render one accepted bundle, store the outcome; the stored row.
 
-    Once across processes (server/storage/jobs.py): a process that finds another one
-    rendering waits for its row instead. `only_missing` (the verifier): nothing when a row
-    exists already, or when another process is rendering it.
+    Once across processes (server/storage/jobs.py): `only_missing` renders only when no row
+    exists once the job is held (else that row); a process that finds another one rendering
+    waits for its row (`wait`), or returns None at once (the verifier, the sweeper).
     Raises nothing about the bundle itself (that is a `failed` row); only the database
     being unusable can raise.
     """
@@ -103,10 +104,11 @@ def render(state: State, bundle_id: str, only_missing: bool = False) -> Optional
             if mine:
                 if only_missing:
                     with state.db.tx(write=False) as tx:
-                        if get(tx, bundle_id) is not None:
-                            return None
+                        row = get(tx, bundle_id)
+                    if row is not None:
+                        return row
                 return _render(state, bundle_id)
-        if only_missing:
+        if not wait:
             return None
         jobs.wait(state.db, job, state.owner)
         with state.db.tx(write=False) as tx:
@@ -147,7 +149,7 @@ def _render(state: State, bundle_id: str) -> Dict[str, Any]:
 def render_quietly(state: State, bundle_id: str) -> None:
     """`render`, for the verifier: whatever happens, the bundle's verdict stands."""
     try:
-        render(state, bundle_id, only_missing=True)
+        render(state, bundle_id, only_missing=True, wait=False)
     except Exception as exc:  # noqa: BLE001 - e.g. the database went away: rendered on first view
         log.warning("rendering the report of %s: %s: %s", bundle_id, type(exc).__name__, one_line(str(exc)))
 
@@ -173,7 +175,7 @@ def ensure(state: State, bundle_id: str) -> Optional[Dict[str, Any]]:
         return row
     if status is None or status["status"] != "accepted":
         return None
-    return render(state, bundle_id)
+    return render(state, bundle_id, only_missing=True)  # the verifier may be rendering it now
 
 
 def fragment(state: State, row: Dict[str, Any]) -> Optional[str]:

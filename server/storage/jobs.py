@@ -12,6 +12,7 @@ runs, deleted when it ends. Whoever does not get it waits for the holder's resul
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from contextlib import contextmanager
@@ -51,11 +52,19 @@ def claim(db: Database, job: str, owner: str, seconds: float = LEASE_SECONDS) ->
         if row is None:
             return tx.run("INSERT INTO job_leases (job, owner, until) VALUES (?, ?, ?)"
                           " ON CONFLICT (job) DO NOTHING", (job, owner, now + seconds)) == 1
-        if row["owner"] != owner and row["until"] >= now and not owner_dead(row["owner"], owner):
+        if row["until"] >= now and not _dead(row["owner"], owner):
             return False
         # Conditional on the holder we saw: of two processes taking over, one wins.
         return tx.run("UPDATE job_leases SET owner = ?, until = ? WHERE job = ? AND owner = ? AND until = ?",
                       (owner, now + seconds, job, row["owner"], row["until"])) == 1
+
+
+def _dead(held: str, me: str) -> bool:
+    """Whether the holder `held` is a process of this machine that no longer runs. A holder
+    of this very process (another thread: the same owner before the last `:`) is alive."""
+    if held.rsplit(":", 1)[0] == me.rsplit(":", 1)[0]:
+        return False
+    return owner_dead(held.rsplit(":", 1)[0], me.rsplit(":", 1)[0])
 
 
 def release(db: Database, job: str, owner: str) -> None:
@@ -76,15 +85,17 @@ def wait(db: Database, job: str, owner: str, timeout: float = 2 * LEASE_SECONDS)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         held = holder(db, job)
-        if held is None or owner_dead(held, owner):
+        if held is None or _dead(held, f"{owner}:-"):
             return
         time.sleep(0.05)
 
 
 @contextmanager
 def lease(db: Database, job: str, owner: str) -> Iterator[bool]:
-    """True inside when this process holds `job` (renewed meanwhile, released at the end);
-    False when another one does."""
+    """True inside when this call holds `job` (renewed meanwhile, released at the end);
+    False when another holds it: another process, or another thread of this one (each
+    call is a holder of its own: `owner` plus a random part)."""
+    owner = f"{owner}:{secrets.token_hex(4)}"
     if not claim(db, job, owner):
         yield False
         return
