@@ -16,7 +16,6 @@ machine or C library; 25 the state directory is not writable (from a zip only).
 Written for any python3 (3.6 of RHEL 8 included) to be able to say that it is not supported.
 """
 
-import contextlib
 import json
 import os
 import sys
@@ -139,37 +138,41 @@ def _private_dirs(path):
     if os.path.isdir(path):
         return
     _private_dirs(os.path.dirname(path))
-    with contextlib.suppress(FileExistsError):
+    try:  # noqa: SIM105 - contextlib costs every start its import
         os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
 
 
 def _extract_into(archive, entry, folder):
+    import io
     import zipfile
 
-    folders = {}
-    for prefix in entry["extract"]:
-        # Compiled wheels are flattened into the folder; a package keeps its own name.
-        folders[prefix.rstrip("/") + "/"] = "" if prefix.startswith("_lib/") else prefix.rstrip("/") + "/"
-    with zipfile.ZipFile(archive) as zipped:
-        for info in zipped.infolist():
-            if info.filename.endswith("/"):
-                continue
-            for prefix, into in folders.items():
-                if info.filename.startswith(prefix):
-                    rel = into + info.filename[len(prefix):]
-                    break
+    with zipfile.ZipFile(archive) as outer:
+        for prefix in entry["extract"]:
+            if prefix.startswith("_lib/"):
+                # A compiled wheel: one member holding its folder, flattened into ours.
+                _extract_members(zipfile.ZipFile(io.BytesIO(outer.read(prefix + ".zip"))), "", "", folder)
             else:
-                continue
-            parts = rel.split("/")
-            if ".." in parts or rel.startswith("/"):
-                continue
-            target = os.path.join(folder, *parts)
-            # Python makes __pycache__ with the default mode: made here first, it is private too.
-            _private_dirs(os.path.join(os.path.dirname(target), "__pycache__") if rel.endswith(".py")
-                          else os.path.dirname(target))
-            descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(zipped.read(info))
+                _extract_members(outer, prefix + "/", prefix + "/", folder)
+
+
+def _extract_members(zipped, prefix, into, folder):
+    """The files of `zipped` under `prefix`, written under folder/`into`."""
+    for info in zipped.infolist():
+        if info.filename.endswith("/") or not info.filename.startswith(prefix):
+            continue
+        rel = into + info.filename[len(prefix):]
+        parts = rel.split("/")
+        if ".." in parts or rel.startswith("/"):
+            continue
+        target = os.path.join(folder, *parts)
+        # Python makes __pycache__ with the default mode: made here first, it is private too.
+        _private_dirs(os.path.join(os.path.dirname(target), "__pycache__") if rel.endswith(".py")
+                      else os.path.dirname(target))
+        descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(zipped.read(info))
 
 
 def extracted(archive, entry):
@@ -203,8 +206,10 @@ def extracted(archive, entry):
                     return final  # another process was first
                 # Something incomplete holds the name (not made by this bootstrap): set it aside.
                 aside = tempfile.mkdtemp(prefix=f".old-{os.getpid()}-", dir=base)
-                with contextlib.suppress(OSError):
+                try:  # noqa: SIM105 - as above
                     os.rename(final, os.path.join(aside, "x"))
+                except OSError:
+                    pass
                 _remove(aside)
         _fail(NO_STATE_DIR, f"cannot put the extracted modules in place at {final}")
     except OSError as exc:
