@@ -7,7 +7,8 @@ No debhelper: the control file, conffiles and maintainer scripts are packaging/d
 `dpkg-deb --root-owner-group --build` packs the staged tree. One package per
 architecture: the agent's tree holds compiled wheels (cryptography, zstandard, psutil, …)
 for x86_64 and aarch64 only, so `Architecture: all` would install, and then fail, on
-armhf, i386, ppc64el or s390x. The default is this machine's architecture.
+armhf, i386, ppc64el or s390x; and each package leaves out the other machine's wheels
+(half the tree). The default is this machine's architecture.
 
 Reproducible: every file's mtime is SOURCE_DATE_EPOCH (else the last commit's time),
 modes are normalized, owners are root (--root-owner-group), dpkg-deb sorts the members
@@ -77,7 +78,7 @@ def build(inputs: Inputs, out: Path, arch: str, version: str, xz_level: int = 6)
     target = out / f"{NAME}_{version}_{arch}.deb"
     with tempfile.TemporaryDirectory(prefix="mydiag-deb-") as tmp:
         root = Path(tmp) / "root"
-        stage(inputs, root, "deb")
+        stage(inputs, root, "deb", ARCHES["deb"][arch])
         meta = root / "DEBIAN"
         meta.mkdir()
         (meta / "control").write_text(control(version, arch, installed_kib(root)))

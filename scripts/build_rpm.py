@@ -70,9 +70,9 @@ def files_section(placed: Dict[str, str]) -> str:
     return "\n".join(lines)
 
 
-def spec(staged: Path, placed: Dict[str, str], version: str, arch: str) -> str:
+def spec(staged: Path, placed: Dict[str, str], version: str) -> str:
     values = {"NAME": NAME, "VERSION": version, "RELEASE": RELEASE, "SUMMARY": SUMMARY,
-              "LICENSE": LICENSE, "ARCH": arch, "PYTHON_MINIMUM": PYTHON_MINIMUM,
+              "LICENSE": LICENSE, "PYTHON_MINIMUM": PYTHON_MINIMUM,
               "DESCRIPTION": DESCRIPTION.replace("%", "%%"), "STAGED": str(staged),
               "FILES": files_section(placed)}
     text = TEMPLATE.read_text()
@@ -94,11 +94,11 @@ def build(inputs: Inputs, out: Path, arch: str, version: str, xz_level: int = 6)
     target = out / f"{NAME}-{version}-{RELEASE}.{arch}.rpm"
     with tempfile.TemporaryDirectory(prefix="mydiag-rpm-") as tmp:
         top, staged = Path(tmp) / "top", Path(tmp) / "staged"
-        placed = stage(inputs, staged, "rpm")
+        placed = stage(inputs, staged, "rpm", arch)
         normalize(staged, epoch)
         (top / "SPECS").mkdir(parents=True)
         spec_file = top / "SPECS" / f"{NAME}.spec"
-        spec_file.write_text(spec(staged, placed, version, arch))
+        spec_file.write_text(spec(staged, placed, version))
         # rpm reads and writes under $HOME (~/.rpmmacros, ~/.rpmdb) unless told otherwise.
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "HOME": tmp, "LC_ALL": "C"}
         done = subprocess.run(

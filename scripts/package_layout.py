@@ -8,7 +8,8 @@ What a package installs, and why there:
 
     /usr/lib/mydiag/                     the agent's tree (the pyz unzipped: `__main__.py`
                                          at its root, every dependency inside), so nothing is
-                                         extracted at run time and the host's python3 runs it
+                                         extracted at run time and the host's python3 runs it;
+                                         only the wheels for the package's machine are kept
     /usr/bin/mydiag                      `exec /usr/bin/python3 -s /usr/lib/mydiag "$@"`
                                          (-s: a user's ~/.local site-packages cannot shadow
                                          the agent's own copies of its dependencies)
@@ -35,6 +36,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -42,7 +44,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -69,6 +71,8 @@ MAN_DIR = "usr/share/man/man1"
 COMPLETION = "usr/share/bash-completion/completions/mydiag"
 COPYRIGHT = "usr/share/doc/mydiag/copyright"
 UNIT_NAME = "mydiag-agent.service"
+#: The pyz tree's index of targets (scripts/build_pyz.py).
+INDEX = "_lib/index.json"
 #: Where each package format keeps systemd units shipped by packages.
 UNIT_DIRS = {"deb": "lib/systemd/system", "rpm": "usr/lib/systemd/system"}
 #: Debian's and RPM's names for the two architectures the agent's wheels cover.
@@ -162,16 +166,41 @@ def packaged_config() -> str:
     return "".join(out)
 
 
-def _unzip(pyz: Path, into: Path) -> None:
+def _machine_index(index: dict, where: Path, machine: str) -> Tuple[dict, Set[str]]:
+    """(the index with only `machine`'s targets, the _lib/whl folders those targets use).
+
+    _lib/index.json (scripts/build_pyz.py) names, per target (`cp311-x86_64`), the folders
+    it puts on sys.path. The targets of other machines leave the index and their compiled
+    wheels leave the tree, so a host of another machine is told by the bootstrap that this
+    install does not support it (exit 24) instead of failing at an import."""
+    targets = index.get("targets", {})
+    kept = {key: value for key, value in targets.items() if key.endswith(f"-{machine}")}
+    if not kept:
+        raise BuildError(f"{where}: built for {', '.join(sorted(targets))}, nothing for {machine}")
+    wanted = {entry.split("/", 2)[2] for target in kept.values() for group in ("compiled", "extract", "pure")
+              for entry in target.get(group, []) if entry.startswith("_lib/whl/")}
+    return {**index, "targets": kept}, wanted
+
+
+def _write_index(tree: Path, index: dict) -> None:
+    (tree / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
+
+
+def _unzip(pyz: Path, into: Path, machine: str) -> None:
     """The pyz's members (after its `#!` line) as a directory `python3 DIR` runs."""
     try:
         archive = zipfile.ZipFile(pyz)
     except (OSError, zipfile.BadZipFile) as exc:
         raise BuildError(f"{pyz}: not a zip application ({exc})") from None
     with archive:
-        if "__main__.py" not in archive.namelist():
-            raise BuildError(f"{pyz}: has no __main__.py at its root")
+        names = archive.namelist()
+        if "__main__.py" not in names or INDEX not in names:
+            raise BuildError(f"{pyz}: has no __main__.py and {INDEX} (build it with scripts/build_pyz.py)")
+        index, wanted = _machine_index(json.loads(archive.read(INDEX)), pyz, machine)
         for info in archive.infolist():
+            parts = info.filename.split("/")
+            if parts[:2] == ["_lib", "whl"] and len(parts) > 2 and parts[2] not in wanted:
+                continue
             target = into / info.filename
             if not target.resolve().is_relative_to(into.resolve()):
                 raise BuildError(f"{pyz}: member {info.filename!r} points outside the tree")
@@ -183,20 +212,34 @@ def _unzip(pyz: Path, into: Path) -> None:
                 shutil.copyfileobj(src, dst)
             if (info.external_attr >> 16) & 0o111:
                 target.chmod(0o755)
+    _write_index(into, index)
 
 
-def _tree(inputs: Inputs, into: Path) -> None:
+def _copy_tree(tree: Path, into: Path, machine: str) -> None:
+    if not (tree / "__main__.py").is_file() or not (tree / INDEX).is_file():
+        raise BuildError(f"{tree}: has no __main__.py and {INDEX} (build it with scripts/build_pyz.py)")
+    index, wanted = _machine_index(json.loads((tree / INDEX).read_text()), tree, machine)
+    wheels = tree / "_lib" / "whl"
+
+    def ignore(folder: str, names: List[str]) -> Set[str]:
+        skipped = {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
+        if Path(folder) == wheels:
+            skipped |= {n for n in names if n not in wanted}
+        return skipped
+
+    shutil.copytree(tree, into, symlinks=False, ignore=ignore)
+    _write_index(into, index)
+
+
+def _tree(inputs: Inputs, into: Path, machine: str) -> None:
+    """The agent's tree for `machine`: from --tree, else unzipped from the pyz."""
     if inputs.tree is not None:
-        if not (inputs.tree / "__main__.py").is_file():
-            raise BuildError(f"{inputs.tree}: has no __main__.py at its root (build it with "
-                             "scripts/build_pyz.py)")
-        shutil.copytree(inputs.tree, into, symlinks=False,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        _copy_tree(inputs.tree, into, machine)
         return
     if not inputs.pyz.is_file():
         raise BuildError(f"{inputs.pyz}: no such file (build it with `make dist` or scripts/build_pyz.py)")
     into.mkdir(parents=True)
-    _unzip(inputs.pyz, into)
+    _unzip(inputs.pyz, into, machine)
 
 
 def _man_pages(folder: Path) -> List[Path]:
@@ -215,15 +258,16 @@ def gzip_n(data: bytes) -> bytes:
     return out.getvalue()
 
 
-def stage(inputs: Inputs, root: Path, kind: str) -> Dict[str, str]:
-    """Lay the installed files out under `root` for `kind` ("deb" or "rpm").
+def stage(inputs: Inputs, root: Path, kind: str, machine: str) -> Dict[str, str]:
+    """Lay the installed files out under `root` for `kind` ("deb" or "rpm") on `machine`
+    (x86_64, aarch64).
 
     Returns the installed paths that are not under /usr/lib/mydiag, each with its role
     (the spec's %files and the tests read it)."""
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    _tree(inputs, root / LIB_DIR)
+    _tree(inputs, root / LIB_DIR, machine)
     placed: Dict[str, str] = {}
 
     def put(rel: str, data: bytes, mode: int, role: str) -> None:

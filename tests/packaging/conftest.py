@@ -84,9 +84,10 @@ def dist_completion(tmp_path_factory) -> Path:
     return folder
 
 
-def package_args(dist_pyz, dist_man: Path, dist_completion: Path, out: Path) -> List[str]:
-    pyz, tree = dist_pyz
-    return ["--pyz", str(pyz), "--tree", str(tree), "--man", str(dist_man),
+def package_args(dist_pyz, dist_man: Path, dist_completion: Path, out: Path, tree: bool = True) -> List[str]:
+    """The build scripts' options; tree=False makes them unzip the pyz instead of copying its tree."""
+    pyz, folder = dist_pyz
+    return ["--pyz", str(pyz), *(["--tree", str(folder)] if tree else []), "--man", str(dist_man),
             "--completion", str(dist_completion), "--out", str(out), "--xz-level", "1"]
 
 

@@ -11,6 +11,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -54,14 +55,32 @@ def test_the_package_says_what_it_is_and_needs(dist_deb):
 
 def test_the_same_inputs_build_the_same_deb_byte_for_byte(tmp_path, dist_pyz, dist_man, dist_completion,
                                                           dist_deb):
-    old = os.umask(0o002)  # another umask: the staged modes must not depend on it
+    """Built again under another umask, from the pyz itself rather than its tree: the same bytes."""
+    old = os.umask(0o002)
     try:
-        run_script("build_deb.py", *package_args(dist_pyz, dist_man, dist_completion, tmp_path),
+        run_script("build_deb.py", *package_args(dist_pyz, dist_man, dist_completion, tmp_path, tree=False),
                    "--arch", "amd64")
     finally:
         os.umask(old)
     again = tmp_path / dist_deb.name
     assert hashlib.sha256(again.read_bytes()).hexdigest() == hashlib.sha256(dist_deb.read_bytes()).hexdigest()
+
+
+def test_each_architecture_gets_only_its_own_wheels(tmp_path, dist_pyz, dist_man, dist_completion, dist_deb):
+    run_script("build_deb.py", *package_args(dist_pyz, dist_man, dist_completion, tmp_path),
+               "--arch", "arm64")
+    arm64 = tmp_path / f"mydiag_{__version__}-1_arm64.deb"
+    for deb, machine, other in ((dist_deb, "x86_64", "aarch64"), (arm64, "aarch64", "x86_64")):
+        data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True,
+                              check=True).stdout
+        listed = subprocess.run(["tar", "-t"], input=data, capture_output=True, check=True).stdout.decode()
+        wheels = [n for n in listed.splitlines() if re.fullmatch(r"\./usr/lib/mydiag/_lib/whl/[^/]+/", n)]
+        assert wheels and all(machine in n and other not in n for n in wheels), (deb.name, wheels)
+        shown = subprocess.run(["tar", "-xO", "./usr/lib/mydiag/_lib/index.json"], input=data,
+                               capture_output=True, check=True).stdout
+        targets = json.loads(shown)["targets"]
+        assert targets and all(key.endswith(f"-{machine}") for key in targets)
+        assert {key.split("-")[0] for key in targets} == {"cp39", "cp310", "cp311", "cp312", "cp313"}
 
 
 def test_mydiag_runs_on_the_hosts_own_python3(debian):
