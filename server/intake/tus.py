@@ -22,7 +22,7 @@ from server.auth import Principal
 from server.config import Limits
 from server.intake import bundles
 from server.storage import audit
-from server.storage.state import State
+from server.storage.state import LEASE_SECONDS, State
 
 log = logging.getLogger("mydiag.server")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -79,59 +79,79 @@ def create(state: State, who: Principal, ticket_id: str, length: int,
     if declared is not None and not _SHA256.match(declared):
         raise TusError(400, "Upload-Metadata sha256 must be 64 lowercase hex digits")
     now = time.time()
+    # First without the ticket's lock: under load most refusals are a cap already reached
+    # (429, 413), and a refusal then costs one read instead of queueing on the lock that
+    # every creation and registration of the ticket takes. The verdict that admits an
+    # upload is the one under the lock.
+    with state.db.tx(write=False) as tx:
+        _admissible(tx, ticket_id, declared, length, now, limits)
     with state.db.tx() as tx:
         tx.lock("tickets", ticket_id)
-        if declared:
-            same = tx.one("SELECT id FROM bundles WHERE ticket_id = ? AND sha256 = ? AND size = ?",
-                          (ticket_id, declared, length))
-            if same is not None:
-                upload_id = secrets.token_hex(16)
-                tx.run(
-                    "INSERT INTO uploads (id, ticket_id, length, received, metadata, declared_sha256,"
-                    " state, created, updated, expires, sha256, bundle_id)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?)",
-                    (upload_id, ticket_id, length, length, raw_metadata, declared, now, now,
-                     now + limits.upload_expiry_hours * 3600, declared, same["id"]),
-                )
-                audit.record(tx, who.actor, "upload.duplicate", ticket_id, upload_id, bundle=same["id"])
-                return _load(tx, ticket_id, upload_id)
-            resumable = tx.one(
-                "SELECT id FROM uploads WHERE ticket_id = ? AND declared_sha256 = ? AND length = ?"
-                " AND state = 'receiving' AND expires > ? ORDER BY created DESC",
-                (ticket_id, declared, length, now),
-            )
-            if resumable is not None:
-                return _load(tx, ticket_id, resumable["id"])
-        used = tx.one(
-            "SELECT (SELECT COALESCE(SUM(size), 0) FROM bundles WHERE ticket_id = ?)"
-            " + (SELECT COALESCE(SUM(length), 0) FROM uploads WHERE ticket_id = ?"
-            " AND state IN ('receiving', 'completing') AND expires > ?) AS used",
-            (ticket_id, ticket_id, now),
-        )
-        used_bytes = int(used["used"]) if used else 0
-        _open_uploads_ok(tx, ticket_id, now, limits)
-        if used_bytes + length > limits.max_ticket_bytes:
-            raise TusError(413, f"this ticket holds {used_bytes} bytes; {length} more would pass its "
-                                f"limit of {limits.max_ticket_bytes} bytes")
+        seen = _admissible(tx, ticket_id, declared, length, now, limits)
         upload_id = secrets.token_hex(16)
+        expires = now + limits.upload_expiry_hours * 3600
+        if seen["same"] is not None:
+            tx.run(
+                "INSERT INTO uploads (id, ticket_id, length, received, metadata, declared_sha256,"
+                " state, created, updated, expires, sha256, bundle_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?)",
+                (upload_id, ticket_id, length, length, raw_metadata, declared, now, now, expires,
+                 declared, seen["same"]),
+            )
+            audit.record(tx, who.actor, "upload.duplicate", ticket_id, upload_id, bundle=seen["same"])
+            return _row(upload_id, ticket_id, length, length, raw_metadata, declared, "complete", now,
+                        expires, declared, seen["same"])
+        if seen["resumable"] is not None:
+            return _load(tx, ticket_id, seen["resumable"])
         tx.run(
             "INSERT INTO uploads (id, ticket_id, length, received, metadata, declared_sha256, state,"
             " created, updated, expires) VALUES (?, ?, ?, 0, ?, ?, 'receiving', ?, ?, ?)",
-            (upload_id, ticket_id, length, raw_metadata, declared, now, now,
-             now + limits.upload_expiry_hours * 3600),
+            (upload_id, ticket_id, length, raw_metadata, declared, now, now, expires),
         )
         audit.record(tx, who.actor, "upload.create", ticket_id, upload_id, length=length,
                      filename=safe_filename(metadata.get("filename")))
-        return _load(tx, ticket_id, upload_id)
+        return _row(upload_id, ticket_id, length, 0, raw_metadata, declared, "receiving", now, expires)
 
 
-def _open_uploads_ok(tx: Any, ticket_id: str, now: float, limits: Limits) -> None:
-    """Each unfinished upload holds a staging file and a row until it expires: cap them."""
-    row = tx.one("SELECT COUNT(*) AS n FROM uploads WHERE ticket_id = ? AND state = 'receiving'"
-                 " AND expires > ?", (ticket_id, now))
-    if row is not None and int(row["n"]) >= limits.max_open_uploads:
-        raise TusError(429, f"this ticket already has {int(row['n'])} unfinished uploads (the limit is "
+def _admissible(tx: Any, ticket_id: str, declared: Optional[str], length: int, now: float,
+                limits: Limits) -> Dict[str, Any]:
+    """What a new upload of the ticket depends on, in one statement (one round trip): the
+    bundle these bytes already are, an unfinished upload of them to resume, and the caps.
+    Raises the cap's TusError (429 before 413) unless a bundle or upload is reused."""
+    seen = tx.one(
+        "SELECT (SELECT id FROM bundles WHERE ticket_id = ? AND sha256 = ? AND size = ? LIMIT 1) AS same,"
+        " (SELECT id FROM uploads WHERE ticket_id = ? AND declared_sha256 = ? AND length = ?"
+        " AND state = 'receiving' AND expires > ? ORDER BY created DESC LIMIT 1) AS resumable,"
+        " (SELECT COALESCE(SUM(size), 0) FROM bundles WHERE ticket_id = ?)"
+        " + (SELECT COALESCE(SUM(length), 0) FROM uploads WHERE ticket_id = ?"
+        " AND state IN ('receiving', 'completing') AND expires > ?) AS used,"
+        " (SELECT COUNT(*) FROM uploads WHERE ticket_id = ? AND state = 'receiving' AND expires > ?)"
+        " AS open_uploads",
+        (ticket_id, declared, length, ticket_id, declared, length, now, ticket_id, ticket_id, now,
+         ticket_id, now),
+    ) or {}
+    if seen.get("same") is not None or seen.get("resumable") is not None:
+        return seen
+    open_uploads = int(seen.get("open_uploads") or 0)
+    if open_uploads >= limits.max_open_uploads:
+        # Each unfinished upload holds a staging file and a row until it expires: they are capped.
+        raise TusError(429, f"this ticket already has {open_uploads} unfinished uploads (the limit is "
                             f"{limits.max_open_uploads}): finish or DELETE one, or let it expire")
+    used_bytes = int(seen.get("used") or 0)
+    if used_bytes + length > limits.max_ticket_bytes:
+        raise TusError(413, f"this ticket holds {used_bytes} bytes; {length} more would pass its "
+                            f"limit of {limits.max_ticket_bytes} bytes")
+    return seen
+
+
+def _row(upload_id: str, ticket_id: str, length: int, received: int, metadata: str,
+         declared: Optional[str], upload_state: str, now: float, expires: float,
+         sha256: Optional[str] = None, bundle_id: Optional[str] = None) -> Dict[str, Any]:
+    """The row just inserted, as `SELECT *` would read it (without that round trip)."""
+    return {"id": upload_id, "ticket_id": ticket_id, "length": length, "received": received,
+            "metadata": metadata, "declared_sha256": declared, "state": upload_state, "created": now,
+            "updated": now, "expires": expires, "lease_owner": None, "lease_until": None,
+            "sha256": sha256, "bundle_id": bundle_id}
 
 
 def get(state: State, ticket_id: str, upload_id: str) -> Dict[str, Any]:
@@ -148,7 +168,8 @@ def begin_patch(state: State, ticket_id: str, upload_id: str, offset: int,
                        {"Upload-Offset": str(row["received"])})
     if body_length is not None and offset + body_length > row["length"]:
         raise TusError(400, f"{body_length} bytes at offset {offset} run past Upload-Length {row['length']}")
-    if not state.claim("uploads", upload_id, "state = 'receiving' AND received = ?", (offset,)):
+    if not _take_free(state, upload_id, offset) and \
+            not state.claim("uploads", upload_id, "state = 'receiving' AND received = ?", (offset,)):
         again = get(state, ticket_id, upload_id)
         if again["received"] != offset or again["state"] != "receiving":
             raise TusError(409, f"the upload is at offset {again['received']}, not {offset}",
@@ -168,6 +189,16 @@ def begin_patch(state: State, ticket_id: str, upload_id: str, offset: int,
     return row
 
 
+def _take_free(state: State, upload_id: str, offset: int) -> bool:
+    """The lease of an upload nobody holds (or whose lease ran out), in one statement: the
+    common case of `state.claim`, without its read and transaction round trips."""
+    now = time.time()
+    return state.db.once(
+        "UPDATE uploads SET lease_owner = ?, lease_until = ? WHERE id = ? AND state = 'receiving'"
+        " AND received = ? AND (lease_owner IS NULL OR lease_until < ?)",
+        (state.owner, now + LEASE_SECONDS, upload_id, offset, now)) == 1
+
+
 def end_patch(state: State, row: Dict[str, Any], offset: int, written: int,
               sha256: Optional[str] = None) -> Dict[str, Any]:
     """Commit `written` bytes after `offset`; keep the lease when that was the last byte.
@@ -177,21 +208,27 @@ def end_patch(state: State, row: Dict[str, Any], offset: int, written: int,
     new = offset + written
     done = new == row["length"]
     now = time.time()
-    with state.db.tx() as tx:
-        changed = tx.run(
-            "UPDATE uploads SET received = ?, updated = ?, expires = ?, state = ?,"
-            " lease_owner = CASE WHEN ? = 1 THEN lease_owner END,"
-            " lease_until = CASE WHEN ? = 1 THEN lease_until END"
-            " WHERE id = ? AND lease_owner = ? AND received = ?",
-            (new, now, now + state.config.limits.upload_expiry_hours * 3600,
-             "completing" if done else "receiving", int(done), int(done), row["id"], state.owner, offset),
-        )
-        if changed != 1:
-            raise TusError(409, "the upload was taken over by another request; check its offset")
-    row = dict(row, received=new, state="completing" if done else "receiving")
+    expires = now + state.config.limits.upload_expiry_hours * 3600
+    # One statement (one round trip on PostgreSQL); the whole upload's hash goes with the
+    # last byte when this process saw every byte.
+    changed = state.db.once(
+        "UPDATE uploads SET received = ?, updated = ?, expires = ?, state = ?,"
+        " sha256 = CASE WHEN ? = 1 THEN COALESCE(sha256, ?) ELSE sha256 END,"
+        " lease_owner = CASE WHEN ? = 1 THEN lease_owner END,"
+        " lease_until = CASE WHEN ? = 1 THEN lease_until END"
+        " WHERE id = ? AND lease_owner = ? AND received = ?",
+        (new, now, expires, "completing" if done else "receiving", int(done), sha256, int(done),
+         int(done), row["id"], state.owner, offset),
+    )
+    if changed != 1:
+        raise TusError(409, "the upload was taken over by another request; check its offset")
+    row = dict(row, received=new, state="completing" if done else "receiving", updated=now, expires=expires)
     if done:
-        finish(state, row["id"], sha256)
-        row = get(state, row["ticket_id"], row["id"])
+        if row["sha256"] is None:
+            row["sha256"] = sha256
+        row["lease_owner"] = state.owner
+        finished = finish(state, row["id"], sha256, row)
+        row = finished or get(state, row["ticket_id"], row["id"])
     return row
 
 
@@ -200,7 +237,8 @@ def abandon_patch(state: State, upload_id: str) -> None:
     state.release("uploads", upload_id)
 
 
-def finish(state: State, upload_id: str, known_sha256: Optional[str] = None) -> None:
+def finish(state: State, upload_id: str, known_sha256: Optional[str] = None,
+           row: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
     """Hash the finished upload, keep it once by hash, and make it a `received` bundle.
 
     Verification is not done here: it runs in the background (the sweeper, woken now),
@@ -208,10 +246,11 @@ def finish(state: State, upload_id: str, known_sha256: Optional[str] = None) -> 
     learns the verdict from the upload's HEAD or the bundle's GET. Runs under the
     upload's lease; safe to run again after a crash at any step.
     """
-    with state.db.tx(write=False) as tx:
-        row = tx.one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
+    if row is None:
+        with state.db.tx(write=False) as tx:
+            row = tx.one("SELECT * FROM uploads WHERE id = ?", (upload_id,))
     if row is None or row["state"] != "completing" or row["lease_owner"] != state.owner:
-        return
+        return None
     with state.keep_renewed("uploads", upload_id):
         sha256 = row["sha256"] or known_sha256 or state.store.staging_digest(upload_id)
         if row["sha256"] is None:
@@ -234,6 +273,7 @@ def finish(state: State, upload_id: str, known_sha256: Optional[str] = None) -> 
             audit.record(tx, "server", "upload.complete", row["ticket_id"], upload_id,
                          sha256=sha256, bundle=bundle_id)
     state.wake()
+    return dict(row, state="complete", sha256=sha256, bundle_id=bundle_id, lease_owner=None, lease_until=None)
 
 
 def terminate(state: State, who: Principal, ticket_id: str, upload_id: str) -> None:
