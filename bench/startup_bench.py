@@ -82,16 +82,21 @@ def main() -> int:
                      "venv": [str(venv_mydiag)]}
             collect = ["collect", "--profile", "quick", "--defaults-file", str(defaults),
                        "--output", str(out)]
-            commands = {"--version": ["--version"], "collect --profile quick": collect,
+            # The interpreter alone, started as each form starts it: the venv's Python reads no
+            # .pth file of the base installation's site-packages, python3 -I / -s does.
+            commands = {"(python itself, -c pass)": ["-c", "pass"], "--version": ["--version"],
+                        "collect --profile quick": collect,
                         "collect --profile quick --samples 1": [*collect, "--samples", "1"]}
             env = {**os.environ, "MYDIAG_HOME": str(run / "home")}
             cold = timed([*forms["pyz"], "--version"], env, run)
             times: Dict[str, Dict[str, List[float]]] = {c: {f: [] for f in forms} for c in commands}
             for command, words in commands.items():
-                for _ in range(args.n if command == "--version" else max(3, args.n // 2)):
+                for _ in range(max(3, args.n // 2) if command.startswith("collect") else args.n):
                     for form, argv in forms.items():
+                        if words[0] == "-c":
+                            argv = [str(ROOT / ".venv" / "bin" / "python")] if form == "venv" else argv[:2]
                         times[command][form].append(timed([*argv, *words], env, run))
-                for bundle in out.iterdir():
+                for bundle in list(out.iterdir()):
                     bundle.unlink()
         finally:
             instance.stop()
