@@ -100,10 +100,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     host, _, port_text = args.listen.rpartition(":")
     if not host or not port_text.isdigit():
         raise Failure(exitcodes.USAGE, f"--listen must be HOST:PORT, not {args.listen!r}")
+    advertised = None
     if args.ssh_listen:
         from server.cli.sessions import parse_listen, start_gateway
 
         parse_listen(args.ssh_listen, "--ssh-listen")
+        advertised = parse_listen(args.ssh_advertise, "--ssh-advertise") if args.ssh_advertise else None
+    elif args.ssh_advertise:
+        raise Failure(exitcodes.USAGE, "--ssh-advertise needs --ssh-listen HOST:PORT")
     _check_mail_options(args)
     state = _open(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -116,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         if args.ssh_listen:
             gateway = app.state.gateway = start_gateway(args.ssh_listen, state)
+            if advertised:
+                gateway.advertise(*advertised)
         mail = _start_mail(args, state)
         uvicorn.run(app, host=host.strip("[]"), port=int(port_text),
                     http=bounded_protocol(state.config.limits), log_level=args.log_level,
@@ -364,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--ssh-listen", metavar="HOST:PORT",
                    help="also run the SSH gateway for remote sessions there (e.g. 0.0.0.0:2222)")
+    p.add_argument("--ssh-advertise", metavar="HOST:PORT",
+                   help="the gateway address grants name for customers' hosts and engineers, e.g. the "
+                        "balancer's in front of several processes (default: --ssh-listen's)")
     p.add_argument("--smtp-listen", metavar="HOST:PORT",
                    help="take inbound mail by SMTP there (behind the organization's MTA; docs/mail.md)")
     p.add_argument("--lmtp", action="store_true", help="speak LMTP instead of SMTP on --smtp-listen")

@@ -77,6 +77,10 @@ class Gateway:
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
 
+    def advertise(self, host: str, port: int) -> None:
+        """Name another address in grants (`host`, `port`): a balancer in front of several processes."""
+        self.host, self.port = host, port
+
     @property
     def host_key(self) -> str:
         return key_line(self.key)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.faults.test_session_faults import _sleepers
-from tests.integration.test_sessions_across_processes import actions, start_cluster
+from tests.integration.test_sessions_across_processes import actions, held_by, start, start_cluster
 from tests.serverkit import _database
 from tests.sessionkit import Grant, wait_until
 
@@ -41,7 +41,7 @@ def _kill(gateway) -> None:
 def test_the_engineers_process_killed_mid_session(cluster, tmp_path):
     one, two, three = cluster.gateways
     ticket = one.server.ticket()
-    grant = Grant(one, ticket, tmp_path / "home").ready()
+    grant = Grant(one, ticket, tmp_path / "home", extra=held_by(one)).ready()
     try:
         engineer = two.ssh_popen("alice", grant.id, "sleep 4343 && echo never")
         grant.wait_for("alice ran: sleep 4343")
@@ -63,7 +63,7 @@ def test_the_engineers_process_killed_mid_session(cluster, tmp_path):
     finally:
         grant.stop()
         if two.process is not None and two.process.poll() is not None:
-            two.start()  # the same ports again, for the next test
+            start(two, cluster.balancer.ssh_port)  # the same ports again, for the next test
     replayed = one.server.cli("session", "replay", grant.id, "--instant")
     assert "back through process 3" in replayed.stdout and replayed.stderr.count("verified") == 2
     states = [e["detail"]["state"] for e in actions(one, ticket["id"], grant.id)
@@ -73,9 +73,9 @@ def test_the_engineers_process_killed_mid_session(cluster, tmp_path):
 
 def test_the_tunnel_holder_killed_mid_session(cluster, tmp_path):
     ticket = cluster.gateways[0].server.ticket()
-    # The customer's host dials the balancer, so that its redial lands on a live process.
-    grant = Grant(cluster.gateways[0], ticket, tmp_path / "home",
-                  extra=["--gateway", f"127.0.0.1:{cluster.balancer.ssh_port}"]).ready()
+    # The grant names the balancer (--ssh-advertise): the host's redial lands on a live process.
+    grant = Grant(cluster.gateways[0], ticket, tmp_path / "home").ready()
+    assert grant.info["join"] == f"ssh -p {cluster.balancer.ssh_port} alice@127.0.0.1 {grant.id}"
     held = cluster.holder_of(ticket["id"], grant.id)
     holder = cluster.gateways[held]
     other = cluster.gateways[(held + 1) % 3]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ from typing import Dict, List, Optional
 import paramiko
 import pytest
 
-from tests.haproxykit import Balancer, balancer
-from tests.serverkit import _database, make_server
+from tests.haproxykit import Balancer
+from tests.serverkit import ROOT, _database, make_server, wait_ready
+from tests.servers import free_port
 from tests.sessionkit import Gateway, Grant
 
 pytestmark = pytest.mark.server
@@ -57,19 +59,43 @@ class Cluster:
             gateway.server.stop()
 
 
+def start(gateway: Gateway, advertise: int) -> None:
+    """`mydiag-server run --ssh-listen` on the gateway's ports (again, after a kill), naming the
+    balancer's SSH port in its grants (--ssh-advertise)."""
+    server = gateway.server
+    server.port = server.port or free_port()
+    gateway.ssh_port = gateway.ssh_port or free_port()
+    with open(server.data / f"server-{server.port}-gw.log", "ab") as log:
+        gateway.process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "run", "--data", str(server.data), "--listen",
+             f"127.0.0.1:{server.port}", "--ssh-listen", f"127.0.0.1:{gateway.ssh_port}",
+             "--ssh-advertise", f"127.0.0.1:{advertise}", "--log-level", "warning",
+             *(["--database", server.database] if server.database else [])],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server.processes.append(gateway.process)
+    wait_ready(server.url, gateway.process)
+
+
 def start_cluster(base: Path, database: Optional[str], count: int = 3) -> Cluster:
     first = make_server(base, database)
     keys: Dict[str, Path] = {}
+    front = free_port()
     gateways = []
     for _ in range(count):
         gateway = Gateway(dataclasses.replace(first, port=0, processes=[]), 0, base, keys)
-        gateway.start()
+        start(gateway, front)
         gateways.append(gateway)
     gateways[0].engineer("alice")
     gateways[0].engineer("bob")
     (base / "balancer").mkdir()
-    lb = balancer(base / "balancer", [g.server.port for g in gateways], [g.ssh_port for g in gateways])
+    lb = Balancer(base / "balancer", [g.server.port for g in gateways], [g.ssh_port for g in gateways],
+                  ssh_port=front).start()
     return Cluster(gateways, lb, keys)
+
+
+def held_by(gateway: Gateway) -> List[str]:
+    """Grant options that make the customer's host dial this process's gateway itself."""
+    return ["--gateway", f"127.0.0.1:{gateway.ssh_port}"]
 
 
 def actions(gateway: Gateway, ticket: str, session_id: str) -> List[Dict]:
@@ -95,7 +121,7 @@ def ticket(cluster):
 
 def test_an_engineer_on_another_process_works_in_the_session(cluster, ticket, tmp_path):
     one, two, three = cluster.gateways
-    grant = Grant(one, ticket, tmp_path / "home", mode="shell").ready()
+    grant = Grant(one, ticket, tmp_path / "home", mode="shell", extra=held_by(one)).ready()
     try:
         assert cluster.holder_of(ticket["id"], grant.id) == 0
         said = two.ssh("alice", grant.id, "echo", "hello from the customer")
@@ -137,7 +163,8 @@ def test_an_engineer_on_another_process_works_in_the_session(cluster, ticket, tm
 
 
 def test_through_the_balancer_every_process_reaches_the_session(cluster, ticket, tmp_path):
-    grant = Grant(cluster.gateways[0], ticket, tmp_path / "home", mode="shell").ready()
+    grant = Grant(cluster.gateways[0], ticket, tmp_path / "home", mode="shell",
+                  extra=held_by(cluster.gateways[0])).ready()
     front = cluster.through_balancer
     try:
         for n in range(3):  # round robin: each process once, two of them relay
@@ -152,8 +179,8 @@ def test_through_the_balancer_every_process_reaches_the_session(cluster, ticket,
 
 def test_the_diag_console_through_another_process(cluster, ticket, private_server, tmp_path):
     grant = Grant(cluster.gateways[0], ticket, tmp_path / "home", mode="diag",
-                  extra=["--host", "127.0.0.1", "--port", str(private_server.port), "--user", "root",
-                         "--allow-privileged-account"]).ready()
+                  extra=[*held_by(cluster.gateways[0]), "--host", "127.0.0.1", "--port",
+                         str(private_server.port), "--user", "root", "--allow-privileged-account"]).ready()
     try:
         answer = cluster.gateways[1].ssh("alice", grant.id, "sql SELECT 40 + 2 AS answer")
         assert answer.returncode == 0 and "| 42     |" in answer.stdout, answer.stdout + answer.stderr
@@ -167,7 +194,7 @@ def test_the_diag_console_through_another_process(cluster, ticket, private_serve
 
 def test_revoke_and_expiry_cut_an_engineer_on_another_process_within_a_second(cluster, ticket, tmp_path):
     one, two, three = cluster.gateways
-    grant = Grant(one, ticket, tmp_path / "home").ready()
+    grant = Grant(one, ticket, tmp_path / "home", extra=held_by(one)).ready()
     engineer = two.ssh_popen("alice", grant.id, "sleep 4242")
     grant.wait_for("alice ran: sleep 4242")
     began = time.monotonic()
@@ -183,7 +210,7 @@ def test_revoke_and_expiry_cut_an_engineer_on_another_process_within_a_second(cl
     again = two.ssh("alice", grant.id, "id")
     assert again.returncode == 1 and "ended" in again.stderr
 
-    short = Grant(one, ticket, tmp_path / "short", duration="4s").ready()
+    short = Grant(one, ticket, tmp_path / "short", duration="4s", extra=held_by(one)).ready()
     expires = short.state()["expires"]
     waiting = two.ssh_popen("alice", short.id, "sleep 60")
     waiting.wait(15)
