@@ -57,5 +57,11 @@ LEAK_FOUND = 21
 PLAN_DIFFERS = 22
 #: share: the bundle holds no share data (collect with --for-share), or none for that statement.
 NO_SHARE_DATA = 23
+#: mydiag.pyz (its bootstrap, packaging/pyz_main.py): this file was not built for this host's
+#: Python, machine or C library (it runs on CPython 3.9 to 3.13, x86_64 and aarch64, glibc).
+PYZ_UNSUPPORTED = 24
+#: mydiag.pyz: the state directory (MYDIAG_HOME) cannot be written, so the compiled modules
+#: cannot be extracted there; set MYDIAG_HOME to a writable directory.
+PYZ_NO_STATE_DIR = 25
 #: Interrupted by the user (Ctrl-C).
 INTERRUPTED = 130

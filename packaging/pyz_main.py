@@ -20,7 +20,8 @@ import json
 import os
 import sys
 
-#: This host's Python, machine or C library is not one this file was built for.
+#: This host's Python, machine or C library is not one this file was built for
+#: (agent/exitcodes.PYZ_UNSUPPORTED: this file cannot import it on a Python it refuses).
 UNSUPPORTED = 24
 #: The state directory (MYDIAG_HOME) cannot be written, so the compiled modules cannot be extracted.
 NO_STATE_DIR = 25
@@ -358,8 +359,25 @@ def prepare():
     sys.path += rest
 
 
+#: The modules a child of this file may be started as (agent/selfexec.py): the diag console
+#: of a remote session, and the command itself.
+_CHILD_MODULES = ("agent.session.console", "agent.cli")
+
+
 def main():
     prepare()
+    import agent.selfexec
+
+    agent.selfexec.ENTRY = os.path.dirname(os.path.abspath(__file__))
+    module = os.environ.pop(agent.selfexec.MODULE_VARIABLE, "agent.cli")
+    if module not in _CHILD_MODULES:
+        _fail(2, f"{agent.selfexec.MODULE_VARIABLE} may not name {module!r}")
+    if module != "agent.cli":
+        import runpy
+
+        sys.argv[0] = module
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        return
     from agent.cli import main as cli
 
     sys.exit(cli())

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import shlex
 import shutil
-import sys
+
+from agent import selfexec
 
 UNIT_NAME = "mydiag-agent.service"
 DEFAULT_CONFIG = "/etc/mydiag/agent.toml"
@@ -54,11 +55,14 @@ WantedBy=multi-user.target
 
 
 def default_exec() -> str:
-    """How this installation of mydiag is started: its script, else this Python with -m."""
+    """How this installation of mydiag is started: the single file or tree this process runs
+    from, else its script, else this Python with -m."""
+    if selfexec.ENTRY is not None:
+        return selfexec.cli_command()
     found = shutil.which("mydiag")
     if found:
         return found
-    return f"{shlex.quote(sys.executable)} -m agent.cli"
+    return selfexec.cli_command()
 
 
 def render(config: str = DEFAULT_CONFIG, exec_start: str = DEFAULT_EXEC) -> str:

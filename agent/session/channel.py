@@ -21,13 +21,13 @@ import pwd
 import signal
 import struct
 import subprocess
-import sys
 import termios
 import threading
 import time
 import weakref
 from typing import Any, Dict, List, Optional
 
+from agent import selfexec
 from agent.session.grant import SessionHolder
 from recording import asciicast, sessionwire
 from recording.sessionwire import Reader, WireError
@@ -204,8 +204,10 @@ class Host:
             os.write(spec_write, json.dumps(self.holder.spec).encode())
             os.close(spec_write)
             pass_fds.append(spec_read)
-            argv = [sys.executable, "-m", "agent.session.console", "--session", grant.id,
-                    "--engineer", self.engineer, "--purpose", grant.purpose, "--spec-fd", str(spec_read)]
+            argv, extra = selfexec.module_command("agent.session.console")
+            env.update(extra)
+            argv += ["--session", grant.id, "--engineer", self.engineer, "--purpose", grant.purpose,
+                     "--spec-fd", str(spec_read)]
             if self.command is not None:
                 argv += ["--command", self.command]
             cwd = str(folder)

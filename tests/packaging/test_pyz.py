@@ -338,3 +338,25 @@ def test_an_incomplete_copy_under_the_final_name_is_replaced(pyz, tmp_path):
     assert extracted(host.state) == [cache] and (cache / ".complete").is_file()
     assert all(so.stat().st_size > 100 for so in cache.rglob("*.so"))
     host.assert_clean()
+
+
+# -- children of the pyz: the diag console and the unit file -------------------------------------
+def test_a_child_of_the_pyz_runs_the_console_from_the_same_file(pyz, tmp_path):
+    """A remote session's diag console is a child process (agent/selfexec.py): from the pyz it
+    is the pyz again, with the module named, not `python -m`, which finds no agent there."""
+    host = Host(tmp_path)
+    done = host.run(python("3.11"), pyz, "--help", MYDIAG_PYZ_MODULE="agent.session.console")
+    assert done.returncode == 0 and done.stdout.startswith("usage: mydiag-console"), done.stderr
+    refused = host.run(python("3.11"), pyz, "--help", MYDIAG_PYZ_MODULE="http.server")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "MYDIAG_PYZ_MODULE may not name 'http.server'" in refused.stderr
+    host.assert_clean()
+
+
+def test_the_unit_written_from_the_pyz_starts_the_pyz(pyz, tmp_path):
+    host = Host(tmp_path)
+    interpreter = python("3.11")
+    done = host.run(interpreter, pyz, "agent", "install-service", "--stdout")
+    assert done.returncode == 0, done.stderr
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("ExecStart=")]
+    assert line.startswith(f"ExecStart={interpreter} -I -S {pyz} agent run"), line
