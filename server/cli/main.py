@@ -49,6 +49,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         db.close()
     data.save(config)
     data.blobs.mkdir(exist_ok=True)
+    from server.gateway.hostkey import make_gateway_keys
+
+    make_gateway_keys(data.path)  # the SSH gateway's host and peer keys, the same in every copy
     _emit(args, {"data": str(data.path), "recipients": [recipient], "admin_token": token,
                  "database": safe_url(data.database_url(config)), "blobs": blobs.describe(data.blobs)}, [
         f"initialized {data.path} (database {safe_url(data.database_url(config))}, "

@@ -3,7 +3,8 @@
 A customer's agent learns its line when the session is granted (the API's gateway
 `host_key`) and refuses any other key when it dials in. Several server processes on one
 data directory present the same key (so a host may dial any of them, and the processes
-know each other by it): the first process to make it wins, the others read it.
+know each other by it): `init` makes it, and where it is missing the first process to make
+it wins, the others read it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,14 @@ from pathlib import Path
 import paramiko
 
 HOST_KEY = "ssh_host_ed25519_key"
+#: The key server processes present to each other's gateways (peers.py).
+PEER_KEY = "gateway_peer_ed25519_key"
+
+
+def make_gateway_keys(folder: Path) -> None:
+    """Both keys, made at `init`: every process started from a copy of the folder has the same."""
+    load_key(folder / HOST_KEY)
+    load_key(folder / PEER_KEY)
 
 
 def load_host_key(path: Path) -> paramiko.PKey:

@@ -25,13 +25,12 @@ import paramiko
 
 from recording.sessionwire import CIPHERS, PACKET, WINDOW
 from server.gateway import records as sessions
-from server.gateway.hostkey import key_line, load_key
+from server.gateway.hostkey import PEER_KEY, key_line, load_key
 from server.gateway.tunnels import Registry
 from server.storage.state import State
 
 log = logging.getLogger("mydiag.gateway")
 
-PEER_KEY = "gateway_peer_ed25519_key"
 PEER_USER = "peer:"
 CONNECT_TIMEOUT = 5.0
 

@@ -20,7 +20,7 @@ import paramiko
 import pytest
 
 from tests.haproxykit import Balancer
-from tests.serverkit import ROOT, _database, make_server, wait_ready
+from tests.serverkit import ROOT, _database, make_server, server_cli, wait_ready
 from tests.servers import free_port
 from tests.sessionkit import Gateway, Grant
 
@@ -247,8 +247,11 @@ def test_the_peer_connection_needs_the_peer_key(cluster, ticket, tmp_path):
     port = one.ssh_port
     peer_key_file = cluster.data / "gateway_peer_ed25519_key"
     assert peer_key_file.stat().st_mode & 0o777 == 0o600
-    # Every process uses the one key of the data directory, and one host key.
-    assert len({(cluster.data / "ssh_host_ed25519_key").read_bytes()}) == 1
+    # `init` makes both keys, so every copy of a data directory (one per machine) has the same.
+    fresh = tmp_path / "fresh"
+    server_cli("init", "--data", str(fresh), "--json")
+    for name in ("ssh_host_ed25519_key", "gateway_peer_ed25519_key"):
+        assert (fresh / name).stat().st_mode & 0o777 == 0o600
 
     # A grant of our own, so that we hold a valid customer's tunnel key.
     tunnel_key_file = tmp_path / "tunnel"
