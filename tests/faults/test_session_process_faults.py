@@ -49,15 +49,16 @@ def test_the_engineers_process_killed_mid_session(cluster, tmp_path):
         began = time.monotonic()
         _kill(two)
         engineer.wait(10)
-        assert engineer.returncode == 255
-        assert time.monotonic() - began < 2.0
+        gone = time.monotonic() - began
+        assert engineer.returncode == 255, engineer.stderr.read()
+        assert gone < 2.0, f"the engineer's ssh took {gone:.2f}s to end after its process died"
         # Cut cleanly: what the engineer started ends on the customer's host, the part is closed
         # on both sides with matching chains, and the tunnel stays up.
         wait_until(lambda: not _sleepers("sleep 4343"), timeout=5)
         grant.wait_for("part 1, exit")
         part = wait_until(lambda: [e for e in actions(one, ticket["id"], grant.id)
                                    if e["action"] == "session.part"])
-        assert part[0]["detail"]["agent_head_matches"] is True
+        assert part[0]["detail"]["agent_head_matches"] is True, part
         again = three.ssh("alice", grant.id, "echo", "back through process 3")
         assert again.returncode == 0 and again.stdout == "back through process 3\n", again.stderr
     finally:
