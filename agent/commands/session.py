@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -111,11 +112,19 @@ def _user() -> str:
 
 
 def _printer(as_json: bool):
+    """One event a line. The tunnel and its channels log from threads of their own, and
+    print() writes a line's text and its end apart: two events at once came out as
+    `{…}{…}` and then an empty line. Each line is written whole, under a lock."""
+    lock = threading.Lock()
+
     def log(message: str) -> None:
         if as_json:
-            print(json.dumps({"at": _iso(time.time()), "event": message}), flush=True)
+            line = json.dumps({"at": _iso(time.time()), "event": message})
         else:
-            print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+            line = f"{time.strftime('%H:%M:%S')} {message}"
+        with lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     return log
 
