@@ -17,7 +17,7 @@ import subprocess
 import pytest
 
 from bundle.version import __version__
-from tests.packaging.conftest import ROOT, Chroot, debian_root, package_args, run_script
+from tests.packaging.conftest import ROOT, Chroot, debian_root, need, package_args, run_script
 
 pytestmark = [pytest.mark.slow, pytest.mark.mysql]
 
@@ -126,6 +126,17 @@ def test_the_unit_is_in_place_and_starts_usr_bin_mydiag_but_is_not_enabled(debia
     rest = [line for line in unit.splitlines() if not line.startswith(("ExecStart=", "# Installed by"))]
     assert rest == kept
     assert not debian.path("/etc/systemd/system/multi-user.target.wants/mydiag-agent.service").exists()
+
+
+def test_systemd_reads_the_packaged_unit_without_a_complaint(debian, tmp_path):
+    """systemd-analyze verify (this machine's systemd 252, as Debian 12's): every key known,
+    every value valid; ExecStart points into the root, where /usr/bin/mydiag is."""
+    unit = debian.path(UNIT).read_text()
+    copy = tmp_path / "mydiag-agent.service"
+    copy.write_text(unit.replace("ExecStart=/usr/bin/mydiag", f"ExecStart={debian.path('/usr/bin/mydiag')}"))
+    done = subprocess.run([need("systemd-analyze"), "verify", "--recursive-errors=no", str(copy)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
 
 
 def test_man_pages_and_completion_are_installed(debian, dist_man, dist_completion):
