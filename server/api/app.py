@@ -55,7 +55,10 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        if sweep:
+            state.reports_due = threading.Event()
         workers = [threading.Thread(target=_sweeper, args=(state, stop), daemon=True, name="sweeper"),
+                   threading.Thread(target=_reporter, args=(state, stop), daemon=True, name="reports"),
                    threading.Thread(target=breaches.run, args=(state.db, stop, state.owner), daemon=True,
                                     name="breaches"),
                    threading.Thread(target=queue.run, args=(state.db, stop), daemon=True, name="queue")]
@@ -64,6 +67,8 @@ def create_app(state: State, sweep: bool = True) -> FastAPI:
         yield
         stop.set()
         state.wake()
+        if state.reports_due is not None:
+            state.reports_due.set()
         for worker in workers if sweep else ():
             worker.join(timeout=5)
 
@@ -135,6 +140,19 @@ def _error(request: Request, status: int, message: str, headers: Dict[str, str],
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
     return JSONResponse({"error": message, **(extra or {})}, status_code=status, headers=headers)
+
+
+def _reporter(state: State, stop: threading.Event) -> None:
+    """The report worker: renders the reports of newly accepted bundles (woken by each
+    verdict), each once across processes (server/storage/jobs.py), apart from verification."""
+    due = state.reports_due
+    while due is not None and not stop.is_set():
+        due.wait(SWEEP_SECONDS)
+        due.clear()
+        try:
+            reports.sweep(state, limit=200)
+        except Exception as exc:  # noqa: BLE001 - keep rendering; the next round retries
+            log.warning("rendering reports failed: %s: %s", type(exc).__name__, exc)
 
 
 def _sweeper(state: State, stop: threading.Event) -> None:

@@ -59,6 +59,9 @@ class State:
     owner: str
     #: Set when there is background work (a finished upload to verify): the sweeper wakes.
     wakeup: threading.Event = field(default_factory=threading.Event)
+    #: Set by a running server (api/app.py), whose report worker renders accepted bundles'
+    #: reports apart from verification; None where nothing does (a command): render inline.
+    reports_due: Optional[threading.Event] = None
 
     @classmethod
     def open(cls, path: Path, database: Optional[str] = None) -> State:
