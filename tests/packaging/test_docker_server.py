@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import secrets
 import shlex
@@ -358,7 +359,9 @@ def postgres() -> Iterator[Postgres]:
 def base_python(stage: List[Instruction]) -> Path:
     """pyenv's Python of the base image's version (python:3.12-slim → 3.12.x)."""
     version = re.match(r"python:(\d+\.\d+)", stage[0].words()[0]).group(1)
-    found = sorted(Path("~/.pyenv/versions").expanduser().glob(f"{version}.*/bin/python{version}"))
+    # Not ~: another test in this worker may have pointed HOME elsewhere.
+    root = Path(os.environ.get("PYENV_ROOT") or Path(pwd.getpwuid(os.getuid()).pw_dir) / ".pyenv")
+    found = sorted((root / "versions").glob(f"{version}.*/bin/python{version}"))
     if not found:
         pytest.fail(f"Python {version} (the image's) is not under pyenv", pytrace=False)
     return found[-1]
