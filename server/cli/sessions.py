@@ -29,6 +29,10 @@ def start_gateway(value: str, state: Any) -> Any:
         raise Failure(exitcodes.IO_ERROR,
                       f"cannot listen for SSH on {value}: {exc.strerror or exc}") from None
     gateway.start()
+    from server.storage import recordings
+
+    # Parts a dead process left on this disk, and those the store was down for, go to the store.
+    recordings.archiver_for(state.db, state.store, gateway.recordings, state.owner)
     print(f"mydiag-server: ssh gateway on {host}:{gateway.port} (host key {gateway.fingerprint})",
           file=sys.stderr, flush=True)
     return gateway
@@ -105,11 +109,21 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from recording import asciicast
+    from server.storage import recordings
+    from server.storage.blobs import StoreUnavailable
 
     state, _, anchors = _read_session(args, lambda tx, found: _anchors(tx, found["ticket"], args.session_id))
-    folder = state.data.path / "sessions" / args.session_id
-    return replay(asciicast.parts(folder), args, anchors)
+    # Parts still on this disk, the others from the blob store (server/storage/recordings.py).
+    state = _open(args)
+    try:
+        with recordings.local_parts(state.db, state.store, state.data.path / "sessions", state.data.tmp,
+                                    args.session_id) as casts:
+            return replay(casts, args, anchors)
+    except StoreUnavailable as exc:
+        raise Failure(exitcodes.IO_ERROR, f"the recording is in the blob store, which cannot be reached "
+                      f"({exc}); try again") from None
+    finally:
+        state.close()
 
 
 def _read_session(args: argparse.Namespace, more: Callable[[Any, Dict[str, Any]], Any]) -> tuple:

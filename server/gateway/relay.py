@@ -24,6 +24,7 @@ from recording import asciicast, sessionwire
 from recording.sessionwire import PACKET, WINDOW, Reader, WireError
 from server.gateway import records as sessions
 from server.gateway.tunnels import Registry
+from server.storage import recordings
 from server.storage.state import State
 
 log = logging.getLogger("mydiag.gateway")
@@ -139,6 +140,13 @@ class Join:
         if base.with_suffix(asciicast.CAST).exists():
             base = base.with_name(f"{part}-{int(time.time())}")
         recorder = asciicast.Recorder(base, header)
+        with recordings.writing(recorder.cast_path):
+            self._recorded(reader, recorder, part)
+        # Finished (either end, a cut, shutdown): into the blob store, off this channel's thread.
+        recordings.archiver_for(self.state.db, self.state.store, self.recordings, self.state.owner).soon(
+            recorder.cast_path)
+
+    def _recorded(self, reader: Reader, recorder: asciicast.Recorder, part: int) -> None:
         with self.state.db.tx() as tx:
             sessions.event(tx, self.session_id, f"engineer:{self.engineer}", "session.join",
                            part=part, command=self.command, pty=self.pty is not None,

@@ -187,6 +187,10 @@ CREATE INDEX IF NOT EXISTS calls_engineer ON calls (engineer, starts_at);
 CREATE TABLE IF NOT EXISTS session_holders (
   session_id TEXT PRIMARY KEY, owner TEXT NOT NULL, address TEXT NOT NULL,
   since DOUBLE PRECISION NOT NULL, beat DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS recordings (
+  session_id TEXT NOT NULL, file TEXT NOT NULL, cast_sha256 TEXT NOT NULL, chain_sha256 TEXT NOT NULL,
+  bytes BIGINT NOT NULL, archived DOUBLE PRECISION NOT NULL, archived_by TEXT NOT NULL,
+  PRIMARY KEY (session_id, file));
 """
 
 _AUDIT = {

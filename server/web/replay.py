@@ -1,7 +1,9 @@
 """A session's replay page: the transcript of what the engineer was shown, and the asciicast.
 
 The recordings are the gateway's (`DATA/sessions/<session>/<part>.cast`, see
-recording/asciicast.py). The page shows each part's output as text lines with the moment
+recording/asciicast.py), in the blob store once each part is finished
+(server/storage/recordings.py): read from this disk when they are still here, else from the store.
+The page shows each part's output as text lines with the moment
 each line began, every terminal escape sequence and control character removed and the
 rest escaped by the template (output came from the customer's host: it is customer
 input), what was typed, and whether the part's hash chain verifies against the head the
@@ -15,15 +17,16 @@ import datetime
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from recording import asciicast
 from server.gateway import records as sessions
-from server.storage import audit
+from server.storage import audit, recordings
+from server.storage.blobs import StoreUnavailable
 from server.storage.db import Tx
 from server.storage.state import State
 from server.support import tickets
@@ -196,6 +199,12 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
     def folder(session_id: str) -> Path:
         return state.data.path / "sessions" / session_id
 
+    def read_parts(session_id: str, anchors: Dict[str, str], ticket_id: str) -> List[Dict[str, Any]]:
+        # Each part from this disk, else from the blob store (server/storage/recordings.py).
+        with recordings.local_parts(state.db, state.store, state.data.path / "sessions", state.data.tmp,
+                                    session_id) as casts:
+            return [_part(c, anchors, ticket_id, session_id) for c in casts]
+
     async def lookup(request: Request, ticket_id: str, session_id: str) -> Any:
         engineer = await access.signed_in(request, state, settings)
         if isinstance(engineer, Response):
@@ -214,8 +223,12 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         if isinstance(found, Response):
             return found
         ticket, session, anchors = found
-        casts = asciicast.parts(folder(session_id))
-        parts = await run_in_threadpool(lambda: [_part(c, anchors, ticket_id, session_id) for c in casts])
+        try:
+            parts = await run_in_threadpool(read_parts, session_id, anchors, ticket_id)
+        except StoreUnavailable:
+            return render.message(request, 503, "Recording unavailable",
+                                  "Part of this recording is in the blob store, which cannot be reached "
+                                  "right now. Try again in a moment.")
         return render.page(request, "replay.html", title=f"Replay of session {session_id}", ticket=ticket,
                            session=session, parts=parts, ticket_url=urls.ticket(ticket_id))
 
@@ -226,12 +239,45 @@ def install(router: APIRouter, state: State, settings: WebSettings) -> None:
         if isinstance(found, Response):
             return found
         casts = asciicast.parts(folder(session_id))
+        stored = await access.db(state, False, recordings.rows, session_id)
+        names = sorted({c.name for c in casts} | {r.file for r in stored if Path(r.file).stem.isdigit()},
+                       key=lambda name: int(Path(name).stem))
         if part is not None:
-            casts = [c for c in casts if c.stem == part.strip()]
-        if not casts:
+            names = [n for n in names if Path(n).stem == part.strip()]
+        if not names:
             which = f" part {part[:20]}" if part else ""
             return render.message(request, 404, "No recording", f"This session has no recording{which}.")
-        cast = casts[0]
-        response = FileResponse(cast, media_type=CAST_TYPE, filename=f"{session_id}-{cast.stem}.cast",
-                                content_disposition_type="attachment")
+        name = names[0]
+        filename = f"{session_id}-{Path(name).stem}.cast"
+        local = folder(session_id) / name
+        if local.is_file():
+            response: Response = FileResponse(local, media_type=CAST_TYPE, filename=filename,
+                                              content_disposition_type="attachment")
+            return render.secure(response)
+        row = next(r for r in stored if r.file == name)
+        try:
+            source = await run_in_threadpool(_opened, state, row.cast_sha256)
+        except StoreUnavailable:
+            return render.message(request, 503, "Recording unavailable",
+                                  "This recording is in the blob store, which cannot be reached right now.")
+        response = StreamingResponse(_chunks(source), media_type=CAST_TYPE, headers={
+            "Content-Disposition": f'attachment; filename="{filename}"', "Content-Length": str(row.bytes)})
         return render.secure(response)
+
+
+def _opened(state: State, sha256: str) -> Any:
+    """The stored cast, its first megabyte read already (a store that is down fails here, not mid-way)."""
+    source = state.store.open(sha256)
+    first = source.read(1 << 20)
+    return source, first
+
+
+async def _chunks(opened: Any) -> AsyncIterator[bytes]:
+    source, first = opened
+    try:
+        chunk = first
+        while chunk:
+            yield chunk
+            chunk = await run_in_threadpool(source.read, 1 << 20)
+    finally:
+        source.close()
