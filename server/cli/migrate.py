@@ -73,8 +73,9 @@ def cmd_migrate(args: argparse.Namespace, blob_settings: Callable[[argparse.Name
              f"rows: {rows} in {len(summary.tables)} tables" if summary.tables else "rows: not moved",
              f"blobs: {summary.blobs} verified ({summary.blob_bytes} bytes; {summary.blobs_copied} copied "
              f"by this run), uploads in progress: {summary.staging}" if blobs else "blobs: store not moved",
-             f"recordings: {summary.recordings} files ({summary.recording_bytes} bytes) kept in "
-             f"{data.path / 'sessions'}",
+             (f"recordings: {summary.recordings} parts ({summary.recording_bytes} bytes) stored and "
+              "verified" if blobs else f"recordings: {summary.recordings} files ({summary.recording_bytes} "
+              f"bytes) kept in {data.path / 'sessions'}"),
              f"config.json now names {database}"
              f" and {blobs.describe() if blobs else 'the same blobs'}; the old one is "
              "config.json.pre-migrate, server.db and blobs/ are left as they were (a backup)"]

@@ -143,8 +143,9 @@ class Join:
         with recordings.writing(recorder.cast_path):
             self._recorded(reader, recorder, part)
         # Finished (either end, a cut, shutdown): into the blob store, off this channel's thread.
-        recordings.archiver_for(self.state.db, self.state.store, self.recordings, self.state.owner).soon(
-            recorder.cast_path)
+        archiver = recordings.archiver_for(self.state.db, self.state.store, self.recordings, self.state.owner)
+        if archiver is not None:
+            archiver.soon(recorder.cast_path)
 
     def _recorded(self, reader: Reader, recorder: asciicast.Recorder, part: int) -> None:
         with self.state.db.tx() as tx:

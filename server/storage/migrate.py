@@ -21,8 +21,9 @@ makes it safe to interrupt at any point and run again (docs/deploy.md):
    configuration is the one in force. The source (server.db, blobs/) is opened read-only and
    left as it was: it is the backup.
 
-Session recordings are files in `DATA/sessions/` (server/gateway): they stay there, the new
-configuration uses the same data directory; the summary counts them.
+6. Session recordings (`DATA/sessions/`, written by server/gateway) go into the new store, each
+   read back and hashed, and are named in the `recordings` table of the database in force
+   afterwards (server/storage/recordings.py); the files stay where they were (the backup).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from server.config import BlobSettings, Config, DataDir, write_private
+from server.storage import recordings
 from server.storage.blobs import BlobStore, LocalStore
 from server.storage.db import Database, open_database
 from server.storage.stores import open_store
@@ -190,8 +192,10 @@ class Source:
 
 def _target_rows(db: Database, table: str, columns: List[str]) -> Iterator[Tuple[Any, ...]]:
     order = " ORDER BY seq" if table == "audit" else ""
+    # Rows the recordings step made (after this check, in an earlier run) are not the source's.
+    where = " WHERE archived_by <> 'migrate'" if table == "recordings" else ""
     with db.tx(write=False) as tx:
-        for row in tx.all(f"SELECT {', '.join(columns)} FROM {table}{order}"):
+        for row in tx.all(f"SELECT {', '.join(columns)} FROM {table}{where}{order}"):
             yield tuple(row[c] for c in columns)
 
 
@@ -224,7 +228,7 @@ class Migration:
                 if target_db is not None and source is not None:
                     self._copy_tables(source, target_db)
                     self._verify_tables(source, target_db)
-                self._count_recordings()
+                self._copy_recordings(config, target_db)
                 self._write_config(config)
             finally:
                 if source is not None:
@@ -413,11 +417,53 @@ class Migration:
 
     # Recordings and the configuration ---------------------------------------------------------
 
-    def _count_recordings(self) -> None:
-        for path in (self.data.path / "sessions").rglob("*"):
-            if path.is_file():
+    def _copy_recordings(self, config: Config, target_db: Optional[Database]) -> None:
+        """Every session recording still in `DATA/sessions/` into the new store, read back and
+        hashed, and named in the `recordings` table of the database in force afterwards (as the
+        gateway's archiver does, server/storage/recordings.py). The files stay: the source is the
+        backup, and readers take a local file first."""
+        folder = self.data.path / "sessions"
+        if self.to_blobs is None:
+            for path in folder.rglob("*"):
+                if path.is_file():
+                    self.summary.recordings += 1
+                    self.summary.recording_bytes += path.stat().st_size
+            return
+        from server.storage.blobs import StoreUnavailable
+
+        casts = recordings.pending(folder)
+        if not casts:
+            return
+        target = open_store(self.data.blobs, self.to_blobs, self.data.tmp)
+        db = target_db or open_database(self.data.database_url(config))
+        try:
+            for cast in casts:
+                if not cast.with_suffix(recordings.CHAIN).is_file():
+                    raise MigrateError(_exit("IO_ERROR"), f"{cast} has no chain file beside it; nothing "
+                                       "was switched")
+                part = recordings.store_part(target, cast)
+                for sha in (part.cast_sha256, part.chain_sha256):
+                    with target.open(sha) as copy:
+                        got = hashlib.sha256()
+                        for chunk in iter(lambda: copy.read(1 << 20), b""):
+                            got.update(chunk)
+                    if got.hexdigest() != sha:
+                        raise MigrateError(_exit("IO_ERROR"), f"recording {cast} reads back different from "
+                                           "the store; config.json left as it was")
+                with db.tx() as tx:
+                    kept = recordings.record(tx, part, "migrate")
+                if kept != part:
+                    raise MigrateError(_exit("IO_ERROR"), f"recording {cast} differs from the copy the "
+                                       "database names; config.json left as it was")
                 self.summary.recordings += 1
-                self.summary.recording_bytes += path.stat().st_size
+                self.summary.recording_bytes += part.bytes
+                self.say(f"recording {part.session_id}/{part.file}: stored")
+        except StoreUnavailable as exc:
+            raise MigrateError(_exit("IO_ERROR"), f"the blob store {self.to_blobs.describe()}: {exc} "
+                               "(run migrate again to resume)") from None
+        finally:
+            if target_db is None:
+                db.close()
 
     def _write_config(self, config: Config) -> None:
         old = self.data.config_path.read_bytes()

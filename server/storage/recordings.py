@@ -17,6 +17,10 @@ A part being written is held under an exclusive `flock` on its cast file by the 
 that a live process (this one or another on the same machine) is still writing. The lock
 dies with its process.
 
+With the local store (one machine) nothing moves: it is the same disk as `DATA/sessions/`, so
+a copy would buy nothing; parts stay where the gateway wrote them, as before. `mydiag-server
+migrate` to S3 stores them (and names them in the table) like the archiver does.
+
 Readers (`local_parts`) take a part's local file first, else stream it from the store into
 a private folder under `DATA/tmp/` for as long as the context lasts, with its own file names,
 so `asciicast.verify` checks the hash chain exactly as for a local file.
@@ -37,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
-from server.storage.blobs import BlobStore
+from server.storage.blobs import BlobStore, LocalStore
 from server.storage.db import Database, Tx
 
 log = logging.getLogger("mydiag.recordings")
@@ -203,8 +207,11 @@ _archivers: Dict[str, Archiver] = {}
 _lock = threading.Lock()
 
 
-def archiver_for(db: Database, store: BlobStore, folder: Path, by: str) -> Archiver:
-    """The one archiver of this process for `folder` (started on first use)."""
+def archiver_for(db: Database, store: BlobStore, folder: Path, by: str) -> Optional[Archiver]:
+    """The one archiver of this process for `folder` (started on first use); None on the local
+    store, which is this machine's disk like `DATA/sessions/`: the parts stay where they are."""
+    if isinstance(store, LocalStore):
+        return None
     with _lock:
         key = str(folder)
         if key not in _archivers:
