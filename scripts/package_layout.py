@@ -38,6 +38,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,8 +72,9 @@ MAN_DIR = "usr/share/man/man1"
 COMPLETION = "usr/share/bash-completion/completions/mydiag"
 COPYRIGHT = "usr/share/doc/mydiag/copyright"
 UNIT_NAME = "mydiag-agent.service"
-#: The pyz tree's index of targets (scripts/build_pyz.py).
+#: The pyz tree's index of targets and its folder of compiled wheels (scripts/build_pyz.py).
 INDEX = "_lib/index.json"
+WHEELS = "_lib/whl/"
 #: Where each package format keeps systemd units shipped by packages.
 UNIT_DIRS = {"deb": "lib/systemd/system", "rpm": "usr/lib/systemd/system"}
 #: Debian's and RPM's names for the two architectures the agent's wheels cover.
@@ -178,7 +180,7 @@ def _machine_index(index: dict, where: Path, machine: str) -> Tuple[dict, Set[st
     if not kept:
         raise BuildError(f"{where}: built for {', '.join(sorted(targets))}, nothing for {machine}")
     wanted = {entry.split("/", 2)[2] for target in kept.values() for group in ("compiled", "extract", "pure")
-              for entry in target.get(group, []) if entry.startswith("_lib/whl/")}
+              for entry in target.get(group, []) if entry.startswith(WHEELS)}
     return {**index, "targets": kept}, wanted
 
 
@@ -186,8 +188,28 @@ def _write_index(tree: Path, index: dict) -> None:
     (tree / INDEX).write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
 
 
+def _extract(archive: zipfile.ZipFile, into: Path, source: str, skip: Set[str] = frozenset()) -> None:
+    """The members of `archive` but `skip` under `into`, refusing one that would land outside it."""
+    for info in archive.infolist():
+        if info.filename in skip:
+            continue
+        target = into / info.filename
+        if not target.resolve().is_relative_to(into.resolve()):
+            raise BuildError(f"{source}: member {info.filename!r} points outside the tree")
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(info) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        if (info.external_attr >> 16) & 0o111:
+            target.chmod(0o755)
+
+
 def _unzip(pyz: Path, into: Path, machine: str) -> None:
-    """The pyz's members (after its `#!` line) as a directory `python3 DIR` runs."""
+    """The pyz as the directory `python3 DIR` runs: its members, each compiled wheel's
+    stored `_lib/whl/<wheel>.zip` unpacked to `_lib/whl/<wheel>/` (the tree's form; see
+    scripts/build_pyz.py), and only the wheels `machine` uses."""
     try:
         archive = zipfile.ZipFile(pyz)
     except (OSError, zipfile.BadZipFile) as exc:
@@ -197,21 +219,16 @@ def _unzip(pyz: Path, into: Path, machine: str) -> None:
         if "__main__.py" not in names or INDEX not in names:
             raise BuildError(f"{pyz}: has no __main__.py and {INDEX} (build it with scripts/build_pyz.py)")
         index, wanted = _machine_index(json.loads(archive.read(INDEX)), pyz, machine)
-        for info in archive.infolist():
-            parts = info.filename.split("/")
-            if parts[:2] == ["_lib", "whl"] and len(parts) > 2 and parts[2] not in wanted:
-                continue
-            target = into / info.filename
-            if not target.resolve().is_relative_to(into.resolve()):
-                raise BuildError(f"{pyz}: member {info.filename!r} points outside the tree")
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as src, open(target, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            if (info.external_attr >> 16) & 0o111:
-                target.chmod(0o755)
+        wheels = [n for n in names if re.fullmatch(re.escape(WHEELS) + r"[^/]+\.zip", n)]
+        missing = wanted - {n[len(WHEELS):-len(".zip")] for n in wheels}
+        if missing:
+            raise BuildError(f"{pyz}: {INDEX} names wheels it does not hold: {', '.join(sorted(missing))}")
+        _extract(archive, into, str(pyz), set(wheels))
+        for name in wheels:
+            folder = name[len(WHEELS):-len(".zip")]
+            if folder in wanted:
+                with zipfile.ZipFile(io.BytesIO(archive.read(name))) as inner:
+                    _extract(inner, into / WHEELS / folder, f"{pyz}:{name}")
     _write_index(into, index)
 
 
@@ -219,7 +236,7 @@ def _copy_tree(tree: Path, into: Path, machine: str) -> None:
     if not (tree / "__main__.py").is_file() or not (tree / INDEX).is_file():
         raise BuildError(f"{tree}: has no __main__.py and {INDEX} (build it with scripts/build_pyz.py)")
     index, wanted = _machine_index(json.loads((tree / INDEX).read_text()), tree, machine)
-    wheels = tree / "_lib" / "whl"
+    wheels = tree / WHEELS
 
     def ignore(folder: str, names: List[str]) -> Set[str]:
         skipped = {n for n in names if n == "__pycache__" or n.endswith(".pyc")}
