@@ -26,6 +26,7 @@ import paramiko
 from recording.sessionwire import CIPHERS, PACKET, WINDOW
 from server.gateway import records as sessions
 from server.gateway.hostkey import PEER_KEY, key_line, load_key
+from server.gateway.latest import Latest
 from server.gateway.tunnels import Registry
 from server.storage.state import State
 
@@ -60,9 +61,7 @@ class PeerJoin:
         self.peer: Optional[paramiko.Channel] = None
         self.cut_reason: Optional[str] = None
         self.finished = False
-        self._window_lock = threading.Lock()
-        self._window: Optional[tuple] = None
-        self._window_sender = False
+        self._windows = Latest(self._send_window, f"peer-winch-{self.session_id}")
 
     def cut(self, reason: str) -> None:
         """Close the engineer's channel and the peer connection now."""
@@ -205,24 +204,13 @@ class PeerJoin:
 
     def window(self, cols: int, rows: int) -> None:
         # Called on paramiko's transport thread: the latest size goes out from a thread of its own.
-        with self._window_lock:
-            self._window = (cols, rows)
-            if self._window_sender:
-                return
-            self._window_sender = True
-        threading.Thread(target=self._send_windows, daemon=True, name=f"peer-winch-{self.session_id}").start()
+        self._windows.offer((cols, rows))
 
-    def _send_windows(self) -> None:
-        while True:
-            with self._window_lock:
-                size, self._window = self._window, None
-                if size is None:
-                    self._window_sender = False
-                    return
-            peer = self.peer
-            if peer is None:
-                if self.pty is not None:  # not connected yet: the pty is asked for at this size
-                    self.pty.update(cols=size[0], rows=size[1])
-                continue
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                peer.resize_pty(size[0], size[1])
+    def _send_window(self, size: tuple) -> None:
+        peer = self.peer
+        if peer is None:
+            if self.pty is not None:  # not connected yet: the pty is asked for at this size
+                self.pty.update(cols=size[0], rows=size[1])
+            return
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            peer.resize_pty(size[0], size[1])

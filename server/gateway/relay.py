@@ -23,6 +23,7 @@ import paramiko
 from recording import asciicast, sessionwire
 from recording.sessionwire import PACKET, WINDOW, Reader, WireError
 from server.gateway import records as sessions
+from server.gateway.latest import Latest
 from server.gateway.tunnels import Registry
 from server.storage import recordings
 from server.storage.state import State
@@ -50,9 +51,7 @@ class Join:
         self.cut_reason: Optional[str] = None
         self.finished = False
         self._send_lock = threading.Lock()
-        self._window_lock = threading.Lock()
-        self._window: Optional[tuple] = None
-        self._window_sender = False
+        self._windows = Latest(self._send_window, f"join-winch-{self.session_id}")
 
     def to_agent(self, data: bytes) -> None:
         agent = self.agent
@@ -194,24 +193,12 @@ class Join:
             pass
 
     def window(self, cols: int, rows: int) -> None:
-        # Called on paramiko's transport thread, which must never block on a send: one sender
-        # thread at a time passes on the latest size (a flood of resizes is one thread, not many).
-        with self._window_lock:
-            self._window = (cols, rows)
-            if self._window_sender:
-                return
-            self._window_sender = True
-        threading.Thread(target=self._send_windows, daemon=True, name=f"join-winch-{self.session_id}").start()
+        # Called on paramiko's transport thread, which must never block on a send (latest.py).
+        self._windows.offer((cols, rows))
 
-    def _send_windows(self) -> None:
-        while True:
-            with self._window_lock:
-                size, self._window = self._window, None
-                if size is None:
-                    self._window_sender = False
-                    return
-            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
-                self.to_agent(sessionwire.json_frame(sessionwire.WINCH, {"cols": size[0], "rows": size[1]}))
+    def _send_window(self, size: tuple) -> None:
+        with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+            self.to_agent(sessionwire.json_frame(sessionwire.WINCH, {"cols": size[0], "rows": size[1]}))
 
     def _output(self, reader: Reader, recorder: asciicast.Recorder, part: int) -> None:
         channel = self.channel
