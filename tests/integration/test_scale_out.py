@@ -24,6 +24,8 @@ from tests.serverkit import ROOT, Server, _database, make_bundle, seal, server_c
 from tests.servers import free_port
 from tests.web.conftest import Client, new_engineer
 
+pytestmark = pytest.mark.server
+
 PROCESSES = 3
 
 
