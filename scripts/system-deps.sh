@@ -32,6 +32,7 @@ case "${1:-}" in
     need dovecot dovecot-imapd; [ -x /usr/lib/dovecot/lmtp ] || want+=(dovecot-lmtpd)  # mail tests
     # packaging (tests/packaging): the .deb in a debootstrap root, the .rpm's metadata, man pages.
     need debootstrap debootstrap; need dpkg-deb dpkg; need rpmbuild rpm; need man man-db
+    need systemd-analyze systemd  # the packaged unit is verified (tests/packaging/test_deb.py)
     need haproxy haproxy     # several server processes behind one balancer (tests/haproxykit.py)
     need groff groff-base; [ -f /usr/share/bash-completion/bash_completion ] || want+=(bash-completion)
     need npm npm ;;          # axe-core for those tests, from the npm registry (below)
