@@ -1,4 +1,5 @@
-"""The bootstrap of mydiag.pyz (scripts/build_pyz.py copies it in as __main__.py).
+"""The bootstrap of mydiag.pyz (scripts/build_pyz.py copies it in as _mydiag_boot.py; the
+zip's __main__.py, packaging/pyz_stub.py, runs it).
 
 Runs the same from the zip (`python3 mydiag.pyz`) and from its unzipped tree (`python3
 /usr/lib/mydiag`, `python3 build/pyz`): it picks the set of distributions built for this
@@ -238,6 +239,14 @@ class _Archive:
                 files = dict.fromkeys(zipped.namelist())
         self.names = files
 
+    def stamp(self, member):
+        """8 bytes naming this member's content: its CRC-32 and size from the zip's directory
+        (zipimport's entries: path, compress, data size, file size, offset, time, date, crc)."""
+        entry = self.names.get(member)
+        if not isinstance(entry, tuple) or len(entry) < 8:
+            return None
+        return (entry[7] & 0xFFFFFFFF).to_bytes(4, "little") + (entry[3] & 0xFFFFFFFF).to_bytes(4, "little")
+
     def inside(self, path):
         return path.startswith(self.root + "/")
 
@@ -247,8 +256,11 @@ class _Archive:
 
 def _install_importer(archive):
     """Pure-Python modules import from the zip itself, as zipimport would, but their bytecode is
-    kept in the extracted folder (checked against the source's hash on every import), so a warm
-    start compiles nothing: zipimport compiles every module on every start."""
+    kept in the extracted folder, so a warm start compiles nothing: zipimport compiles every
+    module on every start. A cached module is checked against its member's CRC-32 and size in
+    the zip's own directory (read once at start), so a warm import neither inflates nor hashes
+    the source (as Python checks a .pyc against its source's mtime and size, but stronger);
+    where the directory is not at hand, against the source's hash."""
     import importlib.machinery
     import importlib.util
     import marshal
@@ -264,10 +276,13 @@ def _install_importer(archive):
 
         def get_code(self, fullname):
             path = self.get_filename(fullname)
-            source = self.get_data(path)
-            key = importlib.util.source_hash(source)
-            cached = os.path.join(archive.cache, path[len(archive.root) + 1:] + "." +
-                                  sys.implementation.cache_tag + ".pyc")
+            member = path[len(archive.root) + 1:]
+            source = None
+            key = archive.stamp(member)
+            if key is None:
+                source = self.get_data(path)
+                key = importlib.util.source_hash(source)
+            cached = os.path.join(archive.cache, member + "." + sys.implementation.cache_tag + ".pyc")
             try:
                 with open(cached, "rb") as handle:
                     data = handle.read()
@@ -275,6 +290,8 @@ def _install_importer(archive):
                     return marshal.loads(data[16:])
             except (OSError, ValueError, EOFError, TypeError):
                 pass
+            if source is None:
+                source = self.get_data(path)
             code = compile(source, path, "exec", dont_inherit=True)
             if not sys.dont_write_bytecode:
                 _write_quietly(cached, magic + flags + key + marshal.dumps(code))

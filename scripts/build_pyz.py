@@ -14,8 +14,11 @@ reads from the file system) are extracted, once, into <state dir>/pyz/<content h
 
 The tree (the zip holds the same files, `__main__.py` at its root):
 
-    __main__.py                 the bootstrap: picks the set for sys.version_info and
-                                platform.machine(), puts it on sys.path, runs agent.cli
+    __main__.py                 a small stub (packaging/pyz_stub.py) that runs the bootstrap,
+                                from a zip with its bytecode cached in the state directory
+    _mydiag_boot.py             the bootstrap (packaging/pyz_main.py): picks the set for
+                                sys.version_info and platform.machine(), puts it on
+                                sys.path, runs agent.cli
     agent/ bundle/ collectors/ privacy/ recording/ report/     the project's own code
     _lib/index.json             per target (`cp311-x86_64`...): its path entries, what to
                                 extract from a zip, and the hash naming the extracted folder
@@ -61,6 +64,8 @@ from typing import Dict, Iterator, List, Sequence, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 LOCK = ROOT / "packaging" / "pyz-lock.txt"
 BOOTSTRAP = ROOT / "packaging" / "pyz_main.py"
+#: The zip's __main__.py, which Python compiles on every start: kept small (pyz_stub.py).
+STUB = ROOT / "packaging" / "pyz_stub.py"
 #: The project's own packages the agent needs (never `server`).
 PACKAGES = ("agent", "bundle", "collectors", "privacy", "recording", "report")
 #: Package data beside the code (pyproject.toml's package-data for these packages).
@@ -297,7 +302,8 @@ def stage(tree: Path, pins: Sequence[Pin], wheels: Dict[str, Path], version: str
     if tree.exists():
         shutil.rmtree(tree)
     tree.mkdir(parents=True)
-    shutil.copyfile(BOOTSTRAP, tree / "__main__.py")
+    shutil.copyfile(STUB, tree / "__main__.py")
+    shutil.copyfile(BOOTSTRAP, tree / "_mydiag_boot.py")
     for source, rel in project_files():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, tree / rel)
@@ -393,11 +399,21 @@ def write_zip(tree: Path, out: Path, epoch: int) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.{os.getpid()}.part")
     with open(partial, "wb") as raw:
-        raw.write(b"#!/usr/bin/env python3\n")
+        raw.write(LAUNCHER)
         with zipfile.ZipFile(raw, "w") as archive:
             _write_members(archive, members, stamp)
     partial.chmod(0o755)
     partial.replace(out)
+
+
+#: The bytes before the zip (Python skips whatever precedes a zip's own records). Run as a
+#: program (`./mydiag.pyz`), sh starts the python3 on PATH isolated and without the site
+#: module, so no .pth file of the host's site-packages runs before the agent (on a host with
+#: heavy ones that is most of the start-up); `python3 mydiag.pyz` reads it as a zip.
+LAUNCHER = b"""#!/bin/sh
+# mydiag.pyz: the mydiag agent in one file (docs/install.md). Run ./mydiag.pyz or python3 mydiag.pyz.
+exec python3 -I -S "$0" "$@"
+"""
 
 
 def main(argv: Sequence[str] = ()) -> int:

@@ -10,7 +10,7 @@ What a package installs, and why there:
                                          at its root, every dependency inside), so nothing is
                                          extracted at run time and the host's python3 runs it;
                                          only the wheels for the package's machine are kept
-    /usr/bin/mydiag                      `exec /usr/bin/python3 -s /usr/lib/mydiag "$@"`
+    /usr/bin/mydiag                      `exec /usr/bin/python3 -s -S /usr/lib/mydiag "$@"`
                                          (-s: a user's ~/.local site-packages cannot shadow
                                          the agent's own copies of its dependencies)
     <unit dir>/mydiag-agent.service      packaging/mydiag-agent.service with ExecStart
@@ -86,7 +86,7 @@ INSTALLED_EXEC = "/usr/bin/mydiag"
 WRAPPER = f"""\
 #!/bin/sh
 # mydiag {__version__} (bundle format {FORMAT_VERSION}), installed by the {NAME} package.
-exec /usr/bin/python3 -s /{LIB_DIR} "$@"
+exec /usr/bin/python3 -s -S /{LIB_DIR} "$@"
 """
 CONFIG_HEAD = """\
 # /etc/mydiag/agent.toml: the mydiag agent's configuration (docs/agent.md).

@@ -87,7 +87,7 @@ def test_mydiag_runs_on_the_hosts_own_python3(debian):
     shown = debian.run("mydiag", "--version").stdout
     assert shown.startswith(f"mydiag {__version__}")
     wrapper = debian.path("/usr/bin/mydiag").read_text()
-    assert "exec /usr/bin/python3 -s /usr/lib/mydiag " in wrapper
+    assert "exec /usr/bin/python3 -s -S /usr/lib/mydiag " in wrapper
     assert (debian.path("/usr/lib/mydiag/__main__.py")).is_file()
     status = debian.dpkg("-s", "mydiag").stdout
     assert "Status: install ok installed" in status

@@ -192,6 +192,29 @@ def test_the_tree_runs_as_it_is_and_writes_nothing(pyz, tmp_path, version):
     host.assert_clean()
 
 
+@pytest.mark.parametrize("version", ["3.9", "3.13"])
+def test_run_as_a_program_it_starts_python3_isolated_and_without_site(pyz, tmp_path, version):
+    """`./mydiag.pyz`: the sh launcher in front of the zip starts the python3 on PATH with -I -S,
+    so neither PYTHONPATH nor a sitecustomize (nor any .pth file) of the host runs first."""
+    host = Host(tmp_path)
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "python3").symlink_to(python(version))
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    marker = tmp_path / "site-ran"
+    (planted / "sitecustomize.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    env = host.env(PATH=f"{shim}:/usr/bin:/bin", PYTHONPATH=str(planted))
+    done = subprocess.run([str(pyz), "--version"], cwd=host.work, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"mydiag {__version__} (bundle format ")
+    assert not marker.exists()
+    # The same planted folder does run under a plain python3 (the check above can fail).
+    subprocess.run([python(version), "-c", "pass"], env=env, check=True, timeout=60)
+    assert marker.exists()
+
+
 # -- the file itself ----------------------------------------------------------------------------
 def test_the_same_inputs_give_the_same_file(pyz, tmp_path):
     again = tmp_path / "again.pyz"
@@ -287,7 +310,26 @@ def test_two_first_starts_at_once_both_work_and_leave_one_copy(pyz, tmp_path):
     assert [run.returncode for run in runs] == [0, 0, 0], outputs
     assert all(out.startswith(f"mydiag {__version__}") for out, _ in outputs)
     assert len(extracted(host.state)) == 1
-    assert not [p for p in (host.state / "pyz").iterdir() if p.name.startswith(".")]
+    # Nothing half-made is left: no extraction folder, no partial bytecode of the bootstrap.
+    leftovers = [p for p in (host.state / "pyz").iterdir()
+                 if p.name.startswith(".") and not (p.name.startswith(".boot-") and p.name.endswith(".pyc"))]
+    assert not leftovers
+    host.assert_clean()
+
+
+def test_the_bootstraps_bytecode_is_kept_and_a_damaged_copy_is_recompiled(pyz, tmp_path):
+    interpreter = python("3.11")
+    host = Host(tmp_path)
+    for _ in range(2):  # the first start makes the folder, the second keeps the bytecode there
+        assert host.run(interpreter, pyz, "--version").returncode == 0
+    [cached] = (host.state / "pyz").glob(".boot-*.cpython-311.pyc")
+    assert stat.S_IMODE(cached.stat().st_mode) == 0o600
+    kept = cached.read_bytes()
+    assert kept[:4] == importlib.util.MAGIC_NUMBER
+    cached.write_bytes(kept[:4] + b"\x00garbage")
+    done = host.run(interpreter, pyz, "--version")
+    assert done.returncode == 0 and done.stdout.startswith(f"mydiag {__version__}"), done.stderr
+    assert cached.read_bytes() == kept
     host.assert_clean()
 
 
