@@ -16,6 +16,9 @@
    on SQLite and on PostgreSQL: errors, p50/p99 latency per upload.
 
 Run: .venv/bin/python bench/upload_bench.py [--size-mib 1024] [--runs 3] [--pg URL]
+     [--concurrent-only] [--rounds N] [--tickets K]
+     (part 3 only; N rounds, SQLite and PostgreSQL alternating, the uploads spread over K
+     tickets, with PostgreSQL's commits, rollbacks and rows written per upload)
 """
 
 from __future__ import annotations
@@ -148,11 +151,16 @@ def cut_at_half(support: Server, path: Path) -> dict:
     return {"file_bytes": size, "through_proxy": proxy.sent, "resent": proxy.sent - size}
 
 
-def concurrent(support: Server, files: list) -> dict:
-    ticket = support.ticket()
+def concurrent(support: Server, files: list, tickets: int = 1) -> dict:
+    """The files uploaded at once, spread over `tickets` tickets (1: all to one ticket, which
+    admits max_open_uploads (8) unfinished uploads at a time and answers the rest 429, so the
+    latency is mostly the agents' backoff; len(files): one ticket per host, as a fleet)."""
+    made = [support.ticket() for _ in range(tickets)]
     barrier = threading.Barrier(len(files))
+    ticket_of = {path: made[i % tickets] for i, path in enumerate(files)}
 
     def one(path: Path) -> tuple:
+        ticket = ticket_of[path]
         client = Client(support.url, ticket["upload_token"], timeout=120)
         barrier.wait()
         start = time.monotonic()
@@ -174,12 +182,26 @@ def concurrent(support: Server, files: list) -> dict:
             "p99_s": round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))], 3)}
 
 
+def _pg_counts(admin_url: str, database: str) -> dict:
+    """The database's committed and rolled-back transactions and the statements' rows touched."""
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        row = admin.execute("SELECT xact_commit, xact_rollback, tup_inserted + tup_updated + tup_deleted"
+                            " FROM pg_stat_database WHERE datname = %s", (database,)).fetchone()
+    return {"commits": row[0], "rollbacks": row[1], "rows_written": row[2]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--small", type=int, default=200)
     parser.add_argument("--pg", default="postgresql://root@127.0.0.1:5432")
+    parser.add_argument("--tickets", type=int, default=1,
+                        help="tickets the concurrent uploads go to (default 1; --small for one each)")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="rounds of the concurrent uploads, SQLite and PostgreSQL alternating")
     parser.add_argument("--concurrent-only", action="store_true",
                         help="only the concurrent small uploads (part 3)")
     args = parser.parse_args()
@@ -194,8 +216,6 @@ def main() -> int:
         if not args.concurrent_only:
             results.update(throughput(support, base / "work", args))
         results["load_before_concurrent"] = [round(x, 2) for x in os.getloadavg()]
-        files = small_bundles(base / "small", args.small, support.recipient)
-        results["concurrent_sqlite"] = concurrent(support, files)
         import psycopg
 
         pg_db = f"mydiag_bench_{secrets.token_hex(4)}"
@@ -204,8 +224,22 @@ def main() -> int:
         pg = make_server(base / "pg", f"{args.pg}/{pg_db}")
         pg.start()
         servers.append(pg)
-        files = small_bundles(base / "small-pg", args.small, pg.recipient)
-        results["concurrent_postgresql"] = concurrent(pg, files)
+        # The two databases alternate, round by round, so that the load on these shared cores
+        # falls on both alike; each round is a new set of bundles (and a new ticket).
+        for round_ in range(args.rounds):
+            files = small_bundles(base / f"small-{round_}", args.small, support.recipient)
+            results.setdefault("concurrent_sqlite", []).append(concurrent(support, files, args.tickets))
+            files = small_bundles(base / f"small-pg-{round_}", args.small, pg.recipient)
+            before = _pg_counts(f"{args.pg}/postgres", pg_db)
+            figures = concurrent(pg, files, args.tickets)
+            time.sleep(1.5)  # backends report their counters about once a second
+            after = _pg_counts(f"{args.pg}/postgres", pg_db)
+            figures.update({f"{k}_per_upload": round((after[k] - before[k]) / args.small, 1) for k in after})
+            results.setdefault("concurrent_postgresql", []).append(figures)
+        for name in ("concurrent_sqlite", "concurrent_postgresql"):
+            results[f"{name}_median_p50_s"] = statistics.median(r["p50_s"] for r in results[name])
+        results["postgresql_over_sqlite_p50"] = round(
+            results["concurrent_postgresql_median_p50_s"] / results["concurrent_sqlite_median_p50_s"], 2)
         results["load_after_concurrent"] = [round(x, 2) for x in os.getloadavg()]
     finally:
         for srv in servers:

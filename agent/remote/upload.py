@@ -41,6 +41,8 @@ EARLY_HASH = 64 << 20
 JOURNAL_SUFFIX = ".upload.json"
 #: How long an upload waits for the server's verdict once the last byte is in.
 VERDICT_WAIT = 120.0
+#: The longest a single HEAD asks the server to hold it for the verdict (`Prefer: wait=N`).
+HELD_WAIT = 15
 TUS = {"Tus-Resumable": "1.0.0"}
 _SLICE = 1 << 20
 
@@ -346,18 +348,29 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
 def _await_verdict(client: Client, location: str, final: Reply, wait: float) -> Reply:
     """The reply that carries the server's verdict: the server verifies a finished upload
     in the background, so the last PATCH says `received`; ask again (HEAD) for up to
-    `wait` seconds, briefly at first. Network trouble here costs only the verdict."""
+    `wait` seconds. Each HEAD asks the server to answer only once the verdict is in
+    (`Prefer: wait=N`, RFC 7240; at most HELD_WAIT s): one request instead of a poll every
+    few hundred milliseconds. A server that does not hold the request answers at once, and
+    the pauses between asks grow as before. Network trouble here costs only the verdict."""
     deadline = time.monotonic() + wait
     pause = 0.05
     while final.headers.get("mydiag-bundle-status") == "received" and time.monotonic() < deadline:
-        time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 1.5, 2.0)
+        held = min(HELD_WAIT, max(1, int(deadline - time.monotonic())))
+        started = time.monotonic()
         try:
-            reply = client.request("HEAD", location, dict(TUS))
+            reply = client.request("HEAD", location, {**TUS, "Prefer": f"wait={held}"},
+                                   timeout=max(client.timeout, held + 30.0))
         except Transient:
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, 2.0)
             continue
         if reply.status == 200 and "mydiag-sha256" in reply.headers:
             final = reply
+        still = final.headers.get("mydiag-bundle-status") == "received"
+        if still and ("preference-applied" not in reply.headers or time.monotonic() - started < 0.5):
+            # Not held (an older server) or answered at once: pause before asking again.
+            time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(pause * 1.5, 2.0)
     return final
 
 

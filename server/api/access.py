@@ -34,7 +34,10 @@ def who_for(state: State) -> Who:
             principal = auth.resolve(tx, token)
             if principal is None or ticket_id is None:
                 return principal
-            if not principal.may_see(ticket_id) or tickets.get_ticket(tx, ticket_id) is None:
+            if not principal.may_see(ticket_id):
+                raise ApiError(404, "no such ticket")
+            # An upload token's own ticket was read with the token (auth.resolve): it exists.
+            if principal.kind != "upload" and tickets.get_ticket(tx, ticket_id) is None:
                 raise ApiError(404, "no such ticket")
             return principal
 

@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from server.api import verdicts
 from server.api.access import Who
 from server.api.routing import API, ERRORS, write
 from server.intake import bundles
@@ -44,6 +45,8 @@ _DIGITS = re.compile(r"[0-9]{1,18}")
 
 def install(app: FastAPI, state: State, who: Who) -> None:
     digests = RunningDigests()
+    waiting = verdicts.Verdicts()
+    state.on_verdict = waiting.fire
 
     @app.options(f"{API}/tickets/{{ticket_id}}/uploads", status_code=204, tags=["uploads"])
     async def tus_options(ticket_id: str) -> Response:
@@ -82,11 +85,22 @@ def install(app: FastAPI, state: State, who: Who) -> None:
         ticket_id: str, upload_id: str,
         authorization: Optional[str] = Header(None),
         tus_resumable: Optional[str] = Header(None, alias="Tus-Resumable"),
+        prefer: Optional[str] = Header(None, description="`wait=N` (RFC 7240): a finished upload whose "
+                                       "bundle is still being verified is answered when the verdict "
+                                       f"is in, or after N seconds (at most {verdicts.MAX_WAIT:g})"),
     ) -> Response:
         await who(authorization, ticket_id)
         tus_version_ok(tus_resumable)
         row = await run_in_threadpool(uploads.get, state, ticket_id, upload_id)
-        return Response(status_code=200, headers=await run_in_threadpool(upload_headers, state, row))
+        headers = await run_in_threadpool(upload_headers, state, row)
+        wait = verdicts.requested_wait(prefer)
+        if wait:
+            deadline = time.monotonic() + wait
+            while headers.get("Mydiag-Bundle-Status") == "received" and time.monotonic() < deadline:
+                await waiting.wait(row["bundle_id"], min(verdicts.RECHECK, deadline - time.monotonic()))
+                headers = await run_in_threadpool(upload_headers, state, row)
+            headers["Preference-Applied"] = f"wait={wait:g}"
+        return Response(status_code=200, headers=headers)
 
     @app.patch(
         f"{API}/tickets/{{ticket_id}}/uploads/{{upload_id}}", status_code=204, responses=ERRORS,

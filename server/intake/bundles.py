@@ -145,6 +145,8 @@ def _settle(state: State, row: Dict[str, Any], verdict: checks.Verdict) -> None:
         tx.run("DELETE FROM bundle_attempts WHERE bundle_id = ?", (row["id"],))
         audit.record(tx, "server", "bundle.accept" if verdict.status == "accepted" else "bundle.quarantine",
                      row["ticket_id"], row["id"], reason=reason, signer=verdict.signer)
+    if state.on_verdict is not None:
+        state.on_verdict(row["id"])
 
 
 #: Bundles one process verifies at once. Verification waits on the blob store and the

@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 from server.config import Config, DataDir
 from server.storage.blobs import BlobStore
@@ -62,6 +62,9 @@ class State:
     #: Set by a running server (api/app.py), whose report worker renders accepted bundles'
     #: reports apart from verification; None where nothing does (a command): render inline.
     reports_due: Optional[threading.Event] = None
+    #: Called with a bundle's id once its verdict is committed (api/verdicts.py: a HEAD that
+    #: waits for it is answered); None where nothing waits (a command).
+    on_verdict: Optional[Callable[[str], None]] = None
 
     @classmethod
     def open(cls, path: Path, database: Optional[str] = None) -> State:

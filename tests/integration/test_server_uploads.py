@@ -10,6 +10,7 @@ import http.client
 import json
 import os
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -371,3 +372,49 @@ def test_an_untouched_upload_expires(tmp_path, own_backend):
         assert status == 410
     finally:
         support.stop()
+
+
+def _sent_whole(support: Server, ticket: dict, path: Path) -> tuple:
+    """An upload created and sent in one PATCH: (location, the PATCH's reply headers)."""
+    data = path.read_bytes()
+    location = create(support, ticket, len(data))
+    status, headers, body = patch(support, ticket["upload_token"], location, 0, data)
+    assert status == 204, body
+    return location, headers
+
+
+def test_a_head_that_prefers_to_wait_is_answered_with_the_verdict(support, tmp_path):
+    """`Prefer: wait=N` (RFC 7240): the HEAD right after the last byte is held until the
+    bundle is verified and carries the verdict, accepted or quarantined, in one request."""
+    ticket = support.ticket()
+    good = seal(make_bundle(tmp_path / "good", payload=8 << 20), support.recipient)
+    location, last = _sent_whole(support, ticket, good)
+    assert last["mydiag-bundle-status"] == "received", "verification runs after the last PATCH"
+    status, headers, _ = raw(support.url, "HEAD", location, ticket["upload_token"], Prefer="wait=20")
+    assert status == 200 and headers["mydiag-bundle-status"] == "accepted", headers
+    assert headers["preference-applied"] == "wait=20"
+    bad = tmp_path / "bad.age"
+    whole = seal(make_bundle(tmp_path / "b2", payload=8 << 20), support.recipient).read_bytes()
+    bad.write_bytes(whole[:-4096])
+    location, last = _sent_whole(support, ticket, bad)
+    status, headers, _ = raw(support.url, "HEAD", location, ticket["upload_token"],
+                             Prefer="respond-async, wait=20")
+    assert status == 200 and headers["mydiag-bundle-status"] == "quarantined" and headers["mydiag-reason"]
+
+
+@pytest.mark.parametrize("prefer", ["wait=abc", "wait=-1", "wait=99999999999", "wait=", "wait=5x",
+                                    "return=minimal", "wait=1" + "0" * 5000, "\u00e9wait=3"])
+def test_a_crafted_prefer_header_never_fails_or_holds_past_the_limit(support, tmp_path, prefer):
+    ticket = support.ticket()
+    location, _ = _sent_whole(support, ticket, seal(make_bundle(tmp_path / "b", payload=1024),
+                                                    support.recipient))
+    support.settled(ticket["id"])
+    started = time.monotonic()
+    try:
+        status, headers, _ = raw(support.url, "HEAD", location, ticket["upload_token"], Prefer=prefer)
+    except UnicodeEncodeError:
+        return  # http.client refuses to send it: nothing reached the server
+    assert status in (200, 400, 431), status
+    assert time.monotonic() - started < 5
+    if status == 200:
+        assert headers["mydiag-bundle-status"] == "accepted"
