@@ -139,11 +139,28 @@ def lint_line(line: str) -> List[str]:
     if words and _named_secret(line):
         found.append("a value after a secret's name")
     if words:
-        for token in _TOKEN.findall(line):
-            if random_looking(token):
-                found.append(f"high-entropy value on a line that says '{words.group().lower()}'")
-                break
+        suspects = [token for token in _TOKEN.findall(line) if random_looking(token)]
+        if suspects:
+            # The word must be said outside the generated part: a random value may spell one
+            # itself (MariaDB's server_uid `…KeY…` on every line that names it), and that says
+            # nothing. A token's written head still counts (`key_` of `key_Xy7…`).
+            rest = line
+            for token in suspects:
+                rest = rest.replace(token, f" {_written_head(token)} ")
+            outside = _SECRET_WORDS.search(_WHERE_SECRET.sub(" ", rest))
+            if outside:
+                found.append(f"high-entropy value on a line that says '{outside.group().lower()}'")
     return found
+
+
+def _written_head(token: str) -> str:
+    """The written words a generated token starts with (`api key` of `api_key_Xy7…`)."""
+    head = []
+    for part in re.split(r"[/_.+=-]+", token):
+        if not part or not _written(part) or random_looking(part):
+            break
+        head.append(part)
+    return " ".join(head)
 
 
 def _named_secret(line: str) -> bool:

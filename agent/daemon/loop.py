@@ -38,7 +38,10 @@ Log = Callable[[str], None]
 
 
 def stderr_log(message: str) -> None:
-    print(f"{stamp()} mydiag agent: {message}", file=sys.stderr, flush=True)
+    # The line and its end in one write: print() writes them apart, so a SIGKILL between the
+    # two left a line without its end, and the next run's first line was glued onto it.
+    sys.stderr.write(f"{stamp()} mydiag agent: {message}\n")
+    sys.stderr.flush()
 
 
 class Agent:
