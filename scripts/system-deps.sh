@@ -28,6 +28,7 @@ case "${1:-}" in
     need sshd openssh-server
     need eu-stack elfutils; need gdb gdb  # --stacks (tests/integration/test_stacks.py)
     need pt-query-digest percona-toolkit
+    need sysbench sysbench   # a prepared-statement workload (tests/integration/test_collect_window.py)
     need chromium chromium   # the web pages' tests (Playwright drives Debian's chromium)
     need dovecot dovecot-imapd; [ -x /usr/lib/dovecot/lmtp ] || want+=(dovecot-lmtpd)  # mail tests
     # packaging (tests/packaging): the .deb in a debootstrap root, the .rpm's metadata, man pages.

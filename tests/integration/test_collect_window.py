@@ -299,8 +299,9 @@ def _is_workload(digest_text: str) -> bool:
     return digest_text.startswith("SELECT `SLEEP`") and "`stock`" in digest_text
 
 
-@pytest.mark.skipif(shutil.which("sysbench") is None, reason="sysbench is not installed")
 def test_a_prepared_statement_workload_is_named_where_digests_cannot_show_it(zoned, tmp_path):
+    if shutil.which("sysbench") is None:
+        pytest.fail("sysbench is not installed (scripts/system-deps.sh installs it)", pytrace=False)
     base = ["sysbench", "--db-driver=mysql", "--mysql-host=127.0.0.1",
             f"--mysql-port={zoned.port}", "--mysql-user=root", "--mysql-db=bench",
             "--tables=1", "--table-size=1000", "oltp_point_select"]
