@@ -12,7 +12,9 @@
   are recognized by the server and not sent or stored again. Past EARLY_HASH bytes the
   hash runs in a thread alongside the first chunks instead of delaying them; when it is
   ready, bytes the ticket already holds stop the upload (and the server never keeps the
-  same bytes twice in any case).
+  same bytes twice in any case). No chunk past EARLY_HASH bytes is sent before the hash is
+  known, so a duplicate never costs more than EARLY_HASH bytes of sending, however slow
+  the disk or busy the host.
 - Network errors, 5xx and 423 are retried with exponential backoff and jitter.
 - The local file is removed only when the server reports the same sha256 as ours.
 - The server verifies in the background: the upload asks (HEAD) until the verdict is in.
@@ -250,7 +252,7 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
     final: Optional[Reply] = None
     with open(path, "rb") as source:
         while final is None:
-            if digest is not None and digest.ready():
+            if digest is not None and (digest.ready() or (offset or 0) + chunk_size > EARLY_HASH):
                 state["sha256"], digest = digest.value(), None
                 if state["location"] is not None:
                     journal.save(state)
@@ -286,6 +288,8 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
                     if offset >= size:
                         final = reply
                         continue
+                if digest is not None and offset + chunk_size > EARLY_HASH:
+                    continue  # the loop's head waits for the hash before this chunk
                 source.seek(offset)
                 chunk = source.read(min(chunk_size, size - offset))
                 headers = {**TUS, "Upload-Offset": str(offset), "Content-Length": str(len(chunk)),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.remote.upload import EARLY_HASH
 from tests.serverkit import Server, agent_cli, make_bundle, make_server, seal
 
 pytestmark = pytest.mark.server
@@ -348,7 +349,37 @@ def test_a_large_duplicate_stops_once_its_hash_is_known(support, tmp_path):
     first, one = upload(support, ticket, noise, "--keep", home=tmp_path / "h")
     second, two = upload(support, ticket, noise, "--keep", home=tmp_path / "h")
     assert first.returncode == 16 and second.returncode == 16, second.stderr
-    assert two["duplicate"] and two["bundle"] == one["bundle"] and two["sent"] < two["bytes"] // 2
+    assert two["duplicate"] and two["bundle"] == one["bundle"]
+    assert two["sent"] <= EARLY_HASH < two["bytes"]  # never more than EARLY_HASH, however slow the hash
+    assert len(support.bundles(ticket["id"])) == 1
+
+
+def test_a_slow_hash_holds_the_upload_at_early_hash_bytes(support, tmp_path, monkeypatch):
+    """However slow the hash, a duplicate costs at most EARLY_HASH bytes of sending."""
+    from agent.remote import upload as upload_module
+    from agent.remote.transport import Client
+
+    ticket = support.ticket()
+    noise = tmp_path / "noise.tar.zst"
+    with open(noise, "wb") as out:
+        for _ in range(66):
+            out.write(os.urandom(1 << 20))
+    client = Client(support.url, ticket["upload_token"])
+    one = upload_module.upload_file(noise, client, ticket["id"], remove=False)
+    assert one.sent == one.size and not one.duplicate
+    real = upload_module.sha256_file
+
+    def slow(path):
+        time.sleep(3)  # longer than sending 64 MiB over loopback
+        return real(path)
+
+    monkeypatch.setattr(upload_module, "sha256_file", slow)
+    try:
+        outcome = upload_module.upload_file(noise, client, ticket["id"], remove=False, chunk_size=4 << 20)
+    finally:
+        client.close()
+    assert outcome.duplicate and outcome.bundle == one.bundle
+    assert outcome.sent == EARLY_HASH, outcome.sent
     assert len(support.bundles(ticket["id"])) == 1
 
 
