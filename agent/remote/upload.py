@@ -210,6 +210,12 @@ class _BackgroundDigest:
         return self._value
 
 
+def _offset_of(reply: Reply, size: int) -> Optional[int]:
+    """The Upload-Offset a reply states, when it is a usable one (else None: ask with HEAD)."""
+    text = reply.headers.get("upload-offset", "")
+    return int(text) if text.isdigit() and int(text) < size else None
+
+
 def _held_by_ticket(client: Client, ticket: str, sha256: str) -> Optional[Dict]:
     """The ticket's bundle with these bytes, if it has one (None when unsure)."""
     try:
@@ -270,7 +276,9 @@ def upload_file(path: Path, client: Client, ticket: str, *, chunk_size: int = CH
                         continue
                     state["location"] = urllib.parse.urlsplit(reply.headers["location"]).path
                     journal.save(state)
-                    offset = None
+                    # The creation's answer says where to start (0, or further for an upload
+                    # of the same bytes handed back to resume): no HEAD needed before the PATCH.
+                    offset = _offset_of(reply, size)
                     if "mydiag-sha256" in reply.headers:
                         duplicate = True
                         final = reply

@@ -43,18 +43,25 @@ def register(state: State, ticket_id: str, sha256: str, size: int, filename: str
              reason: Optional[str] = None) -> str:
     """The bundle for these bytes on this ticket: the existing one, or a new `received` one."""
     with state.db.tx() as tx:
-        tx.lock("tickets", ticket_id)
-        same = tx.one("SELECT id FROM bundles WHERE ticket_id = ? AND sha256 = ?", (ticket_id, sha256))
-        if same is not None:
-            audit.record(tx, "server", "bundle.duplicate", ticket_id, same["id"], source=source)
-            return same["id"]
-        bundle_id = "bd-" + secrets.token_hex(8)
-        tx.run("INSERT INTO bundles (id, ticket_id, sha256, size, filename, status, reason, received)"
-               " VALUES (?, ?, ?, ?, ?, 'received', ?, ?)",
-               (bundle_id, ticket_id, sha256, size, filename, reason, time.time()))
-        audit.record(tx, "server", "bundle.receive", ticket_id, bundle_id, sha256=sha256, size=size,
-                     source=source)
-        return bundle_id
+        return register_in(tx, ticket_id, sha256, size, filename, source, reason)
+
+
+def register_in(tx: Tx, ticket_id: str, sha256: str, size: int, filename: str, source: str,
+                reason: Optional[str] = None) -> str:
+    """`register` within the caller's transaction (a finished upload becomes its bundle in
+    the same commit)."""
+    tx.lock("tickets", ticket_id)
+    same = tx.one("SELECT id FROM bundles WHERE ticket_id = ? AND sha256 = ?", (ticket_id, sha256))
+    if same is not None:
+        audit.record(tx, "server", "bundle.duplicate", ticket_id, same["id"], source=source)
+        return same["id"]
+    bundle_id = "bd-" + secrets.token_hex(8)
+    tx.put("INSERT INTO bundles (id, ticket_id, sha256, size, filename, status, reason, received)"
+           " VALUES (?, ?, ?, ?, ?, 'received', ?, ?)",
+           (bundle_id, ticket_id, sha256, size, filename, reason, time.time()))
+    audit.record(tx, "server", "bundle.receive", ticket_id, bundle_id, sha256=sha256, size=size,
+                 source=source)
+    return bundle_id
 
 
 def verify(state: State, bundle_id: str) -> None:
@@ -111,6 +118,11 @@ def _begin_attempt(state: State, bundle_id: str) -> Tuple[int, str]:
     """Count one more attempt and when the next may start: (this attempt's number, the
     last failure's text)."""
     limits = state.config.limits
+    # The first attempt (nearly every bundle's only one) is one autocommitted INSERT.
+    if state.db.once("INSERT INTO bundle_attempts (bundle_id, attempts, next_try) VALUES (?, 1, ?)"
+                     " ON CONFLICT (bundle_id) DO NOTHING",
+                     (bundle_id, time.time() + min(RETRY_CAP_SECONDS, limits.verify_retry_seconds))) == 1:
+        return 1, "the process ended mid-way"
     with state.db.tx() as tx:
         row = tx.one("SELECT attempts, last_error FROM bundle_attempts WHERE bundle_id = ?", (bundle_id,))
         attempt = (int(row["attempts"]) if row else 0) + 1
@@ -136,13 +148,13 @@ def _settle(state: State, row: Dict[str, Any], verdict: checks.Verdict) -> None:
     manifest = verdict.manifest
     reason = checks.one_line(verdict.reason) if verdict.reason else None
     with state.db.tx() as tx:
-        tx.run("UPDATE bundles SET status = ?, reason = ?, signer = ?, host = ?, started = ?,"
+        tx.put("UPDATE bundles SET status = ?, reason = ?, signer = ?, host = ?, started = ?,"
                " finished = ?, manifest = ?, verified = ?, claim_owner = NULL, claim_until = NULL"
                " WHERE id = ? AND claim_owner = ?",
                (verdict.status, reason, verdict.signer, verdict.host, manifest.get("started"),
                 manifest.get("finished"), json.dumps(manifest) if manifest else None, time.time(),
                 row["id"], state.owner))
-        tx.run("DELETE FROM bundle_attempts WHERE bundle_id = ?", (row["id"],))
+        tx.put("DELETE FROM bundle_attempts WHERE bundle_id = ?", (row["id"],))
         audit.record(tx, "server", "bundle.accept" if verdict.status == "accepted" else "bundle.quarantine",
                      row["ticket_id"], row["id"], reason=reason, signer=verdict.signer)
     if state.on_verdict is not None:

@@ -135,7 +135,7 @@ def _render(state: State, bundle_id: str) -> Dict[str, Any]:
         log.warning("rendering the report of %s failed: %s", bundle_id, error)
         values = (FAILED, None, None, None, error)
     with state.db.tx() as tx:
-        tx.run("INSERT INTO reports (bundle_id, state, headline, report_json, html_key, error, rendered)"
+        tx.put("INSERT INTO reports (bundle_id, state, headline, report_json, html_key, error, rendered)"
                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bundle_id) DO UPDATE SET state = excluded.state,"
                " headline = excluded.headline, report_json = excluded.report_json,"
                " html_key = excluded.html_key, error = excluded.error, rendered = excluded.rendered",

@@ -103,7 +103,7 @@ def create(state: State, who: Principal, ticket_id: str, length: int,
                         expires, declared, seen["same"])
         if seen["resumable"] is not None:
             return _load(tx, ticket_id, seen["resumable"])
-        tx.run(
+        tx.put(
             "INSERT INTO uploads (id, ticket_id, length, received, metadata, declared_sha256, state,"
             " created, updated, expires) VALUES (?, ?, ?, 0, ?, ?, 'receiving', ?, ?, ?)",
             (upload_id, ticket_id, length, raw_metadata, declared, now, now, expires),
@@ -263,12 +263,13 @@ def finish(state: State, upload_id: str, known_sha256: Optional[str] = None,
         if row["declared_sha256"] and row["declared_sha256"] != sha256:
             reason = ("the received bytes do not match the sha256 the client declared "
                       "(altered or cut in transit)")
-        bundle_id = bundles.register(
-            state, row["ticket_id"], sha256, row["length"], safe_filename(metadata.get("filename")),
-            f"upload:{upload_id}", reason,
-        )
         with state.db.tx() as tx:
-            tx.run("UPDATE uploads SET state = 'complete', bundle_id = ?, lease_owner = NULL,"
+            # The bundle and the finished upload in one commit.
+            bundle_id = bundles.register_in(
+                tx, row["ticket_id"], sha256, row["length"], safe_filename(metadata.get("filename")),
+                f"upload:{upload_id}", reason,
+            )
+            tx.put("UPDATE uploads SET state = 'complete', bundle_id = ?, lease_owner = NULL,"
                    " lease_until = NULL WHERE id = ?", (bundle_id, upload_id))
             audit.record(tx, "server", "upload.complete", row["ticket_id"], upload_id,
                          sha256=sha256, bundle=bundle_id)

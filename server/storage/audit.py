@@ -15,7 +15,7 @@ from server.storage.db import Tx
 
 def record(tx: Tx, actor: str, action: str, ticket_id: Optional[str] = None,
            subject: Optional[str] = None, **detail: Any) -> None:
-    tx.run(
+    tx.put(
         "INSERT INTO audit (at, actor, action, ticket_id, subject, detail) VALUES (?, ?, ?, ?, ?, ?)",
         (time.time(), actor, action, ticket_id, subject, json.dumps(detail, sort_keys=True)),
     )

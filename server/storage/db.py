@@ -255,6 +255,12 @@ class Tx:
             self._pipeline.sync()  # the row count is only known once the server answered
         return self._cursor.rowcount
 
+    def put(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """A write whose row count nobody needs: on PostgreSQL it travels in the pipeline
+        with whatever follows (a failure surfaces at the next answer or at COMMIT, and the
+        transaction is rolled back), so it costs no round trip of its own."""
+        self._cursor.execute(self._sql(sql), tuple(params))
+
     def many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """One statement for each parameter row (psycopg pipelines them in one round trip)."""
         if rows:
@@ -263,7 +269,8 @@ class Tx:
     def lock(self, table: str, key: str) -> None:
         """Serialize writers of one row (SQLite's write transaction already does)."""
         if self.dialect == "postgresql":
-            self.run(f"SELECT id FROM {table} WHERE id = ? FOR UPDATE", (key,))
+            # In the pipeline: the statements after it run once it holds the lock.
+            self.put(f"SELECT id FROM {table} WHERE id = ? FOR UPDATE", (key,))
 
 
 class Database:

@@ -47,6 +47,10 @@ def claim(db: Database, job: str, owner: str, seconds: float = LEASE_SECONDS) ->
     """Take the lease on `job` if nobody holds it (or its holder's lapsed or died)."""
     _ensure(db)
     now = time.time()
+    # Most jobs have no lease row yet: one autocommitted INSERT that only one process wins.
+    if db.once("INSERT INTO job_leases (job, owner, until) VALUES (?, ?, ?) ON CONFLICT (job) DO NOTHING",
+               (job, owner, now + seconds)) == 1:
+        return True
     with db.tx() as tx:
         row = tx.one("SELECT owner, until FROM job_leases WHERE job = ?", (job,))
         if row is None:
@@ -68,8 +72,7 @@ def _dead(held: str, me: str) -> bool:
 
 
 def release(db: Database, job: str, owner: str) -> None:
-    with db.tx() as tx:
-        tx.run("DELETE FROM job_leases WHERE job = ? AND owner = ?", (job, owner))
+    db.once("DELETE FROM job_leases WHERE job = ? AND owner = ?", (job, owner))
 
 
 def holder(db: Database, job: str) -> Optional[str]:

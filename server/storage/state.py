@@ -85,6 +85,12 @@ class State:
         """Take the lease on one row of `uploads` or `bundles` if it is free (and `where` holds)."""
         owner_col, until_col = _LEASE_COLUMNS[table]
         now = time.time()
+        # Most claims find the row free: one autocommitted statement takes it. Only a row
+        # that is held (to be taken over if its lease lapsed or its owner died) needs a look.
+        if self.db.once(f"UPDATE {table} SET {owner_col} = ?, {until_col} = ? "
+                        f"WHERE id = ? AND {where} AND {owner_col} IS NULL",
+                        (self.owner, now + LEASE_SECONDS, key, *params)) == 1:
+            return True
         with self.db.tx() as tx:
             row = tx.one(f"SELECT {owner_col} AS owner, {until_col} AS until FROM {table} "
                          f"WHERE id = ? AND {where}", (key, *params))
