@@ -178,8 +178,11 @@ def upload_headers(state: State, row: Dict[str, Any]) -> Dict[str, str]:
     if row["state"] == "complete" and row["bundle_id"]:
         headers["Mydiag-Sha256"] = row["sha256"]
         headers["Mydiag-Bundle"] = row["bundle_id"]
-        with state.db.tx(write=False) as tx:
-            found = bundles.get_bundle(tx, row["bundle_id"])
+        if "bundle_status" in row:  # just registered by this request (intake/tus.finish)
+            found: Optional[Dict[str, Any]] = {"status": row["bundle_status"], "reason": row["bundle_reason"]}
+        else:
+            with state.db.tx(write=False) as tx:
+                found = bundles.get_bundle(tx, row["bundle_id"])
         if found:
             headers["Mydiag-Bundle-Status"] = found["status"]
             if found["reason"]:

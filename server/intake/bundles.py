@@ -43,25 +43,26 @@ def register(state: State, ticket_id: str, sha256: str, size: int, filename: str
              reason: Optional[str] = None) -> str:
     """The bundle for these bytes on this ticket: the existing one, or a new `received` one."""
     with state.db.tx() as tx:
-        return register_in(tx, ticket_id, sha256, size, filename, source, reason)
+        return register_in(tx, ticket_id, sha256, size, filename, source, reason)["id"]
 
 
 def register_in(tx: Tx, ticket_id: str, sha256: str, size: int, filename: str, source: str,
-                reason: Optional[str] = None) -> str:
+                reason: Optional[str] = None) -> Dict[str, Any]:
     """`register` within the caller's transaction (a finished upload becomes its bundle in
-    the same commit)."""
+    the same commit): the bundle's id, status and reason."""
     tx.lock("tickets", ticket_id)
-    same = tx.one("SELECT id FROM bundles WHERE ticket_id = ? AND sha256 = ?", (ticket_id, sha256))
+    same = tx.one("SELECT id, status, reason FROM bundles WHERE ticket_id = ? AND sha256 = ?",
+                  (ticket_id, sha256))
     if same is not None:
         audit.record(tx, "server", "bundle.duplicate", ticket_id, same["id"], source=source)
-        return same["id"]
+        return same
     bundle_id = "bd-" + secrets.token_hex(8)
     tx.put("INSERT INTO bundles (id, ticket_id, sha256, size, filename, status, reason, received)"
            " VALUES (?, ?, ?, ?, ?, 'received', ?, ?)",
            (bundle_id, ticket_id, sha256, size, filename, reason, time.time()))
     audit.record(tx, "server", "bundle.receive", ticket_id, bundle_id, sha256=sha256, size=size,
                  source=source)
-    return bundle_id
+    return {"id": bundle_id, "status": "received", "reason": reason}
 
 
 def verify(state: State, bundle_id: str) -> None:

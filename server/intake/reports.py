@@ -102,12 +102,7 @@ def render(state: State, bundle_id: str, only_missing: bool = False,
     while True:
         with jobs.lease(state.db, job, state.owner) as mine:
             if mine:
-                if only_missing:
-                    with state.db.tx(write=False) as tx:
-                        row = get(tx, bundle_id)
-                    if row is not None:
-                        return row
-                return _render(state, bundle_id)
+                return _render(state, bundle_id, only_missing)
         if not wait:
             return None
         jobs.wait(state.db, job, state.owner)
@@ -117,9 +112,17 @@ def render(state: State, bundle_id: str, only_missing: bool = False,
             return row
 
 
-def _render(state: State, bundle_id: str) -> Dict[str, Any]:
+def _render(state: State, bundle_id: str, only_missing: bool = False) -> Dict[str, Any]:
+    """Render and store; with `only_missing`, a report already stored is returned instead.
+    The bundle and whether it has a report are one read, the stored row is one commit."""
     with state.db.tx(write=False) as tx:
-        bundle_row = tx.one("SELECT id, sha256, filename, status FROM bundles WHERE id = ?", (bundle_id,))
+        bundle_row = tx.one("SELECT b.id, b.sha256, b.filename, b.status, r.state AS report_state"
+                            " FROM bundles b LEFT JOIN reports r ON r.bundle_id = b.id WHERE b.id = ?",
+                            (bundle_id,))
+        if bundle_row is not None and only_missing and bundle_row["report_state"] is not None:
+            row = get(tx, bundle_id)
+            if row is not None:
+                return row
     if bundle_row is None:
         raise LookupError(f"no bundle {bundle_id!r}")
     started = time.monotonic()
@@ -134,16 +137,16 @@ def _render(state: State, bundle_id: str) -> Dict[str, Any]:
         error = one_line(f"{type(exc).__name__}: {exc}", 300)
         log.warning("rendering the report of %s failed: %s", bundle_id, error)
         values = (FAILED, None, None, None, error)
+    rendered = time.time()
     with state.db.tx() as tx:
         tx.put("INSERT INTO reports (bundle_id, state, headline, report_json, html_key, error, rendered)"
                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bundle_id) DO UPDATE SET state = excluded.state,"
                " headline = excluded.headline, report_json = excluded.report_json,"
                " html_key = excluded.html_key, error = excluded.error, rendered = excluded.rendered",
-               (bundle_id, *values, time.time()))
-        row = get(tx, bundle_id)
+               (bundle_id, *values, rendered))
     log.info("report of %s: %s in %.2f s", bundle_id, values[0], time.monotonic() - started)
-    assert row is not None
-    return row
+    return dict(zip(("bundle_id", "state", "headline", "report_json", "html_key", "error", "rendered"),
+                    (bundle_id, *values, rendered)))
 
 
 def render_quietly(state: State, bundle_id: str) -> None:

@@ -265,16 +265,19 @@ def finish(state: State, upload_id: str, known_sha256: Optional[str] = None,
                       "(altered or cut in transit)")
         with state.db.tx() as tx:
             # The bundle and the finished upload in one commit.
-            bundle_id = bundles.register_in(
+            bundle = bundles.register_in(
                 tx, row["ticket_id"], sha256, row["length"], safe_filename(metadata.get("filename")),
                 f"upload:{upload_id}", reason,
             )
+            bundle_id = bundle["id"]
             tx.put("UPDATE uploads SET state = 'complete', bundle_id = ?, lease_owner = NULL,"
                    " lease_until = NULL WHERE id = ?", (bundle_id, upload_id))
             audit.record(tx, "server", "upload.complete", row["ticket_id"], upload_id,
                          sha256=sha256, bundle=bundle_id)
     state.wake()
-    return dict(row, state="complete", sha256=sha256, bundle_id=bundle_id, lease_owner=None, lease_until=None)
+    # The bundle's status as committed here goes along: the answer needs no read of it.
+    return dict(row, state="complete", sha256=sha256, bundle_id=bundle_id, lease_owner=None, lease_until=None,
+                bundle_status=bundle["status"], bundle_reason=bundle["reason"])
 
 
 def terminate(state: State, who: Principal, ticket_id: str, upload_id: str) -> None:
