@@ -104,20 +104,31 @@ class Poller:
                 if self.fetch_once(client):
                     continue
                 if idle:
-                    client.noop()  # else mail that came before IDLE is not announced
-                    client.idle()
-                    try:
-                        for _ in range(int(IDLE_SECONDS)):
-                            if self.stop_event.is_set() or client.idle_check(timeout=1.0):
-                                break
-                    finally:
-                        client.idle_done()
+                    self.wait_idle(client)
                 else:
                     self.stop_event.wait(POLL_SECONDS)
         finally:
             self.client = None
             with contextlib.suppress(Exception):  # the connection may be gone already
                 client.logout()
+
+    def wait_idle(self, client: IMAPClient) -> None:
+        """Until the folder changes (or IDLE_SECONDS pass, or stop).
+
+        A NOOP first: mail that came after the last search is announced in its answer, and
+        the IDLE that follows would not announce it again, so an announcement there ends
+        the wait at once (else such mail waited the whole IDLE_SECONDS).
+        """
+        _, updates = client.noop()
+        if any(isinstance(u, tuple) and len(u) > 1 and u[1] in (b"EXISTS", b"RECENT") for u in updates):
+            return
+        client.idle()
+        try:
+            for _ in range(int(IDLE_SECONDS)):
+                if self.stop_event.is_set() or client.idle_check(timeout=1.0):
+                    break
+        finally:
+            client.idle_done()
 
     def fetch_once(self, client: IMAPClient) -> int:
         """Store and mark up to BATCH unseen messages; returns how many were taken."""

@@ -104,7 +104,7 @@ def test_frozen_server_is_cut_by_the_client_timeout(private_server, tmp_path):
         done, summary = collect_json(
             "--host", "127.0.0.1", "--port", str(private_server.port), "--user", "root",
             "--output", str(tmp_path), "--samples", "6", "--interval", "0.5",
-            "--statement-timeout", "1", "--max-time", "20")
+            "--statement-timeout", "1", "--max-time", "90")
         wall = time.monotonic() - started
     finally:
         os.kill(pid, signal.SIGCONT)
@@ -112,7 +112,9 @@ def test_frozen_server_is_cut_by_the_client_timeout(private_server, tmp_path):
     status = by_name(summary)["mysql.status"]
     assert status["status"] == "partial"
     assert any("no answer within 3s" in n for n in status["notes"]), status
-    assert wall < 10
+    # Cut by the client's timeout, not by --max-time: far below it even on a busy host
+    # (about 7 s here; CI's busy host once took 10.2 s).
+    assert wall < 45
     assert summary["bundle"]
 
 

@@ -98,3 +98,34 @@ def test_imap_move_to_moves_processed_mail_out_of_the_inbox(tmp_path):
         srv.server.stop()
         dovecot.stop()
         shutil.rmtree(dovecot.base, ignore_errors=True)
+
+
+def test_mail_that_comes_between_the_search_and_idle_ends_the_wait_at_once(tmp_path):
+    """The NOOP before IDLE announces mail that came after the last search; IDLE would not
+    announce it again, so the wait must end there (it used to last IDLE_SECONDS: 30 s)."""
+    import time
+
+    from server.mail import imap
+    from server.storage.state import State
+    from tests.mail.conftest import start_dovecot
+    from tests.serverkit import make_server
+
+    dovecot = start_dovecot()
+    state = State.open(make_server(tmp_path, None).data)
+    password = tmp_path / "imap-password"
+    password.write_text(dovecot.password)
+    poller = imap.Poller(state, dovecot.url(), str(password))
+    client = poller._connect()
+    try:
+        assert poller.fetch_once(client) == 0  # the search: nothing yet
+        dovecot.deliver(mail("ann@customer.test", "support@support.test", "between", "came late"))
+        time.sleep(0.5)  # delivered and visible before the NOOP
+        started = time.monotonic()
+        poller.wait_idle(client)
+        assert time.monotonic() - started < imap.IDLE_SECONDS / 3
+        assert client.search(["UNSEEN"])  # and the next round's search finds it
+    finally:
+        client.logout()
+        state.close()
+        dovecot.stop()
+        shutil.rmtree(dovecot.base, ignore_errors=True)

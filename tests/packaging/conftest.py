@@ -60,8 +60,29 @@ def run_script(name: str, *args: str, timeout: float = 900,
 
 @pytest.fixture(scope="session")
 def dist_pyz(tmp_path_factory) -> Tuple[Path, Path]:
-    """(the pyz, its unzipped tree): scripts/build_pyz.py run once into a folder of the session's."""
-    folder = tmp_path_factory.mktemp("pyz")
+    """(the pyz, its unzipped tree): scripts/build_pyz.py run once for the whole test run.
+
+    Under xdist the workers share one build (the first builds it under a lock in the run's
+    own temp folder, keyed by the run's id; the others wait and read it): a build takes
+    half a minute of both cores. Tests only read it (test_pyz's own rebuild checks the
+    byte-for-byte sameness)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    if not run:
+        return _build_pyz(tmp_path_factory.mktemp("pyz"))
+    import fcntl
+
+    folder = tmp_path_factory.getbasetemp().parent / f"pyz-{run}"
+    with open(tmp_path_factory.getbasetemp().parent / f"pyz-{run}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (folder / "built").is_file():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            _build_pyz(folder)
+            (folder / "built").touch()
+    return folder / "mydiag.pyz", folder / "tree"
+
+
+def _build_pyz(folder: Path) -> Tuple[Path, Path]:
     pyz = folder / "mydiag.pyz"
     tree = folder / "tree"
     run_script("build_pyz.py", "--out", str(pyz), "--tree", str(tree))

@@ -3,7 +3,7 @@ and without site-packages (-S), as a DBA runs it on a host with nothing installe
 
 Every run gets a fresh MYDIAG_HOME and HOME and TMPDIR pointed at empty folders that must stay
 empty: the file writes nothing but its extracted modules (in MYDIAG_HOME) and the bundle.
-The pyz is built once for the session (scripts/build_pyz.py, all Pythons and both machines,
+The pyz is built once for the test run (conftest.dist_pyz: scripts/build_pyz.py, all Pythons and both machines,
 wheels cached in ~/.cache/mydiag-dist/wheels) into a folder of the session's own.
 """
 
@@ -55,10 +55,8 @@ def bootstrap():
 
 
 @pytest.fixture(scope="session")
-def pyz(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("pyz-a")
-    run_script("build_pyz.py", "--out", str(folder / "mydiag.pyz"), "--tree", str(folder / "tree"))
-    return folder / "mydiag.pyz"
+def pyz(dist_pyz) -> Path:
+    return dist_pyz[0]
 
 
 class Host:
