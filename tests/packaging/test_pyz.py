@@ -3,8 +3,8 @@ and without site-packages (-S), as a DBA runs it on a host with nothing installe
 
 Every run gets a fresh MYDIAG_HOME and HOME and TMPDIR pointed at empty folders that must stay
 empty: the file writes nothing but its extracted modules (in MYDIAG_HOME) and the bundle.
-The pyz is built once for the test run (conftest.dist_pyz: scripts/build_pyz.py, all Pythons and both machines,
-wheels cached in ~/.cache/mydiag-dist/wheels) into a folder of the session's own.
+The pyz is built once for the test run (conftest.dist_pyz: scripts/build_pyz.py, all Pythons
+and both machines, wheels cached in ~/.cache/mydiag-dist/wheels), shared by the workers.
 """
 
 from __future__ import annotations
