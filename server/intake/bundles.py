@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from bundle import age
 from bundle.limits import Limits as BundleLimits
 from bundle.reader import BundleError, members
+from server.config import Limits
 from server.intake import checks, reports
 from server.storage import audit
 from server.storage.db import Tx
@@ -122,12 +123,12 @@ def _begin_attempt(state: State, bundle_id: str) -> Tuple[int, str]:
     # The first attempt (nearly every bundle's only one) is one autocommitted INSERT.
     if state.db.once("INSERT INTO bundle_attempts (bundle_id, attempts, next_try) VALUES (?, 1, ?)"
                      " ON CONFLICT (bundle_id) DO NOTHING",
-                     (bundle_id, time.time() + min(RETRY_CAP_SECONDS, limits.verify_retry_seconds))) == 1:
+                     (bundle_id, time.time() + _pause(limits, 1))) == 1:
         return 1, "the process ended mid-way"
     with state.db.tx() as tx:
         row = tx.one("SELECT attempts, last_error FROM bundle_attempts WHERE bundle_id = ?", (bundle_id,))
         attempt = (int(row["attempts"]) if row else 0) + 1
-        pause = min(RETRY_CAP_SECONDS, limits.verify_retry_seconds * 2 ** (attempt - 1))
+        pause = _pause(limits, attempt)
         if row is None:
             tx.run("INSERT INTO bundle_attempts (bundle_id, attempts, next_try) VALUES (?, ?, ?)",
                    (bundle_id, attempt, time.time() + pause))
@@ -135,6 +136,11 @@ def _begin_attempt(state: State, bundle_id: str) -> Tuple[int, str]:
             tx.run("UPDATE bundle_attempts SET attempts = ?, next_try = ? WHERE bundle_id = ?",
                    (attempt, time.time() + pause, bundle_id))
     return attempt, (row["last_error"] if row else None) or "the process ended mid-way"
+
+
+def _pause(limits: Limits, attempt: int) -> float:
+    """Seconds before the attempt after `attempt` may start: doubling, capped."""
+    return min(RETRY_CAP_SECONDS, limits.verify_retry_seconds * 2 ** (attempt - 1))
 
 
 def _attempt_failed(state: State, bundle_id: str, exc: BaseException) -> None:

@@ -35,10 +35,13 @@ FAILED = "failed"
 HEADLINE_COUNT = 5
 
 
+#: A stored report row, as `get` reads it and `_render` writes it.
+_ROW = ("bundle_id", "state", "headline", "report_json", "html_key", "error", "rendered")
+
+
 def get(tx: Tx, bundle_id: str) -> Optional[Dict[str, Any]]:
     """The stored report row of a bundle, or None when none was rendered yet."""
-    return tx.one("SELECT bundle_id, state, headline, report_json, html_key, error, rendered"
-                  " FROM reports WHERE bundle_id = ?", (bundle_id,))
+    return tx.one(f"SELECT {', '.join(_ROW)} FROM reports WHERE bundle_id = ?", (bundle_id,))
 
 
 def headline(row: Optional[Dict[str, Any]]) -> Optional[List[Dict[str, Any]]]:
@@ -139,14 +142,13 @@ def _render(state: State, bundle_id: str, only_missing: bool = False) -> Dict[st
         values = (FAILED, None, None, None, error)
     rendered = time.time()
     with state.db.tx() as tx:
-        tx.put("INSERT INTO reports (bundle_id, state, headline, report_json, html_key, error, rendered)"
+        tx.put(f"INSERT INTO reports ({', '.join(_ROW)})"
                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bundle_id) DO UPDATE SET state = excluded.state,"
                " headline = excluded.headline, report_json = excluded.report_json,"
                " html_key = excluded.html_key, error = excluded.error, rendered = excluded.rendered",
                (bundle_id, *values, rendered))
     log.info("report of %s: %s in %.2f s", bundle_id, values[0], time.monotonic() - started)
-    return dict(zip(("bundle_id", "state", "headline", "report_json", "html_key", "error", "rendered"),
-                    (bundle_id, *values, rendered)))
+    return dict(zip(_ROW, (bundle_id, *values, rendered)))
 
 
 def render_quietly(state: State, bundle_id: str) -> None:

@@ -22,7 +22,7 @@ from server.auth import Principal
 from server.config import Limits
 from server.intake import bundles
 from server.storage import audit
-from server.storage.state import LEASE_SECONDS, State
+from server.storage.state import State
 
 log = logging.getLogger("mydiag.server")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -168,8 +168,7 @@ def begin_patch(state: State, ticket_id: str, upload_id: str, offset: int,
                        {"Upload-Offset": str(row["received"])})
     if body_length is not None and offset + body_length > row["length"]:
         raise TusError(400, f"{body_length} bytes at offset {offset} run past Upload-Length {row['length']}")
-    if not _take_free(state, upload_id, offset) and \
-            not state.claim("uploads", upload_id, "state = 'receiving' AND received = ?", (offset,)):
+    if not state.claim("uploads", upload_id, "state = 'receiving' AND received = ?", (offset,)):
         again = get(state, ticket_id, upload_id)
         if again["received"] != offset or again["state"] != "receiving":
             raise TusError(409, f"the upload is at offset {again['received']}, not {offset}",
@@ -187,16 +186,6 @@ def begin_patch(state: State, ticket_id: str, upload_id: str, offset: int,
                    " WHERE id = ? AND lease_owner = ?", (kept, upload_id, state.owner))
         raise TusError(409, f"the upload is at offset {kept}, not {offset}", {"Upload-Offset": str(kept)})
     return row
-
-
-def _take_free(state: State, upload_id: str, offset: int) -> bool:
-    """The lease of an upload nobody holds (or whose lease ran out), in one statement: the
-    common case of `state.claim`, without its read and transaction round trips."""
-    now = time.time()
-    return state.db.once(
-        "UPDATE uploads SET lease_owner = ?, lease_until = ? WHERE id = ? AND state = 'receiving'"
-        " AND received = ? AND (lease_owner IS NULL OR lease_until < ?)",
-        (state.owner, now + LEASE_SECONDS, upload_id, offset, now)) == 1
 
 
 def end_patch(state: State, row: Dict[str, Any], offset: int, written: int,

@@ -85,11 +85,11 @@ class State:
         """Take the lease on one row of `uploads` or `bundles` if it is free (and `where` holds)."""
         owner_col, until_col = _LEASE_COLUMNS[table]
         now = time.time()
-        # Most claims find the row free: one autocommitted statement takes it. Only a row
-        # that is held (to be taken over if its lease lapsed or its owner died) needs a look.
+        # Most claims find the row free or its lease lapsed: one autocommitted statement takes
+        # it. Only a row held by a live lease (to be taken over if its owner died) needs a look.
         if self.db.once(f"UPDATE {table} SET {owner_col} = ?, {until_col} = ? "
-                        f"WHERE id = ? AND {where} AND {owner_col} IS NULL",
-                        (self.owner, now + LEASE_SECONDS, key, *params)) == 1:
+                        f"WHERE id = ? AND {where} AND ({owner_col} IS NULL OR {until_col} < ?)",
+                        (self.owner, now + LEASE_SECONDS, key, *params, now)) == 1:
             return True
         with self.db.tx() as tx:
             row = tx.one(f"SELECT {owner_col} AS owner, {until_col} AS until FROM {table} "

@@ -339,13 +339,18 @@ def test_server_cli_errors_are_one_line(tmp_path):
     assert os.stat(tmp_path / "d" / "identity.txt").st_mode & 0o077 == 0
 
 
+def _noise(path: Path, mib: int) -> Path:
+    """`mib` MiB of random bytes: past EARLY_HASH, so the agent hashes alongside the chunks."""
+    with open(path, "wb") as out:
+        for _ in range(mib):
+            out.write(os.urandom(1 << 20))
+    return path
+
+
 def test_a_large_duplicate_stops_once_its_hash_is_known(support, tmp_path):
     """Past 64 MiB the agent hashes alongside the first chunks; then it stops a duplicate."""
     ticket = support.ticket()
-    noise = tmp_path / "noise.tar.zst"
-    with open(noise, "wb") as out:
-        for _ in range(66):
-            out.write(os.urandom(1 << 20))
+    noise = _noise(tmp_path / "noise.tar.zst", 66)
     first, one = upload(support, ticket, noise, "--keep", home=tmp_path / "h")
     second, two = upload(support, ticket, noise, "--keep", home=tmp_path / "h")
     assert first.returncode == 16 and second.returncode == 16, second.stderr
@@ -360,10 +365,7 @@ def test_a_slow_hash_holds_the_upload_at_early_hash_bytes(support, tmp_path, mon
     from agent.remote.transport import Client
 
     ticket = support.ticket()
-    noise = tmp_path / "noise.tar.zst"
-    with open(noise, "wb") as out:
-        for _ in range(66):
-            out.write(os.urandom(1 << 20))
+    noise = _noise(tmp_path / "noise.tar.zst", 66)
     client = Client(support.url, ticket["upload_token"])
     one = upload_module.upload_file(noise, client, ticket["id"], remove=False)
     assert one.sent == one.size and not one.duplicate

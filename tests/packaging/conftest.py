@@ -71,8 +71,9 @@ def dist_pyz(tmp_path_factory) -> Tuple[Path, Path]:
         return _build_pyz(tmp_path_factory.mktemp("pyz"))
     import fcntl
 
-    folder = tmp_path_factory.getbasetemp().parent / f"pyz-{run}"
-    with open(tmp_path_factory.getbasetemp().parent / f"pyz-{run}.lock", "w") as lock:
+    shared = tmp_path_factory.getbasetemp().parent  # the run's, above each worker's own
+    folder = shared / f"pyz-{run}"
+    with open(shared / f"pyz-{run}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (folder / "built").is_file():
             shutil.rmtree(folder, ignore_errors=True)
